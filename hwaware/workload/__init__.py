@@ -1,0 +1,6 @@
+"""Workload records: layer shapes in the paper's letters and measured sparsity."""
+
+from .layer import Layer
+from .workload import UnmodeledOp, Workload, as_workload
+
+__all__ = ["Layer", "UnmodeledOp", "Workload", "as_workload"]
