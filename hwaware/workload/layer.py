@@ -55,6 +55,9 @@ class Layer:
     weight_bits: int = 16
     act_bits: int = 16
     op: str = ""  # the torch op that produced the record (Conv2d, Linear, ...), informational
+    # RLC-coded size / raw size of the (padded) input fmap, measured with the chip's codec on real
+    # activations by the profiler; 0 = not measured (the model then uses ifmap_zeros)
+    ifmap_rlc: float = 0.0
 
     SHAPE_KEYS: ClassVar[tuple[str, ...]] = ("N", "M", "C", "H", "W", "R", "S")
 
@@ -79,6 +82,9 @@ class Layer:
             if not 0.0 <= v <= 1.0:
                 raise HwawareError(f"{where}: '{k}' is a fraction in [0, 1], got {v}")
             object.__setattr__(self, k, v)
+        if not 0.0 <= float(self.ifmap_rlc) <= 2.0:
+            raise HwawareError(f"{where}: 'ifmap_rlc' is a size ratio in [0, 2], got {self.ifmap_rlc}")
+        object.__setattr__(self, "ifmap_rlc", float(self.ifmap_rlc))
         for k in ("weight_bits", "act_bits"):
             if not 1 <= getattr(self, k) <= 32:
                 raise HwawareError(f"{where}: '{k}' must be within 1..32, got {getattr(self, k)}")
@@ -169,13 +175,15 @@ class Layer:
         d["weight_bits"], d["act_bits"] = self.weight_bits, self.act_bits
         if self.op:
             d["op"] = self.op
+        if self.ifmap_rlc:
+            d["ifmap_rlc"] = round(self.ifmap_rlc, 6)
         d["macs"], d["weights"] = self.macs, self.weights
         return d
 
     REQUIRED_KEYS: ClassVar[tuple[str, ...]] = ("name", "N", "M", "C", "H", "W", "R", "S")
     OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = (
         "U", "groups", "padding", "ifmap_zeros", "weight_zeros", "ofmap_zeros", "kind",
-        "weight_bits", "act_bits", "op",
+        "weight_bits", "act_bits", "op", "ifmap_rlc",
     )
     # Keys written by to_dict() that are derived; accepted on read and checked for consistency.
     DERIVED_KEYS: ClassVar[tuple[str, ...]] = ("E", "F", "macs", "weights")
@@ -207,7 +215,7 @@ class Layer:
             kw["U"], kw["U_h"] = _pair_int(d["U"], "U", loc)
         if "padding" in d:
             kw["padding"], kw["padding_w"] = _pair_int(d["padding"], "padding", loc)
-        for k in ("ifmap_zeros", "weight_zeros", "ofmap_zeros"):
+        for k in ("ifmap_zeros", "weight_zeros", "ofmap_zeros", "ifmap_rlc"):
             if k in d:
                 try:
                     kw[k] = float(d[k])

@@ -1,0 +1,71 @@
+"""``hwaware score``: energy, DRAM traffic, latency and power of a network on the Eyeriss model.
+
+    hwaware score models/alexnet.py --batch 4
+    hwaware score torchvision:resnet50 --objective latency --json resnet50_score.json
+    hwaware score models/small_cnn.py --data builtin:shapes --batches 2
+    hwaware score workload.yaml --hardware my_chip.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import HwawareError
+
+HELP = "score a model or workload on the embedded Eyeriss model (energy, DRAM, latency, power)"
+
+
+def register(subparsers: Any) -> None:
+    from ..eyeriss import OBJECTIVES, PRESETS
+
+    p = subparsers.add_parser("score", help=HELP, description=HELP + ".",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("target", metavar="TARGET",
+                   help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a workload file")
+    p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE",
+                   help=f"hardware preset ({', '.join(PRESETS)}) or a YAML hardware file (default eyeriss_v1)")
+    p.add_argument("--batch", type=int, metavar="N", help="batch size N for every layer (default: as profiled)")
+    p.add_argument("--objective", default="energy", choices=OBJECTIVES,
+                   help="what the mapper minimizes per layer (default energy)")
+    p.add_argument("--tolerance", type=float, metavar="FRAC",
+                   help="near-optimality slack of the mapper (default 0.02; 0 = strict optimum)")
+    p.add_argument("--input-size", metavar="SIZE", help="random input NxCxHxW for a model (default: its INPUT_SIZE)")
+    p.add_argument("--data", metavar="REF", help="profile on real data: builtin:shapes, cifar10:PATH, imagefolder:PATH")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="loader batch size with --data (default 16)")
+    p.add_argument("--batches", type=int, metavar="K", help="batches to profile (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    p.add_argument("--strict", action="store_true", help="fail on a layer the hardware cannot run (default: list it)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eyeriss import Scorer
+    from ..eyeriss.mapper import DEFAULT_TOLERANCE
+    from ..modelref import is_workload_file
+    from ..workload import Workload
+    from .profile import _profile_model
+
+    if args.batch is not None and args.batch < 1:
+        raise HwawareError(f"--batch must be a positive integer, got {args.batch}")
+    tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    scorer = Scorer(args.hardware, args.objective, tolerance=tol)
+    if is_workload_file(args.target):
+        if args.input_size or args.data:
+            raise HwawareError(f"--input-size/--data apply to a model; '{args.target}' is a workload file")
+        wl = Workload.load(args.target)
+        source = f"workload file {args.target}"
+    else:
+        wl, source = _profile_model(args)
+    report = scorer.score(wl, batch=args.batch, on_unsupported="raise" if args.strict else "report")
+    print(source)
+    print(report.table())
+    if args.json:
+        from .._io import write_json
+
+        d = report.to_dict()
+        d["source"] = args.target
+        write_json(args.json, d)
+        print(f"\nwrote {args.json}")
+    return 0

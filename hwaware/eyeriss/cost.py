@@ -1,0 +1,162 @@
+"""Access counts, energy and cycles of a row-stationary mapping (pure, NumPy-vectorized).
+
+One function, :func:`evaluate`, is used both by the mapper (over arrays of candidate mappings) and
+by the report (one mapping), so what is searched and what is reported cannot disagree.
+
+Letters follow the JSSC paper. Per group: M filters, C channels; Hp, Wp padded input; the PE set is
+R rows (filter rows) by e columns (ofmap rows), strip-mined into k_e = ceil(E/e) strips. Each PE runs
+p x q 1-D primitives (p filters, q channels) on n images; r x t sets share the array (r channels,
+t filters); m ofmap channels are kept in the GLB.
+
+Counts, in 16-bit words (scaled by bits/16 for narrower data), over the whole layer:
+
+===========  =================================  ===============================  ==========================
+level        ifmap                              filter                           psum / ofmap
+===========  =================================  ===============================  ==========================
+DRAM         #if*h*ceil(M/m)*rlc_if             #w*ceil(N/n)*k_e*c_w             #of*rlc_of (writes)
+GLB          #if*h*(ceil(M/m) + ceil(M/pt))     0 (own 8 kB filter buffer)       2*#of*ceil(C/qr)
+array        #if*ceil(M/p)*R*E/Hp               #w*ceil(N/n)*E                   #of*(ceil(C/q)*R - ceil(C/qr))
+RF           MACs                               MACs*(1-z_if) (zero gating)      2*#of*(C*R*S - ceil(C/q)*R)
+===========  =================================  ===============================  ==========================
+
+#if = G*N*C*Hp*Wp, #w = G*M*C*R*S, #of = G*N*M*E*F; h = rows read / Hp, with U*(E-k_e) + R*k_e rows
+read per channel over all strips (the halo re-read between strips). GLB ifmap counts the fill from
+DRAM plus one read per filter-pass; GLB psum counts every pass's write and read-back, the final
+write and the read-out to DRAM. These are the ISCA 2016 formulas (NOTES.md) with exact strip and
+pass counts; MACs are gated by zero ifmaps and (CVPR 2017 model) zero weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hardware import Hardware
+
+LEVELS = ("DRAM", "GLB", "array", "RF")
+TYPES = ("ifmap", "filter", "psum")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A layer as the cost model sees it: per-group shape, statistics and compression ratios."""
+
+    G: int
+    N: int
+    M: int  # filters per group
+    C: int  # channels per group
+    Hp: int
+    Wp: int
+    R: int
+    S: int
+    E: int
+    F: int
+    U: int
+    ifmap_zeros: float
+    weight_zeros: float
+    rlc_if: float  # DRAM words of the (compressed) ifmap / raw words; 1.0 when not compressed
+    rlc_of: float
+    rlc_w: float
+    ifmap_scale: float  # act_bits / 16
+    weight_scale: float  # weight_bits / 16
+    mac_scale: float  # (weight_bits * act_bits) / 256
+    macs: int  # real MACs of the original layer (before any R-split padding)
+
+    @property
+    def n_if(self) -> int:
+        return self.G * self.N * self.C * self.Hp * self.Wp
+
+    @property
+    def n_w(self) -> int:
+        return self.G * self.M * self.C * self.R * self.S
+
+    @property
+    def n_of(self) -> int:
+        return self.G * self.N * self.M * self.E * self.F
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def evaluate(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarray]:
+    """Counts, energy and cycles for mapping arrays (broadcastable ints). Returns arrays.
+
+    Keys: ``acc_<level>_<type>`` (words), ``energy_<level>`` and ``energy_MAC`` (normalized),
+    ``energy`` (total), ``passes``, ``cycles`` (processing, incl. DRAM bound), ``stall_cycles``
+    (non-overlapped ifmap load / ofmap dump), ``active_pes``.
+    """
+    e, n, p, q, r, t, m = (np.asarray(x, dtype=np.int64) for x in (e, n, p, q, r, t, m))
+    G, N, M, C, Hp, Wp, R, S, E, F, U = pb.G, pb.N, pb.M, pb.C, pb.Hp, pb.Wp, pb.R, pb.S, pb.E, pb.F, pb.U
+    n_if, n_w, n_of = float(pb.n_if), float(pb.n_w), float(pb.n_of)
+    macs = float(pb.macs)
+
+    k_e = _ceil(E, e)  # strips
+    rows_read = U * (E - k_e) + R * k_e  # ifmap rows read per channel over all strips
+    halo = rows_read / Hp
+    h_strip = U * (e - 1) + R  # ifmap rows a strip needs
+    m_passes = _ceil(M, m)
+    pt_passes = _ceil(M, p * t)
+    c_passes = _ceil(C, q * r)
+    n_passes = _ceil(N, n)
+
+    out: dict[str, np.ndarray] = {}
+    si, sw = pb.ifmap_scale, pb.weight_scale
+    # DRAM
+    out["acc_DRAM_ifmap"] = n_if * halo * m_passes * pb.rlc_if * si
+    out["acc_DRAM_filter"] = n_w * n_passes * k_e * pb.rlc_w * sw
+    out["acc_DRAM_psum"] = np.broadcast_to(np.float64(n_of * pb.rlc_of * si), e.shape).astype(np.float64)
+    # GLB (filters bypass it through the separate filter buffer)
+    out["acc_GLB_ifmap"] = n_if * halo * (m_passes + pt_passes) * si
+    out["acc_GLB_filter"] = np.zeros(np.broadcast(e, n, p, q, r, t, m).shape)
+    out["acc_GLB_psum"] = 2.0 * n_of * c_passes
+    # array (inter-PE NoC deliveries counted per receiving PE)
+    out["acc_array_ifmap"] = n_if * _ceil(M, p) * (R * E / Hp) * si
+    out["acc_array_filter"] = n_w * n_passes * E * sw
+    out["acc_array_psum"] = n_of * (_ceil(C, q) * R - c_passes)
+    # RF (spads)
+    gate_if = (1.0 - pb.ifmap_zeros) if hw.gate_zero_ifmap else 1.0
+    gate_w = (1.0 - pb.weight_zeros) if hw.gate_zero_weights else 1.0
+    out["acc_RF_ifmap"] = np.broadcast_to(np.float64(macs * si), e.shape).astype(np.float64)
+    out["acc_RF_filter"] = np.broadcast_to(np.float64(macs * gate_if * sw), e.shape).astype(np.float64)
+    out["acc_RF_psum"] = 2.0 * n_of * np.maximum(C * R * S - _ceil(C, q) * R, 0)
+
+    shape = np.broadcast(*(out[k] for k in out)).shape
+    costs = hw.energy_costs()
+    total = np.zeros(shape)
+    for level in LEVELS:
+        lv = sum(np.broadcast_to(out[f"acc_{level}_{ty}"], shape) for ty in TYPES) * costs[level]
+        out[f"energy_{level}"] = lv
+        total = total + lv
+    mac_energy = macs * gate_if * gate_w * pb.mac_scale * costs["MAC"]
+    out["energy_MAC"] = np.broadcast_to(np.float64(mac_energy), shape).astype(np.float64)
+    out["energy"] = total + mac_energy
+
+    # --- cycles (Eyexam-style: compute, then NoC bandwidth, then DRAM bandwidth) -------------
+    passes = G * n_passes * k_e * pt_passes * c_passes
+    compute = n * p * q * F * S  # MACs per PE per pass
+    filt_words = p * t * q * r * R * S  # unique filter words a pass loads
+    ifmap_words = n * q * r * h_strip * Wp  # ifmap words a pass streams (multicast)
+    psum_words = n * p * t * e * F  # psums a pass reads back and writes out
+    filt_cyc = _ceil(filt_words, hw.filter_bus_words)
+    busy = np.maximum.reduce([
+        np.broadcast_to(compute, shape),
+        np.broadcast_to(_ceil(ifmap_words, hw.ifmap_bus_words), shape),
+        np.broadcast_to(_ceil(psum_words, hw.psum_bus_words), shape),
+        np.broadcast_to(filt_cyc, shape),
+    ])
+    # ramp-up of a pass: filters into the spads, then the first q*S-wide ifmap window of every row
+    ramp = filt_cyc + _ceil(q * r * h_strip * S, hw.ifmap_bus_words)
+    cycles = passes * (busy + ramp)
+    bw = hw.dram_words_per_cycle
+    # filters stream from DRAM during processing (prefetched into the filter buffer): a bound
+    cycles = np.maximum(cycles, out["acc_DRAM_filter"] / bw)
+    out["passes"] = np.broadcast_to(passes, shape)
+    out["cycles"] = cycles.astype(np.float64)
+    # the chip does not compute while it loads ifmaps from DRAM or dumps ofmaps (JSSC Sec. VI-A)
+    out["stall_cycles"] = (np.broadcast_to(out["acc_DRAM_ifmap"], shape) + out["acc_DRAM_psum"]) / bw
+    out["active_pes"] = np.broadcast_to(R * e * r * t, shape)
+    out["busy_cycles_per_pass"] = busy
+    out["ramp_cycles_per_pass"] = np.broadcast_to(ramp, shape)
+    return out

@@ -1,0 +1,365 @@
+"""Score a workload on the Eyeriss model: ``hwaware.score(workload_or_model, hardware=...)``.
+
+Units: energy is normalized to one 16-bit MAC (DRAM access = 200); ``energy_J`` multiplies by the
+hardware's ``unit_pJ``. Access counts are 16-bit words; ``dram_MB``/``glb_MB`` are MB (1e6 bytes) of
+16-bit words moved, as in JSSC Table V. Latencies are per batch of N frames.
+
+Rules for data statistics (documented in docs/eyeriss_model.md):
+- ifmaps in DRAM are run-length coded (JSSC Fig. 8) except the network's first input; the coded size
+  is exact when the profiler measured it on real activations (``Layer.ifmap_rlc``), else the exact
+  expectation for independent zeros at the layer's ``ifmap_zeros``;
+- the ofmap a layer writes is coded at the sparsity the next layer reads (its ``ifmap_zeros``: the
+  chip's ReLU module runs on the way out); the last layer uses its own ``ofmap_zeros``, or when that is
+  zero its ``ifmap_zeros``;
+- sparse weights are coded the same way when ``compress_weights`` (never larger than raw).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..errors import HwawareError, UnsupportedLayerError
+from ..workload import Layer, Workload, as_workload
+from .cost import LEVELS, TYPES, evaluate
+from .hardware import Hardware, resolve_hardware
+from .mapper import DEFAULT_TOLERANCE, OBJECTIVES, Mapping, check_native, make_problem, search
+
+# MB of 16-bit words: accesses x 2 bytes / 1e6 (JSSC Table V)
+_MB = 2.0 / 1e6
+
+
+@lru_cache(maxsize=65536)
+def rlc_ratio(n_values: int, zero_fraction: float) -> float:
+    """Expected RLC size / raw size in 16-bit words for i.i.d. zeros (a 64-bit word = 4 words).
+
+    E[pairs] = n(1-z)(1 + z^32/(1-z^32)) + z (one literal-zero pair per 32 zeros, plus the trailing
+    run) and E[words] ~ (E[pairs] + 1)/3; within 1.5% of the exact expectation
+    (``hwaware.fixedpoint.rlc.expected_words``, a Markov-chain computation too slow for the mapper's
+    inner loop) for streams of 1000+ values, and tested against it. Dense data grows by 4/3: three
+    16-bit values per 64-bit word.
+    """
+    if n_values <= 0:
+        return 1.0
+    z = min(max(float(zero_fraction), 0.0), 1.0)
+    z32 = z**32
+    if z32 < 1.0:
+        pairs = n_values * (1.0 - z) * (1.0 + z32 / (1.0 - z32)) + z
+    else:
+        pairs = n_values / 32.0 + 1.0
+    words = (pairs + 1.0) / 3.0
+    return 4.0 * words / n_values
+
+
+@dataclass(frozen=True)
+class LayerScore:
+    """The score of one layer (or, for ``ScoreReport.total``, the sums over layers)."""
+
+    name: str
+    layer: Layer | None
+    mapping: Mapping | None
+    active_pes: int
+    macs: int
+    nonzero_macs: float
+    accesses: dict[str, dict[str, float]]
+    energy: dict[str, float]
+    energy_by_type: dict[str, float]
+    energy_total: float
+    dram_MB: float
+    glb_MB: float
+    processing_latency_ms: float
+    total_latency_ms: float
+    power_mW: float
+    energy_J: float
+    passes: int = 0
+    note: str = ""
+
+    @property
+    def energy_onchip(self) -> float:
+        return self.energy_total - self.energy["DRAM"]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name}
+        if self.layer is not None:
+            lay = self.layer
+            d["shape"] = {"N": lay.N, "M": lay.M, "C": lay.C, "H": lay.H, "W": lay.W, "R": lay.R, "S": lay.S,
+                          "E": lay.E, "F": lay.F, "U": lay.U if lay.U == lay.U_h else [lay.U, lay.U_h],
+                          "groups": lay.groups, "padding": lay.padding}
+            d["kind"] = lay.kind
+            d["ifmap_zeros"] = lay.ifmap_zeros
+            d["weight_zeros"] = lay.weight_zeros
+        d["macs"] = self.macs
+        d["nonzero_macs"] = self.nonzero_macs
+        if self.mapping is not None:
+            d["mapping"] = self.mapping.as_dict()
+        d["active_pes"] = self.active_pes
+        d["passes"] = self.passes
+        d["accesses"] = {lv: dict(self.accesses[lv]) for lv in LEVELS}
+        d["energy"] = dict(self.energy)
+        d["energy_by_type"] = dict(self.energy_by_type)
+        d["energy_total"] = self.energy_total
+        d["energy_J"] = self.energy_J
+        d["dram_MB"] = self.dram_MB
+        d["glb_MB"] = self.glb_MB
+        d["processing_latency_ms"] = self.processing_latency_ms
+        d["total_latency_ms"] = self.total_latency_ms
+        d["power_mW"] = self.power_mW
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass(frozen=True)
+class Unscored:
+    """A layer the model cannot run (reported with its share of MACs, never dropped)."""
+
+    name: str
+    macs: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "macs": self.macs, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    hardware: Hardware
+    objective: str
+    layers: tuple[LayerScore, ...]
+    total: LayerScore
+    unscored: tuple[Unscored, ...] = ()
+    unmodeled: tuple[Any, ...] = ()  # UnmodeledOp from the profiler
+    batch: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: int | str) -> LayerScore:
+        if isinstance(key, str):
+            for ls in self.layers:
+                if ls.name == key:
+                    return ls
+            raise KeyError(key)
+        return self.layers[key]
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.batch / (self.total.total_latency_ms / 1e3) if self.total.total_latency_ms else float("inf")
+
+    @property
+    def gmacs(self) -> float:
+        """Throughput in GMAC/s over the processing latency."""
+        t = self.total.processing_latency_ms / 1e3
+        return self.total.macs / t / 1e9 if t else float("inf")
+
+    @property
+    def pe_utilization(self) -> float:
+        """MACs / (PEs x processing cycles): Eyexam's overall PE utilization."""
+        cycles = self.total.processing_latency_ms / 1e3 * self.hardware.core_MHz * 1e6
+        return self.total.macs / (self.hardware.num_pes * cycles) if cycles else 0.0
+
+    def unscored_share(self) -> float:
+        extra = sum(u.macs for u in self.unscored) + sum(getattr(u, "macs", 0) for u in self.unmodeled)
+        total = self.total.macs + extra
+        return extra / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        tot = self.total.to_dict()
+        tot.pop("name", None)
+        tot.update({
+            "frames_per_s": self.frames_per_s,
+            "GMACS": self.gmacs,
+            "pe_utilization": self.pe_utilization,
+        })
+        return {
+            "hardware": self.hardware.name,
+            "objective": self.objective,
+            "batch": self.batch,
+            "units": {
+                "energy": "normalized to one 16-bit MAC (DRAM access = 200)",
+                "energy_J": f"joules at {self.hardware.unit_pJ:g} pJ per normalized unit",
+                "accesses": "16-bit words",
+                "dram_MB": "MB (1e6 bytes) of 16-bit words moved, fmaps RLC-compressed",
+                "latency": "ms per batch",
+                "power_mW": "chip power, DRAM excluded",
+            },
+            "layers": [ls.to_dict() for ls in self.layers],
+            "total": tot,
+            "unscored": [u.to_dict() for u in self.unscored],
+            "unmodeled": [u.to_dict() for u in self.unmodeled],
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+    def table(self) -> str:
+        from .table import format_report
+
+        return format_report(self)
+
+
+class Scorer:
+    """Scores workloads on one hardware/objective; caches mappings and results by layer shape.
+
+    >>> sc = Scorer("eyeriss_v1")
+    >>> rep = sc.score(workload)          # cold: maps every distinct shape
+    >>> rep = sc.score(workload2)         # warm: only changed layers are remapped
+    """
+
+    def __init__(self, hardware: Hardware | str | None = "eyeriss_v1", objective: str = "energy",
+                 tolerance: float = DEFAULT_TOLERANCE) -> None:
+        if objective not in OBJECTIVES:
+            raise HwawareError(f"unknown objective '{objective}'; allowed: {', '.join(OBJECTIVES)}")
+        if not 0.0 <= float(tolerance) < 1.0:
+            raise HwawareError(f"tolerance is a relative slack in [0, 1), got {tolerance}")
+        self.tolerance = float(tolerance)
+        self.hardware = resolve_hardware(hardware)
+        self.objective = objective
+        self._mapping_cache: dict[tuple[Any, ...], Mapping] = {}
+        self._score_cache: dict[tuple[Any, ...], LayerScore] = {}
+
+    # -- per layer ----------------------------------------------------------------------------
+    def _ratios(self, layer: Layer, first: bool, next_zeros: float | None) -> tuple[float, float, float]:
+        hw = self.hardware
+        if not hw.rlc_fmaps or (first and not hw.rlc_first_input):
+            rlc_if = 1.0
+        elif layer.ifmap_rlc > 0:
+            rlc_if = layer.ifmap_rlc
+        else:
+            rlc_if = rlc_ratio(layer.Hp * layer.Wp, layer.ifmap_zeros)
+        if hw.rlc_fmaps:
+            z_of = next_zeros if next_zeros is not None else (layer.ofmap_zeros or layer.ifmap_zeros)
+            rlc_of = rlc_ratio(layer.E * layer.F, z_of)
+        else:
+            rlc_of = 1.0
+        rlc_w = min(1.0, rlc_ratio(layer.C * layer.R * layer.S, layer.weight_zeros)) if hw.compress_weights else 1.0
+        return rlc_if, rlc_of, rlc_w
+
+    def score_layer(self, layer: Layer, *, first: bool = False, next_zeros: float | None = None) -> LayerScore:
+        rlc_if, rlc_of, rlc_w = self._ratios(layer, first, next_zeros)
+        key = (layer, round(rlc_if, 9), round(rlc_of, 9), round(rlc_w, 9))
+        hit = self._score_cache.get(key)
+        if hit is not None:
+            return hit
+        hw = self.hardware
+        pb = make_problem(layer, hw, rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
+        # the mapping depends on statistics only weakly; key it on shape + rounded statistics
+        mkey = (layer.shape_key(), layer.weight_bits, layer.act_bits, round(layer.ifmap_zeros, 3),
+                round(layer.weight_zeros, 3), round(rlc_if, 3), round(rlc_of, 3), round(rlc_w, 3))
+        mapping = self._mapping_cache.get(mkey)
+        if mapping is None:
+            mapping = search(pb, hw, self.objective, self.tolerance)
+            self._mapping_cache[mkey] = mapping
+        res = evaluate(pb, hw, *(np.array([getattr(mapping, k)]) for k in ("e", "n", "p", "q", "r", "t", "m")))
+        ls = _layer_score(layer, mapping, res, hw, note=check_native(layer, hw).note)
+        self._score_cache[key] = ls
+        return ls
+
+    # -- workload -----------------------------------------------------------------------------
+    def score(self, workload: Workload | Sequence[Layer] | str, *, batch: int | None = None,
+              on_unsupported: str = "report") -> ScoreReport:
+        """Score every layer. Layers the hardware cannot run are listed in ``unscored`` with their
+        MACs (``on_unsupported="report"``, the default) or raise (``"raise"``)."""
+        if on_unsupported not in ("report", "raise"):
+            raise HwawareError("on_unsupported must be 'report' or 'raise'")
+        wl = as_workload(workload)
+        if batch is not None:
+            if int(batch) <= 0:
+                raise HwawareError(f"batch must be positive, got {batch}")
+            wl = wl.with_batch(int(batch))
+        scores: list[LayerScore] = []
+        unscored: list[Unscored] = []
+        layers = wl.layers
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1].ifmap_zeros if i + 1 < len(layers) else None
+            try:
+                scores.append(self.score_layer(layer, first=(i == 0), next_zeros=nxt))
+            except UnsupportedLayerError as exc:
+                if on_unsupported == "raise":
+                    raise
+                unscored.append(Unscored(layer.name, layer.macs, str(exc)))
+        if not scores:
+            reasons = "; ".join(u.reason for u in unscored[:3])
+            raise UnsupportedLayerError(f"no layer of the workload can be scored on {self.hardware.name}: {reasons}")
+        n = layers[0].N if layers else 1
+        return ScoreReport(self.hardware, self.objective, tuple(scores), _sum_scores(scores, self.hardware),
+                           tuple(unscored), tuple(wl.unmodeled), batch=n)
+
+    def cache_info(self) -> dict[str, int]:
+        return {"mappings": len(self._mapping_cache), "layers": len(self._score_cache)}
+
+
+def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw: Hardware, note: str) -> LayerScore:
+    def v(key: str) -> float:
+        return float(np.asarray(res[key]).ravel()[0])
+
+    accesses = {lv: {ty: v(f"acc_{lv}_{ty}") for ty in TYPES} for lv in LEVELS}
+    costs = hw.energy_costs()
+    energy = {lv: v(f"energy_{lv}") for lv in LEVELS}
+    energy["MAC"] = v("energy_MAC")
+    by_type = {ty: sum(accesses[lv][ty] * costs[lv] for lv in LEVELS) for ty in TYPES}
+    by_type["MAC"] = energy["MAC"]
+    total = v("energy")
+    hz = hw.core_MHz * 1e6
+    proc_ms = v("cycles") / hz * 1e3
+    tot_ms = proc_ms + v("stall_cycles") / hz * 1e3
+    onchip = total - energy["DRAM"]
+    power = onchip * hw.unit_pJ * 1e-12 / (tot_ms * 1e-3) * 1e3 if tot_ms > 0 else 0.0
+    return LayerScore(
+        name=layer.name, layer=layer, mapping=mapping, active_pes=int(v("active_pes")), macs=layer.macs,
+        nonzero_macs=layer.nonzero_macs, accesses=accesses, energy=energy, energy_by_type=by_type,
+        energy_total=total, dram_MB=sum(accesses["DRAM"].values()) * _MB,
+        glb_MB=sum(accesses["GLB"].values()) * _MB, processing_latency_ms=proc_ms, total_latency_ms=tot_ms,
+        power_mW=power, energy_J=total * hw.unit_pJ * 1e-12, passes=int(v("passes")), note=note,
+    )
+
+
+def _sum_scores(scores: Sequence[LayerScore], hw: Hardware) -> LayerScore:
+    acc = {lv: {ty: sum(s.accesses[lv][ty] for s in scores) for ty in TYPES} for lv in LEVELS}
+    energy = {k: sum(s.energy[k] for s in scores) for k in (*LEVELS, "MAC")}
+    by_type = {k: sum(s.energy_by_type[k] for s in scores) for k in (*TYPES, "MAC")}
+    total = sum(s.energy_total for s in scores)
+    tot_ms = sum(s.total_latency_ms for s in scores)
+    onchip = total - energy["DRAM"]
+    power = onchip * hw.unit_pJ * 1e-12 / (tot_ms * 1e-3) * 1e3 if tot_ms > 0 else 0.0
+    macs = sum(s.macs for s in scores)
+    # MAC-weighted average of active PEs (the chip's Table V "Total" row reports 148 this way)
+    pes = round(sum(s.active_pes * s.macs for s in scores) / macs) if macs else 0
+    return LayerScore(
+        name="total", layer=None, mapping=None, active_pes=int(pes), macs=macs,
+        nonzero_macs=sum(s.nonzero_macs for s in scores), accesses=acc, energy=energy, energy_by_type=by_type,
+        energy_total=total, dram_MB=sum(s.dram_MB for s in scores), glb_MB=sum(s.glb_MB for s in scores),
+        processing_latency_ms=sum(s.processing_latency_ms for s in scores), total_latency_ms=tot_ms,
+        power_mW=power, energy_J=sum(s.energy_J for s in scores), passes=sum(s.passes for s in scores),
+    )
+
+
+def score(target: Any, *, hardware: Hardware | str | None = "eyeriss_v1", objective: str = "energy",
+          batch: int | None = None, data: Any = None, input_size: Sequence[int] | None = None,
+          batches: int | None = None, on_unsupported: str = "report", scorer: Scorer | None = None) -> ScoreReport:
+    """Score a workload, a workload file, or a model (profiled on ``data`` or random input).
+
+    ``hardware``: a preset name (``eyeriss_v1``, ``eyeriss_isca256``), a YAML file, or a Hardware.
+    ``objective``: what the mapper minimizes per layer: ``energy``, ``latency`` or ``edp``.
+    ``batch``: N for every layer (default: the batch the workload was profiled with).
+    """
+    sc = scorer or Scorer(hardware, objective)
+    wl = _to_workload(target, data=data, input_size=input_size, batches=batches)
+    return sc.score(wl, batch=batch, on_unsupported=on_unsupported)
+
+
+def _to_workload(target: Any, *, data: Any, input_size: Sequence[int] | None, batches: int | None) -> Workload:
+    import torch
+
+    if isinstance(target, torch.nn.Module):
+        from ..profiler import profile
+
+        if data is None:
+            if input_size is None:
+                raise HwawareError("scoring a model needs data= (a batch or loader) or input_size=(N, C, H, W)")
+            size = tuple(int(s) for s in input_size)
+            gen = torch.Generator().manual_seed(0)
+            data = torch.randn(size, generator=gen)
+        return profile(target, data, batches=batches)
+    return as_workload(target)
+
