@@ -87,6 +87,13 @@ def evaluate(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.nda
     ``energy`` (total), ``passes``, ``cycles`` (processing, incl. DRAM bound), ``stall_cycles``
     (non-overlapped ifmap load / ofmap dump), ``active_pes``.
     """
+    out = energy(pb, hw, e, n, p, q, r, t, m)
+    out.update(cycles(pb, hw, e, n, p, q, r, t, out))
+    return out
+
+
+def energy(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarray]:
+    """Access counts and normalized energy (the first half of :func:`evaluate`)."""
     e, n, p, q, r, t, m = (np.asarray(x, dtype=np.int64) for x in (e, n, p, q, r, t, m))
     G, N, M, C, Hp, Wp, R, S, E, F, U = pb.G, pb.N, pb.M, pb.C, pb.Hp, pb.Wp, pb.R, pb.S, pb.E, pb.F, pb.U
     n_if, n_w, n_of = float(pb.n_if), float(pb.n_w), float(pb.n_of)
@@ -132,9 +139,22 @@ def evaluate(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.nda
     mac_energy = macs * gate_if * gate_w * pb.mac_scale * costs["MAC"]
     out["energy_MAC"] = np.broadcast_to(np.float64(mac_energy), shape).astype(np.float64)
     out["energy"] = total + mac_energy
+    return out
 
-    # --- cycles (Eyexam-style: compute, then NoC bandwidth, then DRAM bandwidth) -------------
-    passes = G * n_passes * k_e * pt_passes * c_passes
+
+def cycles(pb: Problem, hw: Hardware, e, n, p, q, r, t, acc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Processing cycles, stalls, passes and active PEs (the second half of :func:`evaluate`).
+
+    Eyexam-style bounds: a pass takes the longest of its compute and its NoC deliveries, plus its
+    ramp-up; the layer takes at least its filter DRAM traffic over the DRAM bandwidth.
+    """
+    e, n, p, q, r, t = (np.asarray(x, dtype=np.int64) for x in (e, n, p, q, r, t))
+    G, N, M, C, Wp, R, S, E, F, U = pb.G, pb.N, pb.M, pb.C, pb.Wp, pb.R, pb.S, pb.E, pb.F, pb.U
+    shape = np.broadcast(e, n, p, q, r, t).shape
+    k_e = _ceil(E, e)
+    h_strip = U * (e - 1) + R
+    out: dict[str, np.ndarray] = {}
+    passes = G * _ceil(N, n) * k_e * _ceil(M, p * t) * _ceil(C, q * r)
     compute = n * p * q * F * S  # MACs per PE per pass
     filt_words = p * t * q * r * R * S  # unique filter words a pass loads
     ifmap_words = n * q * r * h_strip * Wp  # ifmap words a pass streams (multicast)
@@ -148,14 +168,14 @@ def evaluate(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.nda
     ])
     # ramp-up of a pass: filters into the spads, then the first q*S-wide ifmap window of every row
     ramp = filt_cyc + _ceil(q * r * h_strip * S, hw.ifmap_bus_words)
-    cycles = passes * (busy + ramp)
+    cyc = passes * (busy + ramp)
     bw = hw.dram_words_per_cycle
     # filters stream from DRAM during processing (prefetched into the filter buffer): a bound
-    cycles = np.maximum(cycles, out["acc_DRAM_filter"] / bw)
+    cyc = np.maximum(cyc, acc["acc_DRAM_filter"] / bw)
     out["passes"] = np.broadcast_to(passes, shape)
-    out["cycles"] = cycles.astype(np.float64)
+    out["cycles"] = np.asarray(cyc, dtype=np.float64)
     # the chip does not compute while it loads ifmaps from DRAM or dumps ofmaps (JSSC Sec. VI-A)
-    out["stall_cycles"] = (np.broadcast_to(out["acc_DRAM_ifmap"], shape) + out["acc_DRAM_psum"]) / bw
+    out["stall_cycles"] = np.broadcast_to(acc["acc_DRAM_ifmap"] + acc["acc_DRAM_psum"], shape) / bw
     out["active_pes"] = np.broadcast_to(R * e * r * t, shape)
     out["busy_cycles_per_pass"] = busy
     out["ramp_cycles_per_pass"] = np.broadcast_to(ramp, shape)

@@ -13,8 +13,9 @@ call; three reductions keep it exhaustive yet small:
 - e only takes the values ceil(E/k): for a given strip count k the smallest e has the same passes,
   reads and compute and uses fewer PEs, buffer and rows, so larger e with the same k are dominated
   (same for n with ceil(N/n)).
-- likewise r only takes the smallest value for each ceil(ceil(C/q)/r) and t for each
-  ceil(ceil(M/p)/t): a larger one with the same pass count streams more data per pass for nothing.
+- likewise p only takes the smallest value for each ceil(M/p) and q for each ceil(C/q), r the
+  smallest for each ceil(ceil(C/q)/r) and t for each ceil(ceil(M/p)/t): a larger value with the same
+  pass count computes or streams more per pass for nothing (ceil(ceil(a/b)/c) = ceil(a/(bc))).
 - m is set in closed form to the largest legal value: m only enters through ceil(M/m) (DRAM ifmap
   refetch, non-increasing in m) and the GLB constraint, so the largest m that fits is optimal.
 Ties on the objective go to lower latency, then to more active PEs (the original code's rule).
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import UnsupportedLayerError
 from ..workload import Layer
-from .cost import Problem, evaluate
+from .cost import Problem, energy, evaluate
 from .hardware import Hardware
 
 OBJECTIVES = ("energy", "latency", "edp")
@@ -126,12 +127,29 @@ def _rt_pairs(max_sets: int) -> tuple[np.ndarray, np.ndarray]:
 
 def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     """All legal (e, n, p, q, r, t, m) after the dominance reductions, as flat int arrays."""
-    # (p, q) pairs within the spads
-    ps, qs = np.meshgrid(np.arange(1, min(hw.spad_psum, pb.M) + 1),
-                         np.arange(1, min(hw.spad_ifmap // pb.S, pb.C) + 1), indexing="ij")
-    ok = ps * qs * pb.S <= hw.spad_filter
-    ps, qs = ps[ok], qs[ok]
-    # (e, r, t) triples: sets that fit the array
+    # p, q: smallest value per pass count (ceil(M/p) drives passes, array reads and compute; a larger
+    # p with the same count only computes more per pass), within the spads
+    pv = _min_tiles(pb.M)
+    pv = pv[pv <= hw.spad_psum]
+    qv = _min_tiles(pb.C)
+    qv = qv[qv <= hw.spad_ifmap // pb.S]
+    if pv.size == 0 or qv.size == 0:
+        return {}
+    P, Q = np.meshgrid(pv, qv, indexing="ij")
+    ok = P * Q * pb.S <= hw.spad_filter
+    ps, qs = P[ok], Q[ok]
+    # lookup tables: r is legal for q iff it is a smallest tile of ceil(C/q); t for p likewise
+    max_sets = (hw.pe_rows // pb.R) * hw.pe_cols
+    r_ok = np.zeros((int(qv.max()) + 1, max_sets + 1), dtype=bool)
+    for q in qv:
+        r = _min_tiles(-(-pb.C // int(q)))
+        r_ok[q, r[(r <= max_sets) & (r * q <= pb.C)]] = True
+    t_ok = np.zeros((int(pv.max()) + 1, max_sets + 1), dtype=bool)
+    for p in pv:
+        t = _min_tiles(-(-pb.M // int(p)))
+        t_ok[p, t[(t <= max_sets) & (t * p <= pb.M)]] = True
+    r_any, t_any = r_ok.any(axis=0), t_ok.any(axis=0)
+    # (e, r, t) triples whose sets fit the array, r and t pre-filtered by the union of legal values
     es, rs, ts = [], [], []
     for e in _min_tiles(pb.E):
         if e <= hw.pe_cols:
@@ -141,31 +159,24 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
         if sets < 1:
             continue
         r, t = _rt_pairs(int(sets))
-        es.append(np.full(r.shape, e))
-        rs.append(r)
-        ts.append(t)
+        keep = r_any[r] & t_any[t]
+        es.append(np.full(int(keep.sum()), e))
+        rs.append(r[keep])
+        ts.append(t[keep])
     if not es:
         return {}
     e, r, t = np.concatenate(es), np.concatenate(rs), np.concatenate(ts)
-    # no more sets than channels/filters can use
-    keep = (r <= pb.C) & (t <= pb.M)
-    e, r, t = e[keep], r[keep], t[keep]
-    # cross (e, r, t) x (p, q)
-    i, j = np.meshgrid(np.arange(e.size), np.arange(ps.size), indexing="ij")
-    i, j = i.ravel(), j.ravel()
+    # cross (e, r, t) x (p, q), keeping only the legal (q, r) and (p, t) combinations
+    i, j = np.nonzero(r_ok[qs][:, r].T & t_ok[ps][:, t].T)
     e, r, t, p, q = e[i], r[i], t[i], ps[j], qs[j]
-    keep = (q * r <= pb.C) & (p * t <= pb.M)
-    # r and t only take the smallest value for their pass count: ceil(C/(q*r)) = ceil(X/r) with
-    # X = ceil(C/q); a larger r with the same count streams more ifmap rows per pass for nothing
-    xr = -(-pb.C // q)
-    xt = -(-pb.M // p)
-    keep &= (-(-xr // (-(-xr // r))) == r) & (-(-xt // (-(-xt // t))) == t)
-    e, r, t, p, q = e[keep], r[keep], t[keep], p[keep], q[keep]
     # cross with n
     ns = _min_tiles(pb.N)
-    i, j = np.meshgrid(np.arange(e.size), np.arange(ns.size), indexing="ij")
-    i, j = i.ravel(), j.ravel()
-    e, r, t, p, q, n = e[i], r[i], t[i], p[i], q[i], ns[j]
+    if ns.size > 1:
+        i = np.repeat(np.arange(e.size), ns.size)
+        e, r, t, p, q = e[i], r[i], t[i], p[i], q[i]
+        n = np.tile(ns, e.size // ns.size)
+    else:
+        n = np.full(e.size, int(ns[0]))
     # GLB: ifmap banks, then the largest m (multiple of p*t) that the remaining banks hold
     bank = hw.glb_bank_words
     h = pb.U * (e - 1) + pb.R
@@ -212,6 +223,11 @@ def search(pb: Problem, hw: Hardware, objective: str = "energy", tolerance: floa
             f"no legal row-stationary mapping on {hw.name} (R={pb.R}, S={pb.S}, E={pb.E}, F={pb.F}, "
             f"Wp={pb.Wp}): the smallest PE set or its GLB tile does not fit"
         )
+    if objective == "energy":
+        # energy first; cycles only for the near-optimal mappings (the only ones latency can rank)
+        en = energy(pb, hw, *(cand[k] for k in "enpqrtm"))["energy"]
+        near = en <= en.min() * (1.0 + tolerance) * (1 + 1e-12)
+        cand = {k: v[near] for k, v in cand.items()}
     res = evaluate(pb, hw, cand["e"], cand["n"], cand["p"], cand["q"], cand["r"], cand["t"], cand["m"])
     if tolerance < 0:
         from ..errors import HwawareError

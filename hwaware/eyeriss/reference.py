@@ -1,7 +1,7 @@
 """The chip's published AlexNet measurements (JSSC 2017 Tables III and V) as a workload.
 
-Used by the fidelity test and ``bench/fidelity.py``. The JSON lives in the project's shared folder
-(``../shared/reference``); ``find_reference()`` looks there, or where ``HWAWARE_REFERENCE`` points.
+Used by the fidelity test and ``bench/fidelity.py``. A copy of the project's reference JSON ships
+as package data (``hwaware/eyeriss/data``); ``HWAWARE_REFERENCE`` can point at another copy.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ FILENAME = "eyeriss_jssc2017_alexnet.json"
 def find_reference() -> Path:
     env = os.environ.get("HWAWARE_REFERENCE")
     candidates = [Path(env)] if env else []
-    root = Path(__file__).resolve().parents[2]
-    candidates += [root / "reference" / FILENAME, root.parent / "shared" / "reference" / FILENAME]
+    candidates.append(Path(__file__).resolve().parent / "data" / FILENAME)
     for c in candidates:
         if c.is_file():
             return c
