@@ -264,3 +264,33 @@ def test_vectorized_and_single_evaluation_agree():
     for i in (0, len(cand["e"]) // 2, len(cand["e"]) - 1):
         one = evaluate(pb, HW, *(np.array([cand[k][i]]) for k in "enpqrtm"))
         assert one["energy"][0] == res["energy"][i] and one["cycles"][0] == res["cycles"][i]
+
+
+@settings(max_examples=40, deadline=None)
+@given(layers())
+def test_branch_and_bound_bound_is_a_lower_bound_and_search_is_exact(layer):
+    from hwaware.eyeriss.cost import energy
+    from hwaware.eyeriss.mapper import build_space, energy_lower_bound, expand, objective_value, search
+
+    sc = Scorer(HW)
+    pb = __import__("hwaware.eyeriss.mapper", fromlist=["make_problem"]).make_problem(
+        layer, HW, **dict(zip(("rlc_if", "rlc_of", "rlc_w"), sc._ratios(layer, False, None))))
+    space = build_space(pb, HW)
+    lb = energy_lower_bound(pb, HW, space)
+    for k in range(space.size):
+        cand = expand(pb, HW, space, np.array([k]))
+        if cand["e"].size:
+            assert lb[k] <= energy(pb, HW, *(cand[x] for x in "enpqrtm"))["energy"].min() * (1 + 1e-12)
+    # the pruned search returns the mapping an exhaustive evaluation of every candidate picks
+    from hwaware.eyeriss import evaluate
+
+    full = expand(pb, HW, space)
+    res = evaluate(pb, HW, *(full[x] for x in "enpqrtm"))
+    en = res["energy"]
+    lat = res["cycles"] + res["stall_cycles"]
+    near = np.flatnonzero(en <= en.min() * (1 + DEFAULT_TOLERANCE) * (1 + 1e-12))
+    got = search(pb, HW, "energy")
+    best_lat = lat[near].min()
+    i = near[np.isclose(lat[near], best_lat, rtol=1e-11)]
+    assert any(all(int(full[x][j]) == getattr(got, x) for x in "enpqrtm") for j in i)
+    assert objective_value(res, "energy").min() <= en[i].min()

@@ -125,8 +125,25 @@ def _rt_pairs(max_sets: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(r, dtype=np.int64), np.array(t, dtype=np.int64)
 
 
-def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
-    """All legal (e, n, p, q, r, t, m) after the dominance reductions, as flat int arrays."""
+@dataclass(frozen=True)
+class Space:
+    """The legal mapping space of one layer, factored so blocks of (p, q) can be expanded lazily."""
+
+    ps: np.ndarray  # legal (p, q) pairs
+    qs: np.ndarray
+    r_ok: np.ndarray  # r_ok[q, r]: r is a smallest tile of ceil(C/q) and q*r <= C
+    t_ok: np.ndarray  # t_ok[p, t] likewise for ceil(M/p)
+    e: np.ndarray  # (e, r, t) triples whose sets fit the array
+    r: np.ndarray
+    t: np.ndarray
+    ns: np.ndarray  # batch tiles
+
+    @property
+    def size(self) -> int:
+        return int(self.ps.size)
+
+
+def build_space(pb: Problem, hw: Hardware) -> Space | None:
     # p, q: smallest value per pass count (ceil(M/p) drives passes, array reads and compute; a larger
     # p with the same count only computes more per pass), within the spads
     pv = _min_tiles(pb.M)
@@ -134,11 +151,10 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     qv = _min_tiles(pb.C)
     qv = qv[qv <= hw.spad_ifmap // pb.S]
     if pv.size == 0 or qv.size == 0:
-        return {}
+        return None
     P, Q = np.meshgrid(pv, qv, indexing="ij")
     ok = P * Q * pb.S <= hw.spad_filter
     ps, qs = P[ok], Q[ok]
-    # lookup tables: r is legal for q iff it is a smallest tile of ceil(C/q); t for p likewise
     max_sets = (hw.pe_rows // pb.R) * hw.pe_cols
     r_ok = np.zeros((int(qv.max()) + 1, max_sets + 1), dtype=bool)
     for q in qv:
@@ -149,7 +165,6 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
         t = _min_tiles(-(-pb.M // int(p)))
         t_ok[p, t[(t <= max_sets) & (t * p <= pb.M)]] = True
     r_any, t_any = r_ok.any(axis=0), t_ok.any(axis=0)
-    # (e, r, t) triples whose sets fit the array, r and t pre-filtered by the union of legal values
     es, rs, ts = [], [], []
     for e in _min_tiles(pb.E):
         if e <= hw.pe_cols:
@@ -164,13 +179,17 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
         rs.append(r[keep])
         ts.append(t[keep])
     if not es:
-        return {}
-    e, r, t = np.concatenate(es), np.concatenate(rs), np.concatenate(ts)
+        return None
+    return Space(ps, qs, r_ok, t_ok, np.concatenate(es), np.concatenate(rs), np.concatenate(ts), _min_tiles(pb.N))
+
+
+def expand(pb: Problem, hw: Hardware, space: Space, pq_index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Candidate arrays (e, n, p, q, r, t, m) for the chosen (p, q) pairs (all when None)."""
+    ps, qs = (space.ps, space.qs) if pq_index is None else (space.ps[pq_index], space.qs[pq_index])
     # cross (e, r, t) x (p, q), keeping only the legal (q, r) and (p, t) combinations
-    i, j = np.nonzero(r_ok[qs][:, r].T & t_ok[ps][:, t].T)
-    e, r, t, p, q = e[i], r[i], t[i], ps[j], qs[j]
-    # cross with n
-    ns = _min_tiles(pb.N)
+    i, j = np.nonzero(space.r_ok[qs][:, space.r].T & space.t_ok[ps][:, space.t].T)
+    e, r, t, p, q = space.e[i], space.r[i], space.t[i], ps[j], qs[j]
+    ns = space.ns
     if ns.size > 1:
         i = np.repeat(np.arange(e.size), ns.size)
         e, r, t, p, q = e[i], r[i], t[i], p[i], q[i]
@@ -183,13 +202,73 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     ifmap_banks = -(-(n * q * r * h * pb.Wp) // bank)
     psum_cap = (hw.glb_banks - ifmap_banks) * bank
     pt = p * t
-    per_channel = n * e * pb.F
-    m_fit = (psum_cap // per_channel) // pt * pt
+    m_fit = (psum_cap // (n * e * pb.F)) // pt * pt
     m_full = -(-pb.M // pt) * pt  # all filters of the group (rounded up to whole passes)
     m = np.minimum(m_fit, m_full)
     keep = (ifmap_banks < hw.glb_banks) & (m >= pt)
     m = np.minimum(m, pb.M)  # report m as channels really held
     return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
+
+
+def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
+    """All legal (e, n, p, q, r, t, m) after the dominance reductions, as flat int arrays."""
+    space = build_space(pb, hw)
+    return {} if space is None else expand(pb, hw, space)
+
+
+def energy_lower_bound(pb: Problem, hw: Hardware, space: Space) -> np.ndarray:
+    """A lower bound of :func:`cost.energy` over every candidate of each (p, q) pair.
+
+    Each term of the energy is bounded at the most favourable value of the parameters it shares
+    with other pairs: the fewest ifmap rows read (one strip, or one row per strip when U > R) and
+    one filter fetch, n = N, m = M, and r, t at their largest legal values for that pair. The bound is tested against the exhaustive minimum.
+    """
+    p, q = space.ps, space.qs
+    r_max = np.array([np.flatnonzero(space.r_ok[qq]).max() for qq in q])
+    t_max = np.array([np.flatnonzero(space.t_ok[pp]).max() for pp in p])
+    n_if, n_w, n_of = float(pb.n_if), float(pb.n_w), float(pb.n_of)
+    si, sw = pb.ifmap_scale, pb.weight_scale
+    # rows read, U*(E-k) + R*k, is linear in the strip count k: its minimum is at k = 1 or k = E
+    rows_min = min(pb.U * (pb.E - 1) + pb.R, pb.R * pb.E)
+    halo = rows_min / pb.Hp
+    costs = hw.energy_costs()
+    gate_if = (1.0 - pb.ifmap_zeros) if hw.gate_zero_ifmap else 1.0
+    gate_w = (1.0 - pb.weight_zeros) if hw.gate_zero_weights else 1.0
+    macs = float(pb.macs)
+    dram = n_if * halo * pb.rlc_if * si + n_w * pb.rlc_w * sw + n_of * pb.rlc_of * si
+    glb = n_if * halo * (1 + -(-pb.M // (p * t_max))) * si + 2.0 * n_of * -(-pb.C // (q * r_max))
+    array = n_if * -(-pb.M // p) * (pb.R * pb.E / pb.Hp) * si + n_w * pb.E * sw \
+        + n_of * (-(-pb.C // q) * pb.R - -(-pb.C // q))
+    rf = macs * si + macs * gate_if * sw + 2.0 * n_of * np.maximum(pb.C * pb.R * pb.S - -(-pb.C // q) * pb.R, 0)
+    return (dram * costs["DRAM"] + glb * costs["GLB"] + array * costs["array"] + rf * costs["RF"]
+            + macs * gate_if * gate_w * pb.mac_scale * costs["MAC"])
+
+
+def _search_energy(pb: Problem, hw: Hardware, space: Space, tolerance: float) -> dict[str, np.ndarray]:
+    """Branch and bound over (p, q) blocks: every mapping within ``tolerance`` of the minimum."""
+    lb = energy_lower_bound(pb, hw, space)
+    order = np.argsort(lb, kind="stable")
+    best = np.inf
+    kept: list[dict[str, np.ndarray]] = []
+    chunk = 8
+    for start in range(0, order.size, chunk):
+        block = order[start:start + chunk]
+        block = block[lb[block] <= best * (1.0 + tolerance) * (1 + 1e-12)]
+        if block.size == 0:
+            break  # sorted by bound: no later block can hold a near-optimal mapping
+        cand = expand(pb, hw, space, block)
+        if cand["e"].size == 0:
+            continue
+        en = energy(pb, hw, *(cand[k] for k in "enpqrtm"))["energy"]
+        best = min(best, float(en.min()))
+        near = en <= best * (1.0 + tolerance) * (1 + 1e-12)
+        kept.append({k: v[near] for k, v in cand.items()})
+    if not kept:
+        return {}
+    cand = {k: np.concatenate([c[k] for c in kept]) for k in kept[0]}
+    en = energy(pb, hw, *(cand[k] for k in "enpqrtm"))["energy"]
+    near = en <= en.min() * (1.0 + tolerance) * (1 + 1e-12)
+    return {k: v[near] for k, v in cand.items()}
 
 
 def objective_value(res: dict[str, np.ndarray], objective: str) -> np.ndarray:
@@ -217,22 +296,24 @@ def search(pb: Problem, hw: Hardware, objective: str = "energy", tolerance: floa
         from ..errors import HwawareError
 
         raise HwawareError(f"unknown objective '{objective}'; allowed: {', '.join(OBJECTIVES)}")
-    cand = candidates(pb, hw)
+    if tolerance < 0:
+        from ..errors import HwawareError
+
+        raise HwawareError(f"tolerance must be >= 0, got {tolerance}")
+    space = build_space(pb, hw)
+    if space is None:
+        cand: dict[str, np.ndarray] = {}
+    elif objective == "energy":
+        # energy by branch and bound; cycles only for the near-optimal mappings it returns
+        cand = _search_energy(pb, hw, space, tolerance)
+    else:
+        cand = expand(pb, hw, space)
     if not cand or cand["e"].size == 0:
         raise UnsupportedLayerError(
             f"no legal row-stationary mapping on {hw.name} (R={pb.R}, S={pb.S}, E={pb.E}, F={pb.F}, "
             f"Wp={pb.Wp}): the smallest PE set or its GLB tile does not fit"
         )
-    if objective == "energy":
-        # energy first; cycles only for the near-optimal mappings (the only ones latency can rank)
-        en = energy(pb, hw, *(cand[k] for k in "enpqrtm"))["energy"]
-        near = en <= en.min() * (1.0 + tolerance) * (1 + 1e-12)
-        cand = {k: v[near] for k, v in cand.items()}
     res = evaluate(pb, hw, cand["e"], cand["n"], cand["p"], cand["q"], cand["r"], cand["t"], cand["m"])
-    if tolerance < 0:
-        from ..errors import HwawareError
-
-        raise HwawareError(f"tolerance must be >= 0, got {tolerance}")
     primary = objective_value(res, objective)
     latency = res["cycles"] + res["stall_cycles"]
     secondary = latency if objective != "latency" else res["energy"]
