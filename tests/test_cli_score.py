@@ -72,3 +72,16 @@ def test_console_script_exit_code():
     proc = subprocess.run([sys.executable, "-m", "hwaware", "score", "missing.yaml"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "missing.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_timeloop_export(tmp_path):
+    import yaml
+
+    out = tmp_path / "tl"
+    assert main(["score", "models/alexnet.py", "--batch", "4", "--export-timeloop", str(out)]) == 0
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) == 8
+    conv2 = yaml.safe_load(files[1].read_text())["problem"]
+    # paper AlexNet CONV2 per group: 128 filters of 48 channels, 5x5, 27x27 output, batch 4
+    assert (conv2["M"], conv2["C"], conv2["R"], conv2["P"], conv2["N"]) == (128, 48, 5, 27, 4)
+    assert "groups: 2" in files[1].read_text()

@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.add_argument("--strict", action="store_true", help="fail on a layer the hardware cannot run (default: list it)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--export-timeloop", metavar="DIR", help="also write each layer as a Timeloop problem file")
     p.set_defaults(func=run)
 
 
@@ -68,4 +69,9 @@ def run(args: argparse.Namespace) -> int:
         d["source"] = args.target
         write_json(args.json, d)
         print(f"\nwrote {args.json}")
+    if args.export_timeloop:
+        from ..eyeriss.timeloop import export
+
+        paths = export(wl if args.batch is None else wl.with_batch(args.batch), args.export_timeloop)
+        print(f"wrote {len(paths)} Timeloop problem files to {args.export_timeloop}")
     return 0
