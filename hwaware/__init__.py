@@ -25,6 +25,7 @@ _EXPORTS = {
     "HwawareError": "hwaware.errors",
     "UnsupportedLayerError": "hwaware.errors",
     "profile": "hwaware.profiler",
+    "Profiler": "hwaware.profiler",
     "score": "hwaware.eyeriss",
     "Hardware": "hwaware.eyeriss",
     "load_model": "hwaware.modelref",

@@ -224,7 +224,10 @@ class Layer:
         for k in ("kind", "op"):
             if k in d:
                 kw[k] = str(d[k])
-        layer = cls(**kw)
+        try:
+            layer = cls(**kw)
+        except HwawareError as exc:
+            raise HwawareError(f"{where}: {exc}") from None
         for k in cls.DERIVED_KEYS:
             if k in d and _int(d[k], k, loc) != getattr(layer, k):
                 raise HwawareError(

@@ -1,0 +1,150 @@
+"""``hwaware profile``: per-layer shapes, MACs, weights and zero fractions of a network.
+
+    hwaware profile models/alexnet.py                         # random input of the model's size
+    hwaware profile torchvision:vgg16 --input-size 1x3x224x224 --json vgg16.json
+    hwaware profile models/small_cnn.py --data builtin:shapes --batches 4 --batch-size 32
+    hwaware profile vgg16.json                                # print a workload file's table
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import HwawareError
+from ..report_table import format_pct, format_si, format_table
+from ..workload import Workload
+
+HELP = "profile a model with forward hooks: per-layer shapes, MACs, weights, zero fractions"
+EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("profile", help=HELP, description=HELP + ".",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p.add_argument("target", metavar="TARGET",
+                   help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a "
+                        "workload file (.yaml/.yml/.json)")
+    p.add_argument("--input-size", metavar="SIZE",
+                   help="input tensor size NxCxHxW (e.g. 1x3x224x224) or CxHxW (batch 1); "
+                        "default: the model's INPUT_SIZE at batch 1")
+    p.add_argument("--data", metavar="REF",
+                   help="profile on real data (test split): builtin:shapes, cifar10:PATH, "
+                        "imagefolder:PATH")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B",
+                   help="batch size with --data (default 16)")
+    p.add_argument("--batches", type=int, metavar="K",
+                   help="number of batches to profile (default 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random input and of a freshly built model's weights "
+                        "(default 0)")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write the workload as JSON (a workload file)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..modelref import is_workload_file
+
+    if args.batches is not None and args.batches < 1:
+        raise HwawareError(f"--batches must be a positive integer, got {args.batches}")
+    if args.batch_size < 1:
+        raise HwawareError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if is_workload_file(args.target):
+        given = [flag for flag, v in (("--input-size", args.input_size), ("--data", args.data),
+                                      ("--batches", args.batches)) if v is not None]
+        if given:
+            raise HwawareError(f"{given[0]} applies to a model; '{args.target}' is a workload file")
+        wl = Workload.load(args.target)
+        title = f"workload file {args.target} (zero fractions as given in the file)"
+    else:
+        wl, title = _profile_model(args)
+    print(workload_table(wl, title=title))
+    if args.json:
+        from .._io import write_json
+
+        write_json(args.json, wl.to_dict())
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _profile_model(args: argparse.Namespace) -> tuple[Workload, str]:
+    import torch
+
+    from ..modelref import default_input_size, load_model
+    from ..profiler import profile
+
+    if args.data and args.input_size:
+        raise HwawareError("give either --input-size (random input) or --data (real data), "
+                           "not both")
+    torch.manual_seed(args.seed)  # freshly initialized models give the same table every run
+    model = load_model(args.target)
+    k = args.batches or 1
+    if args.data:
+        from ..data import make_loader
+
+        loader = make_loader(args.data, "test", batch_size=args.batch_size)
+        wl = profile(model, loader, batches=k, source=args.target)
+        title = (f"{args.target} on {args.data} (test split, {k} batch{'es' if k > 1 else ''} of "
+                 f"up to {args.batch_size}; zero fractions measured on this data)")
+        return wl, title
+    if args.input_size:
+        size = parse_input_size(args.input_size)
+    else:
+        size = (1, *default_input_size(args.target))
+    gen = torch.Generator().manual_seed(args.seed)
+    batches = (torch.randn(size, generator=gen) for _ in range(k))
+    size_text = "x".join(map(str, size))
+    wl = profile(model, batches, batches=k, source=args.target)  # names the size if it does not fit
+    title = (f"{args.target}, input {size_text} (random normal input: activation zero fractions "
+             "come from random data, not real images; use --data for real ones)")
+    return wl, title
+
+
+def parse_input_size(text: str) -> tuple[int, ...]:
+    """``'1x3x224x224' -> (1, 3, 224, 224)``; three sizes ``CxHxW`` get batch 1 prepended."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if not size or any(v <= 0 for v in size) or len(size) > 5:
+        raise HwawareError(f"--input-size '{text}': expected positive sizes like 1x3x224x224 "
+                           "(NxCxHxW) or 3x224x224 (batch 1)")
+    return (1, *size) if len(size) == 3 else size
+
+
+def workload_table(wl: Workload, *, title: str = "") -> str:
+    """The per-layer table, totals, and the unmodeled ops with their share of all MACs."""
+    headers = ["name", "kind", "N", "M", "C", "H", "W", "R", "S", "E", "F", "U", "pad", "groups",
+               "MACs", "weights", "ifmap 0s", "weight 0s", "ofmap 0s"]
+    rows: list[list[Any] | None] = []
+    for layer in wl.layers:
+        rows.append([
+            layer.name, layer.kind, layer.N, layer.M, layer.C, layer.H, layer.W, layer.R, layer.S,
+            layer.E, layer.F, _pair(layer.U, layer.U_h), _pair(layer.padding, layer.padding_w),
+            layer.groups, format_si(layer.macs), format_si(layer.weights),
+            format_pct(layer.ifmap_zeros), format_pct(layer.weight_zeros),
+            format_pct(layer.ofmap_zeros),
+        ])
+    rows.append(None)
+    rows.append([f"total ({len(wl.layers)} layers)", *[""] * 13, format_si(wl.macs),
+                 format_si(wl.weights), "", "", ""])
+    lines = [title] if title else []
+    lines.append(format_table(headers, rows, align="ll" + "r" * (len(headers) - 2)))
+    lines.append("")
+    if wl.unmodeled:
+        total = wl.macs + wl.unmodeled_macs
+        lines.append(f"unmodeled ops (carry MACs but are not scored): "
+                     f"{format_si(wl.unmodeled_macs)} MACs, {format_pct(wl.unmodeled_share())} "
+                     f"of all {format_si(total)} MACs")
+        urows = [[u.op, u.name, format_si(u.macs), format_pct(u.macs / total if total else 0.0)]
+                 for u in wl.unmodeled]
+        lines.append(format_table(["op", "in module", "MACs", "share"], urows, align="llrr"))
+    else:
+        lines.append("unmodeled ops: none (every MAC is in a profiled Conv/Linear layer)")
+    return "\n".join(lines)
+
+
+def _pair(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}x{b}"
