@@ -1,0 +1,110 @@
+"""``hwaware netadapt``: adapt a trained network to resource budgets (NetAdapt, ECCV 2018).
+
+    hwaware netadapt trained.pt --budget latency=0.5 --budget energy=0.6 \\
+        --data builtin:shapes --workdir runs/na            # later: add --resume after a kill
+    torchrun --nproc_per_node 2 -m hwaware netadapt ...    # proposals spread over 2 processes
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from ..errors import HwawareError
+
+# flag -> NetAdaptConfig option
+_OPTION_FLAGS = {
+    "delta": float, "decay": float, "channel_step": int, "min_channels": int,
+    "short_term_steps": int, "long_term_steps": int, "lr": float, "batch_size": int,
+    "holdout": int, "train_size": int, "pick": str, "seed": int, "hardware": str,
+    "max_iterations": int,
+}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "netadapt",
+        help="adapt a trained network to latency/energy/MAC budgets with NetAdapt (resumable)",
+        description="NetAdapt (Yang et al., ECCV 2018): shrink one block per iteration, choosing among "
+                    "short-term fine-tuned proposals by held-out accuracy, until every budget is met. "
+                    "Every iteration is checkpointed in --workdir; the family of networks, a table and "
+                    "a Pareto plot are written there.",
+    )
+    p.add_argument("target", metavar="TARGET",
+                   help="the trained model: a saved model .pt, path.py[:callable], torchvision:NAME")
+    p.add_argument("--budget", action="append", default=[], metavar="NAME=VALUE",
+                   help="a budget (repeatable): latency=0.5, energy=60%%, macs=abs:2e6; resources: "
+                        "latency, energy (Eyeriss model), macs, weights, measured (this machine)")
+    p.add_argument("--data", required=True, metavar="REF",
+                   help="dataset reference (builtin:shapes, cifar10:PATH, imagefolder:PATH); proposals are "
+                        "ranked on images held out from its training split")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and outputs of this job")
+    p.add_argument("--resume", action="store_true", help="continue the job in --workdir after an interruption")
+    p.add_argument("--logdir", metavar="DIR", help="TensorBoard directory (default WORKDIR/tb)")
+    g = p.add_argument_group("NetAdapt options (defaults: docs/netadapt.md)")
+    g.add_argument("--delta", metavar="F", type=float, help="first resource step ΔR_1 as a fraction of the original (0.025)")
+    g.add_argument("--decay", metavar="F", type=float, help="ΔR_i = ΔR_1 * decay^(i-1) (0.96)")
+    g.add_argument("--channel-step", metavar="N", type=int, help="filters removed in multiples of this (8)")
+    g.add_argument("--min-channels", metavar="N", type=int, help="never shrink a block below this (1)")
+    g.add_argument("--short-term-steps", metavar="N", type=int, help="SGD steps fine-tuning each proposal (20)")
+    g.add_argument("--long-term-steps", metavar="N", type=int, help="SGD steps fine-tuning the final network (0)")
+    g.add_argument("--lr", metavar="F", type=float, help="fine-tune learning rate (0.01)")
+    g.add_argument("--batch-size", metavar="N", type=int, help="fine-tune batch size (32)")
+    g.add_argument("--holdout", metavar="N", type=int, help="training images held out to rank proposals (500)")
+    g.add_argument("--train-size", metavar="N", type=int, help="cap on the fine-tune images (all the rest)")
+    g.add_argument("--pick", choices=("accuracy", "efficiency"),
+                   help="accuracy: most accurate proposal (paper); efficiency: least accuracy lost per resource saved")
+    g.add_argument("--seed", metavar="N", type=int, help="seed of the held-out split and every fine-tune (0)")
+    g.add_argument("--hardware", metavar="NAME", help="Eyeriss preset or hardware YAML for latency/energy (eyeriss_v1)")
+    g.add_argument("--max-iterations", metavar="N", type=int, help="safety stop (200)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other option, e.g. --set profile_images=16 --set test_eval=false")
+    x = p.add_argument_group("execution (does not change the result)")
+    x.add_argument("--device", choices=("cpu", "cuda"), help="where fine-tunes run (cpu; cuda per rank under torchrun)")
+    x.add_argument("--threads", metavar="N", type=int, help="torch threads per process (set it for reproducible numbers)")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """NetAdaptConfig options from the flags and ``--set KEY=VALUE`` (YAML-typed values)."""
+    opts: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise HwawareError(f"--set {item!r}: expected KEY=VALUE, e.g. --set profile_images=16")
+        try:
+            opts[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise HwawareError(f"--set {item!r}: cannot read the value '{raw}'") from None
+    for key in _OPTION_FLAGS:
+        value = getattr(args, key)
+        if value is not None:
+            opts[key] = value
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..modelref import load_model
+    from ..netadapt import NetAdaptConfig, netadapt, parse_budgets
+
+    if not args.budget:
+        raise HwawareError("give at least one --budget, e.g. --budget latency=0.5")
+    budgets = parse_budgets(args.budget)  # bad budgets fail before the model is loaded
+    config = NetAdaptConfig.from_dict(options_from_args(args), where="netadapt options")
+    model = load_model(args.target)
+    result = netadapt(model, budgets=budgets, data=args.data, workdir=args.workdir, resume=args.resume,
+                      logdir=args.logdir, config=config, progress=not args.no_progress,
+                      device=args.device, threads=args.threads)
+    if result.outputs:  # rank 0 wrote them; other ranks stay quiet
+        print(result.table())
+        final = result.final
+        status = ", ".join(f"{b.resource} {100 * result.relative(final, b.resource):.1f}% (budget {b})"
+                           for b in result.budgets)
+        print(f"final network (iteration {final.iteration}): {status}; held-out accuracy "
+              f"{final.accuracy:.4f} vs {result.original.accuracy:.4f} originally")
+        for name, path in result.outputs.items():
+            print(f"wrote {path}")
+    return 0

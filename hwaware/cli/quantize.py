@@ -1,0 +1,69 @@
+"""``hwaware quantize``: per-layer bit widths chosen greedily from the largest energy share down.
+
+    hwaware quantize models/small_cnn.py --data builtin:shapes --max-drop 1.0 --out quant.json
+    hwaware quantize runs/trained.pt --data cifar10:data/cifar --widths 8,6,4 --out q.json --mode eyeriss
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import HwawareError
+
+HELP = "energy-aware quantization: narrowest per-layer widths (16 down to 4) within an accuracy drop"
+EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
+
+
+def register(subparsers: Any) -> None:
+    from ..fixedpoint.format import MODES, OVERFLOWS, ROUNDINGS
+
+    p = subparsers.add_parser("quantize", help=HELP, description=HELP + ". Accuracy is measured with the "
+                              "integer backend on the validation split; energy with the Eyeriss model.",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p.add_argument("target", metavar="TARGET", help="model: path.py[:callable], torchvision:NAME or a saved .pt")
+    p.add_argument("--data", required=True, metavar="REF",
+                   help="calibration from its train split, accuracy on its val split")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
+                   help="allowed top-1 drop below the float model, in percentage points (default 1.0)")
+    p.add_argument("--out", required=True, metavar="PATH", help="write the result as JSON here")
+    p.add_argument("--widths", default="12,10,8,6,4", metavar="LIST",
+                   help="candidate widths below 16, comma-separated (default 12,10,8,6,4)")
+    p.add_argument("--samples", type=int, default=256, metavar="K", help="calibration images (default 256)")
+    p.add_argument("--val-samples", type=int, default=1000, metavar="K",
+                   help="validation images per accuracy measurement (default 1000)")
+    p.add_argument("--mode", choices=MODES, default="wide", help="accumulation (default wide)")
+    p.add_argument("--rounding", choices=ROUNDINGS, default="nearest", help="default nearest")
+    p.add_argument("--overflow", choices=OVERFLOWS, default="saturate", help="default saturate")
+    p.add_argument("--hardware", default="eyeriss_v1", help="hardware preset or file (default eyeriss_v1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of fresh weights and sampling (default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .._io import write_json
+    from ..data import make_loader
+    from ..fixedpoint.quantize import quantize
+    from ..modelref import load_model
+
+    try:
+        widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    except ValueError:
+        raise HwawareError(f"--widths '{args.widths}': expected comma-separated integers like 12,10,8,6,4") from None
+    for flag, v in (("--samples", args.samples), ("--val-samples", args.val_samples)):
+        if v < 1:
+            raise HwawareError(f"{flag} must be a positive integer, got {v}")
+    torch.manual_seed(args.seed)
+    model = load_model(args.target)
+    calib = make_loader(args.data, "train", batch_size=64, limit=args.samples, seed=args.seed)
+    val = make_loader(args.data, "val", batch_size=250, limit=args.val_samples, seed=args.seed)
+    res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
+                   mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=args.hardware,
+                   samples=args.samples, progress=True)
+    write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
+    print(f"{args.target} on {args.data}")
+    print(res.table())
+    print(f"\nwrote {args.out}")
+    return 0

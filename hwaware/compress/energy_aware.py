@@ -1,0 +1,159 @@
+"""Pieces of energy-aware pruning (Yang, Chen, Sze, CVPR 2017) that are not the loop itself.
+
+- :func:`energy_order`: layers sorted by their share of the Eyeriss energy (largest first); the
+  loop in :mod:`hwaware.compress.prune` re-profiles and rescores after every layer, so the order
+  follows the sparsity the pruned model really has.
+- :func:`capture_io`: a layer's input and output on sampled images (forward hook, eval mode).
+- :func:`least_squares_restore`: after magnitude pruning of one layer, refit the kept weights so
+  the layer's *output feature maps* match those before pruning (closed-form ridge least squares
+  on sampled input patches), instead of leaving the surviving weights as they were.
+
+The least-squares problem for filter ``m`` with kept weight positions ``k``::
+
+    w_k = argmin ||X[:, k] w - (y_m - b_m)||^2 + lam ||w||^2 = (A_kk + lam I)^-1 (X^T (y_m - b_m))_k
+
+with ``X`` the unfolded input patches (rows = output positions of the sampled images, columns =
+``C/groups * R * S``), ``A = X^T X`` shared by every filter of a conv group, and
+``lam = ridge * trace(A) / D``. Biases stay as they are. When a filter keeps more weights than it
+loses, the same minimizer comes from the full inverse ``S = (A + lam I)^-1`` and a system in the
+removed positions ``r`` only: ``w = S b - S[:, r] (S[r, r])^-1 (S b)[r]`` (much cheaper early on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import HwawareError
+from .surgery import _run_eval
+
+__all__ = ["capture_io", "energy_order", "least_squares_restore", "module_of", "restore_cost"]
+
+
+def module_of(layer_name: str) -> str:
+    """Profiler layer name -> module name (a second call of a module is ``name#1``)."""
+    return layer_name.split("#", 1)[0]
+
+
+def energy_order(layer_energy: Mapping[str, float], candidates: Any = None) -> list[str]:
+    """Module names by summed layer energy, largest first (ties: name order); only ``candidates``
+    when given."""
+    per_module: dict[str, float] = {}
+    for name, e in layer_energy.items():
+        per_module[module_of(name)] = per_module.get(module_of(name), 0.0) + float(e)
+    names = [n for n in per_module if candidates is None or n in candidates]
+    return sorted(names, key=lambda n: (-per_module[n], n))
+
+
+def capture_io(model: nn.Module, module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input and output of ``module`` (first call) when ``model`` runs ``batch`` (eval, no grad)."""
+    got: dict[str, torch.Tensor] = {}
+
+    def hook(_m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        if "x" not in got:
+            got["x"], got["y"] = inp[0].detach(), out.detach()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        _run_eval(model, lambda: model(batch))
+    finally:
+        handle.remove()
+    if "x" not in got:
+        raise HwawareError(f"layer {type(module).__name__} was not called by the model's forward")
+    return got["x"], got["y"]
+
+
+def _patches(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(rows, groups*D) input patches, (rows, M) targets minus bias, and the number of groups."""
+    if isinstance(module, nn.Linear):
+        p = x.reshape(-1, module.in_features)
+        t = y.reshape(-1, module.out_features)
+        groups = 1
+    elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        if module.padding_mode != "zeros" or isinstance(module.padding, str) and module.padding != "valid":
+            raise HwawareError(f"least-squares restoration supports zero padding with explicit sizes, "
+                               f"got padding={module.padding!r}, padding_mode={module.padding_mode!r}")
+        pad = (0,) * len(module.kernel_size) if module.padding == "valid" else module.padding
+        if isinstance(module, nn.Conv1d):
+            x = x.unsqueeze(2)
+            y = y.unsqueeze(2)
+            kernel, stride = (1, module.kernel_size[0]), (1, module.stride[0])
+            dilation, padding = (1, module.dilation[0]), (0, pad[0])
+        else:
+            kernel, stride, dilation, padding = module.kernel_size, module.stride, module.dilation, pad
+        cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, C*R*S, L)
+        p = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        t = y.flatten(2).transpose(1, 2).reshape(-1, y.shape[1])
+        groups = module.groups
+    else:
+        raise HwawareError(f"least-squares restoration supports Conv1d/Conv2d/Linear, got {type(module).__name__}")
+    if module.bias is not None:
+        t = t - module.bias.detach()
+    return p, t, groups
+
+
+def restore_cost(mask: torch.Tensor, groups: int = 1) -> float:
+    """Rough float operations of the solves: per conv group one D x D inverse, per filter a system
+    of min(kept, removed) unknowns (see :func:`least_squares_restore`)."""
+    flat = mask.reshape(mask.shape[0], -1)
+    d = flat.shape[1]
+    kept = flat.sum(1).double()
+    small = torch.minimum(kept, d - kept)
+    return float((small ** 3).sum() / 3 + groups * d ** 3)
+
+
+def least_squares_restore(module: nn.Module, inputs: torch.Tensor, outputs: torch.Tensor,
+                          mask: torch.Tensor, *, ridge: float = 1e-3, max_rows: int = 8192,
+                          seed: int = 0) -> torch.Tensor:
+    """The layer's new ``weight``: zero where ``mask`` is False, the kept entries refit by ridge
+    least squares so that ``module(inputs)`` reproduces ``outputs`` (see the module docstring).
+
+    ``outputs`` are the layer's outputs before pruning; at most ``max_rows`` sampled output
+    positions (drawn with ``seed``) enter the fit. ``module`` is not modified.
+    """
+    if not ridge >= 0:
+        raise HwawareError(f"ridge must be >= 0, got {ridge!r}")
+    w = module.weight.detach()
+    if mask.shape != w.shape:
+        raise HwawareError(f"mask shape {tuple(mask.shape)} differs from the weight {tuple(w.shape)}")
+    p, t, groups = _patches(module, inputs.detach(), outputs.detach())
+    if p.shape[0] > max_rows:
+        g = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(p.shape[0], generator=g)[:max_rows]
+        p, t = p[rows], t[rows]
+    p, t = p.double(), t.double()
+    m_total = w.shape[0]
+    m_g = m_total // groups
+    d = p.shape[1] // groups
+    flat_mask = mask.reshape(m_total, -1)
+    new = torch.zeros(m_total, d, dtype=torch.float64)
+    for g in range(groups):
+        pg = p[:, g * d:(g + 1) * d]
+        a = pg.T @ pg
+        b = pg.T @ t[:, g * m_g:(g + 1) * m_g]
+        lam = ridge * float(torch.trace(a)) / d + 1e-12
+        a_reg = a + lam * torch.eye(d, dtype=torch.float64)
+        inv = None
+        for j in range(m_g):
+            m = g * m_g + j
+            keep = flat_mask[m].nonzero().squeeze(1)
+            drop = (~flat_mask[m]).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                continue
+            if drop.numel() >= keep.numel():  # solve on the kept weights directly
+                new[m, keep] = torch.linalg.solve(a_reg[keep][:, keep], b[keep, j])
+                continue
+            # fewer removed than kept: constrained solution through the full inverse S,
+            # w = S b - S[:, r] (S[r, r])^-1 (S b)[r]   (r = removed positions; w[r] = 0)
+            if inv is None:
+                inv = torch.linalg.inv(a_reg)
+            full = inv @ b[:, j]
+            if drop.numel():
+                mu = torch.linalg.solve(inv[drop][:, drop], full[drop])
+                full = full - inv[:, drop] @ mu
+            new[m, keep] = full[keep]
+    return new.reshape(w.shape).to(w.dtype)

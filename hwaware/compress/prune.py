@@ -1,0 +1,444 @@
+"""The pruning loop: energy-aware, magnitude and structured pruning against the Eyeriss energy.
+
+    >>> result = prune(model, method="energy", train=train_loader, val=val_loader,
+    ...                target_energy=0.3, max_drop=1.0)
+    >>> result.model, result.final.energy / result.baseline.energy, result.message
+
+Or drive the steps yourself (a notebook, a training script):
+
+    >>> pruner = Pruner(model, train=train_loader, val=val_loader, config=PruneConfig(method="energy"))
+    >>> for step in pruner.steps():
+    ...     print(step.kind, step.target, step.accepted, step.metrics.energy)
+    >>> result = pruner.result()
+
+Every step is *proposed*, measured, then accepted or rolled back:
+
+- ``energy`` (Yang, Chen, Sze, CVPR 2017): the Conv/Linear layer with the largest share of the
+  Eyeriss energy (profiled with the sparsity the pruned model really has, rescored after every
+  step) loses ``step`` of its remaining weights by magnitude; the kept weights are refit by
+  least squares so the layer's output feature maps are restored
+  (:func:`hwaware.compress.energy_aware.least_squares_restore`); then the layer alone is
+  fine-tuned for ``local_steps``.
+- ``magnitude`` (Han et al. 2015): one global threshold removes ``step`` of all remaining weights;
+  then the whole network is fine-tuned for ``local_steps``.
+- ``structured``: the channel group (:mod:`hwaware.compress.surgery`) whose layers hold the most
+  energy loses ``step`` of its channels (lowest filter L2 first, counts rounded with ``round_to``);
+  the model really shrinks; then ``local_steps`` of fine-tuning.
+
+A step is accepted when validation accuracy stays within ``max_drop`` points of the start and the
+energy fell; otherwise it is rolled back and that layer's step is halved (below ``min_step`` the
+layer is done). Every ``finetune_every`` accepted steps, and once at the end, the whole network is
+fine-tuned (``global_steps``, ``final_steps``; masks re-applied after every optimizer step); the
+fine-tuned weights are kept when validation accuracy did not fall and the energy (which moves with
+the activation sparsity) rose by less than 1%, else rolled back. The loop
+stops when the energy reaches ``target_energy`` x the starting energy, when nothing more can be
+pruned within the accuracy limit (the best model found is returned with a message saying how far
+it got), or after ``max_steps`` proposals.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._suggest import did_you_mean
+from ..errors import HwawareError
+from .energy_aware import capture_io, energy_order, least_squares_restore, module_of, restore_cost
+from .magnitude import Masks, magnitude_masks, prunable_layers
+
+__all__ = ["METHODS", "Metrics", "PruneConfig", "PruneResult", "PruneStep", "Pruner", "measure", "prune"]
+
+METHODS = ("energy", "magnitude", "structured")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Options of one pruning run (see the module docstring for what each step does)."""
+
+    method: str = "energy"
+    target_energy: float = 0.3  # stop at this fraction of the starting energy
+    max_drop: float = 1.0  # accuracy points (top-1, percent) allowed below the start
+    step: float = 0.3  # fraction of the remaining weights (channels) one step removes
+    min_step: float = 0.04  # a layer whose step falls below this is done
+    local_steps: int = 10  # fine-tuning steps after each proposal
+    global_steps: int = 50  # whole-network fine-tuning every `finetune_every` accepted steps
+    finetune_every: int = 4
+    final_steps: int = 150  # whole-network fine-tuning at the end
+    lr: float = 0.003  # fine-tuning; a trained net's sharp minimum dislikes larger steps
+    max_steps: int = 60  # proposals at most
+    restore: bool = True  # least-squares restoration (energy method)
+    ridge: float = 1e-3
+    restore_max_flops: float = 2e10  # larger layers skip restoration (noted in the step message)
+    round_to: int = 1  # structured: channel counts rounded up to a multiple of this
+    hardware: str = "eyeriss_v1"
+    batch: int = 1  # N the energy is scored at (energy per inference at N=1)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise HwawareError(f"unknown pruning method '{self.method}'{did_you_mean(self.method, METHODS)}; "
+                               f"allowed: {', '.join(METHODS)}")
+        if not 0.0 < self.target_energy <= 1.0:
+            raise HwawareError(f"target_energy is a fraction of the starting energy in (0, 1], got {self.target_energy}")
+        if not 0.0 <= self.max_drop <= 100.0:
+            raise HwawareError(f"max_drop is in accuracy points [0, 100], got {self.max_drop}")
+        if not 0.0 < self.min_step <= self.step < 1.0:
+            raise HwawareError(f"need 0 < min_step <= step < 1, got min_step={self.min_step}, step={self.step}")
+        for name in ("local_steps", "global_steps", "final_steps"):
+            if int(getattr(self, name)) < 0:
+                raise HwawareError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("finetune_every", "max_steps", "round_to", "batch"):
+            if int(getattr(self, name)) < 1:
+                raise HwawareError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise HwawareError(f"lr must be a positive number, got {self.lr}")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Hardware and accuracy numbers of one model state (energy normalized to one 16-bit MAC)."""
+
+    energy: float
+    energy_by_level: dict[str, float]
+    energy_by_type: dict[str, float]
+    latency_ms: float
+    weights: int
+    nonzero_weights: float
+    macs: int
+    nonzero_macs: float
+    accuracy: float | None
+    layer_energy: dict[str, float] = field(default_factory=dict)
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PruneStep:
+    """One proposal (``kind="prune"``) or fine-tuning pass (``"finetune"``, ``"final"``)."""
+
+    index: int
+    kind: str
+    target: str
+    fraction: float
+    accepted: bool
+    metrics: Metrics
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: nn.Module
+    masks: Masks | None
+    baseline: Metrics
+    final: Metrics
+    history: tuple[PruneStep, ...]
+    target_reached: bool
+    message: str
+    config: PruneConfig
+
+    @property
+    def energy_ratio(self) -> float:
+        return self.final.energy / self.baseline.energy
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        """Validation accuracy lost, in points (percent)."""
+        if self.final.accuracy is None or self.baseline.accuracy is None:
+            return None
+        return 100.0 * (self.baseline.accuracy - self.final.accuracy)
+
+
+def measure(model: nn.Module, calib: torch.Tensor, *, scorer: Any, batch: int = 1,
+            accuracy: float | None = None) -> Metrics:
+    """Profile ``model`` on ``calib`` (measured zeros) and score it on Eyeriss at batch ``batch``."""
+    from ..profiler import profile
+
+    wl = profile(model, calib, progress=False)
+    report = scorer.score(wl, batch=batch)
+    tot = report.total
+    return Metrics(
+        energy=float(tot.energy_total),
+        energy_by_level={k: float(v) for k, v in tot.energy.items()},
+        energy_by_type={k: float(v) for k, v in tot.energy_by_type.items()},
+        latency_ms=float(tot.total_latency_ms),
+        weights=int(sum(l.weights for l in wl.layers)),
+        nonzero_weights=float(sum(l.weights * (1.0 - l.weight_zeros) for l in wl.layers)),
+        macs=int(tot.macs),
+        nonzero_macs=float(tot.nonzero_macs),
+        accuracy=accuracy,
+        layer_energy={s.name: float(s.energy_total) for s in report.layers},
+        layer_sparsity={l.name: float(l.weight_zeros) for l in wl.layers},
+    )
+
+
+class Pruner:
+    """Step API of one pruning run; ``steps()`` yields a :class:`PruneStep` per proposal.
+
+    ``train``/``val``: loaders of ``(images, labels)``; ``calib``: a batch of images used for
+    profiling the energy and for the least-squares fit (default: the first ``val`` batch).
+    The input model is never modified; :attr:`model` is the current (accepted) model.
+    """
+
+    def __init__(self, model: nn.Module, *, train: Any, val: Any, calib: torch.Tensor | None = None,
+                 config: PruneConfig | None = None, evaluate_fn: Callable[[nn.Module], float] | None = None,
+                 progress: bool = False) -> None:
+        from ..eyeriss import Scorer
+        from ..train import evaluate
+
+        self.config = config or PruneConfig()
+        self.train, self.val = train, val
+        self.calib = calib if calib is not None else _first_images(val)
+        self._evaluate = evaluate_fn or (lambda m: evaluate(m, val))
+        self._scorer = Scorer(self.config.hardware)
+        self.model = copy.deepcopy(model).eval()
+        self.masks: Masks | None = None if self.config.method == "structured" else Masks.from_model(self.model)
+        self._progress = progress
+        self._step_size: dict[str, float] = {}
+        self._done: set[str] = set()
+        self._notes: dict[str, str] = {}
+        self.history: list[PruneStep] = []
+        self.baseline = self._measure()
+        self.current = self.baseline
+        self._accepted = 0
+        self._finished = False
+        self._message = ""
+        self._target_reached = False
+        self._graph = None
+        self._graph_model: nn.Module | None = None
+
+    # -- measurement ---------------------------------------------------------------------------
+
+    def _measure(self) -> Metrics:
+        acc = self._evaluate(self.model)
+        return measure(self.model, self.calib, scorer=self._scorer, batch=self.config.batch, accuracy=acc)
+
+    def _ok(self, m: Metrics) -> bool:
+        return m.accuracy is None or self.baseline.accuracy is None or \
+            100.0 * (self.baseline.accuracy - m.accuracy) <= self.config.max_drop + 1e-9
+
+    def _target(self) -> float:
+        return self.config.target_energy * self.baseline.energy
+
+    # -- fine-tuning ---------------------------------------------------------------------------
+
+    def _finetune(self, steps: int, params: list[nn.Parameter] | None = None) -> None:
+        if steps <= 0:
+            return
+        from ..train import fit
+
+        frozen = []
+        if params is not None:
+            keep = {id(p) for p in params}
+            for p in self.model.parameters():
+                if p.requires_grad and id(p) not in keep:
+                    p.requires_grad_(False)
+                    frozen.append(p)
+        try:
+            masks = self.masks
+            fit(self.model, self.train, epochs=max(1.0, steps / max(len(self.train), 1)), max_steps=steps,
+                lr=self.config.lr, progress=False, after_step=(masks.apply if masks is not None else None))
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+            self.model.eval()
+
+    # -- candidates ----------------------------------------------------------------------------
+
+    def _candidates(self) -> list[str]:
+        method = self.config.method
+        if method == "magnitude":
+            return [] if "global" in self._done else ["global"]
+        if method == "energy":
+            layers = prunable_layers(self.model)
+            return [n for n in energy_order(self.current.layer_energy, layers) if n not in self._done]
+        graph = self._channel_graph()
+        energy: dict[str, float] = {}
+        for name, e in self.current.layer_energy.items():
+            energy[module_of(name)] = energy.get(module_of(name), 0.0) + e
+        scored = []
+        for g in graph.prunable_groups():
+            if g.name in self._done or g.size < 2:
+                continue
+            layers = set(g.producers) | set(g.consumers)
+            scored.append((-sum(energy.get(n, 0.0) for n in layers), g.name))
+        return [name for _, name in sorted(scored)]
+
+    def _channel_graph(self) -> Any:
+        from .surgery import ChannelGraph
+
+        if self._graph is None or self._graph_model is not self.model:
+            self._graph = ChannelGraph(self.model, self.calib[:1])
+            self._graph_model = self.model
+        return self._graph
+
+    # -- proposals -----------------------------------------------------------------------------
+
+    def _propose(self, target: str, frac: float) -> str:
+        """Modify self.model (and masks) by one step on ``target``; return a note."""
+        cfg = self.config
+        if cfg.method == "magnitude":
+            cur = self.masks.sparsity() if self.masks else 0.0
+            new = magnitude_masks(self.model, cur + frac * (1.0 - cur), scope="global")
+            self.masks = _and(self.masks, new)
+            self.masks.apply(self.model)
+            self._finetune(cfg.local_steps)
+            return f"global sparsity {self.masks.sparsity():.1%}"
+        if cfg.method == "energy":
+            mod = dict(self.model.named_modules())[target]
+            old_mask = self.masks.masks[target]
+            cur = 1.0 - old_mask.float().mean().item()
+            new_mask = magnitude_masks(self.model, {target: cur + frac * (1.0 - cur)}).masks[target] & old_mask
+            note = f"{target} sparsity {1.0 - new_mask.float().mean().item():.1%}"
+            if cfg.restore:
+                cost = restore_cost(new_mask, getattr(mod, "groups", 1))
+                if cost > cfg.restore_max_flops:
+                    note += f", restoration skipped ({cost:.1e} flops > restore_max_flops)"
+                    with torch.no_grad():
+                        mod.weight.mul_(new_mask)
+                else:
+                    x, y = capture_io(self.model, mod, self.calib)
+                    w = least_squares_restore(mod, x, y, new_mask, ridge=cfg.ridge, seed=cfg.seed)
+                    with torch.no_grad():
+                        mod.weight.copy_(w)
+                    note += ", restored"
+            else:
+                with torch.no_grad():
+                    mod.weight.mul_(new_mask)
+            self.masks = self.masks.with_layer(target, new_mask)
+            self._finetune(cfg.local_steps, params=list(mod.parameters()))
+            return note
+        graph = self._channel_graph()
+        g = graph.group(target)
+        n_remove = min(g.size - 1, max(1, round(frac * g.size)))
+        self.model = graph.prune(target, n_remove, round_to=cfg.round_to).eval()
+        self._finetune(cfg.local_steps)
+        return f"{target}: {g.size} -> {g.size - n_remove} channel units"
+
+    def _snapshot(self) -> tuple[nn.Module, Masks | None]:
+        if self.config.method == "structured":
+            return self.model, self.masks  # proposals build a new model; the old one is intact
+        return copy.deepcopy(self.model), self.masks
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def steps(self) -> Iterator[PruneStep]:
+        """Run the loop, yielding after every proposal and every fine-tuning pass."""
+        if self._finished:
+            return
+        cfg = self.config
+        proposals = 0
+        while True:
+            if self.current.energy <= self._target():
+                self._target_reached = True
+                self._message = (f"target reached: energy {self.current.energy / self.baseline.energy:.3f} "
+                                 f"of the start <= {cfg.target_energy}")
+                break
+            cands = self._candidates()
+            if not cands:
+                self._message = (f"target energy {cfg.target_energy} not reachable within a {cfg.max_drop}-point "
+                                 f"accuracy drop: best model found has energy "
+                                 f"{self.current.energy / self.baseline.energy:.3f} of the start")
+                break
+            if proposals >= cfg.max_steps:
+                self._message = (f"stopped after max_steps={cfg.max_steps} proposals at energy "
+                                 f"{self.current.energy / self.baseline.energy:.3f} of the start")
+                break
+            target = cands[0]
+            frac = self._step_size.setdefault(target, cfg.step)
+            t0 = time.perf_counter()
+            saved = self._snapshot()
+            note = self._propose(target, frac)
+            m = self._measure()
+            proposals += 1
+            accepted = self._ok(m) and m.energy < self.current.energy
+            if accepted:
+                self.current = m
+                self._accepted += 1
+            else:
+                self.model, self.masks = saved
+                why = "accuracy" if not self._ok(m) else "energy did not fall"
+                note += f"; rolled back ({why})"
+                self._step_size[target] = frac / 2
+                if frac / 2 < cfg.min_step:
+                    self._done.add(target)
+            step = PruneStep(len(self.history), "prune", target, frac, accepted, m, note,
+                             time.perf_counter() - t0)
+            self.history.append(step)
+            yield step
+            if accepted and self._accepted % cfg.finetune_every == 0 and cfg.global_steps > 0:
+                yield self._global_finetune("finetune", cfg.global_steps)
+        if cfg.final_steps > 0 and self._accepted > 0:
+            yield self._global_finetune("final", cfg.final_steps)
+        self._finished = True
+
+    def _global_finetune(self, kind: str, steps: int) -> PruneStep:
+        t0 = time.perf_counter()
+        saved = self._snapshot()
+        if self.config.method == "structured":
+            self.model = copy.deepcopy(self.model)
+        self._finetune(steps)
+        m = self._measure()
+        # fine-tuning moves activation sparsity a little, so the energy may move a little too
+        better = (m.accuracy or 0.0) >= (self.current.accuracy or 0.0) and m.energy <= self.current.energy * 1.01
+        if better or (self._ok(m) and not self._ok(self.current)):
+            self.current = m
+            note = "kept"
+        else:
+            self.model, self.masks = saved
+            note = "rolled back (accuracy or energy got worse)"
+            better = False
+        step = PruneStep(len(self.history), kind, "all", 0.0, better, m, note, time.perf_counter() - t0)
+        self.history.append(step)
+        return step
+
+    def result(self) -> PruneResult:
+        """The outcome so far (runs the remaining steps first if the loop was not finished)."""
+        for _ in self.steps():
+            pass
+        return PruneResult(self.model, self.masks, self.baseline, self.current, tuple(self.history),
+                           self._target_reached, self._message, self.config)
+
+
+def _and(a: Masks | None, b: Masks) -> Masks:
+    if a is None:
+        return b
+    return Masks({n: (a.masks[n] & m) if n in a.masks else m for n, m in b.masks.items()})
+
+
+def _first_images(loader: Any) -> torch.Tensor:
+    for batch in loader:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor):
+            raise HwawareError("the validation loader must yield (images, labels) tensors")
+        return x
+    raise HwawareError("the validation loader yields no batches")
+
+
+def prune(model: nn.Module, *, train: Any, val: Any, calib: torch.Tensor | None = None,
+          on_step: Callable[[PruneStep, Pruner], None] | None = None, **options: Any) -> PruneResult:
+    """Prune a copy of ``model``; ``options`` are :class:`PruneConfig` fields.
+
+    ``on_step(step, pruner)`` is called after every step (the CLI logs and checkpoints there).
+    """
+    unknown = [k for k in options if k not in PruneConfig.keys()]
+    if unknown:
+        raise HwawareError(f"unknown pruning option '{unknown[0]}'{did_you_mean(unknown[0], PruneConfig.keys())}")
+    pruner = Pruner(model, train=train, val=val, calib=calib, config=PruneConfig(**options))
+    for step in pruner.steps():
+        if on_step is not None:
+            on_step(step, pruner)
+    return pruner.result()

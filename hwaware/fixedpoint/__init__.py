@@ -1,0 +1,35 @@
+"""Bit-accurate 16-bit fixed-point backend (Eyeriss arithmetic), RLC codec and test vectors.
+
+See docs/fixedpoint.md for the arithmetic contract. Submodules: ``format`` (FixedFormat and the
+shift/round/cut primitives), ``golden`` (plain NumPy reference), ``ops`` (fast kernels), ``convert``
+(float model -> integer model), ``vectors`` (hardware test vectors), ``rlc`` (run-length codec),
+``quantize`` (energy-aware bit-width search).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FixedFormat": "hwaware.fixedpoint.format",
+    "convert": "hwaware.fixedpoint.convert",
+    "FixedPointModel": "hwaware.fixedpoint.convert",
+    "export_vectors": "hwaware.fixedpoint.vectors",
+    "quantize": "hwaware.fixedpoint.quantize",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hwaware.fixedpoint' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

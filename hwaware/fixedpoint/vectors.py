@@ -1,0 +1,155 @@
+"""Test vectors for hardware verification: every Conv/Linear layer's int16 operands and results.
+
+For each Conv1d/Conv2d/Linear call of the converted model, ``NNN_<layer>.npz`` holds
+
+=========  ==================================================================================
+x          int16, the layer's unpadded input: N x C x H x W (Conv1d: N x C x 1 x W) or N x C
+w          int16, M x C/groups x R x S (Conv1d: M x C/groups x 1 x S) or M x C
+b          mode eyeriss: int16 at f_y; mode wide: int32 at f_x + f_w (always present, M values)
+y          int16, the expected output (after the fused ReLU when ``relu``), N x M x E x F or N x M
+stride     [vertical, horizontal];  padding  [vertical, horizontal] (zero padding, code 0)
+groups, f_x, f_w, f_y, relu; mode, rounding, overflow (strings); op, name (strings)
+=========  ==================================================================================
+
+plus ``NNN_<layer>.{x,w,b,y}.hex`` for ``$readmemh``: one value per line, row-major (C order)
+in the shapes above, two's complement, 4 hex digits per int16 and 8 per int32. ``manifest.json``
+lists the layers in execution order with file names, shapes and attributes. The arithmetic that
+turns x, w, b into y is the contract in docs/fixedpoint.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_open, write_json, write_text
+from ..errors import HwawareError
+from .convert import ConvOp, FixedPointModel, convert
+
+FORMAT = "hwaware-vectors/1"
+
+
+@dataclass(frozen=True)
+class VectorLayer:
+    index: int
+    name: str
+    op: str
+    file: str
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    y_shape: tuple[int, ...]
+    f_x: int
+    f_w: int
+    f_y: int
+    relu: bool
+    product_overflows: int
+    output_overflows: int
+
+
+@dataclass(frozen=True)
+class VectorSet:
+    """What :func:`export_vectors` wrote."""
+
+    out_dir: Path
+    manifest: Path
+    mode: str
+    rounding: str
+    overflow: str
+    layers: tuple[VectorLayer, ...]
+
+
+def _stem(index: int, name: str) -> str:
+    return f"{index:03d}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex_lines(a: np.ndarray, digits: int) -> str:
+    """One two's-complement value per line, ``digits`` lower-case hex digits (vectorized)."""
+    u = a.reshape(-1).astype(np.int64) & ((1 << (4 * digits)) - 1)
+    shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.int64)
+    chars = np.empty((u.size, digits + 1), dtype=np.uint8)
+    chars[:, :digits] = _HEX[(u[:, None] >> shifts[None, :]) & 15]
+    chars[:, digits] = ord("\n")
+    return chars.tobytes().decode("ascii")
+
+
+def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tensor,
+                   calibration_data: Any = None, mode: str = "eyeriss", rounding: str = "floor",
+                   overflow: str = "wrap", samples: int | None = 256, hex_files: bool = True,
+                   meta: dict[str, Any] | None = None, progress: bool = False) -> VectorSet:
+    """Convert ``model`` (unless it is a :class:`FixedPointModel`), run ``inputs``, write vectors.
+
+    ``calibration_data`` sets the formats (default: ``inputs``). Returns what was written.
+    """
+    if isinstance(model, FixedPointModel):
+        fixed = model
+    else:
+        calib = inputs if calibration_data is None else calibration_data
+        fixed = convert(model, calib, mode=mode, rounding=rounding, overflow=overflow, samples=samples,
+                        progress=progress)
+    arith = fixed.arith
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise HwawareError(f"export-vectors: '{out}' exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    run = fixed.run(fixed.quantize_input(inputs), keep=True)
+    layers: list[VectorLayer] = []
+    entries: list[dict[str, Any]] = []
+    convs = [(k, op) for k, op in enumerate(fixed.int_ops) if isinstance(op, ConvOp)]
+    from tqdm import tqdm
+
+    for index, (k, op) in enumerate(tqdm(convs, desc="vectors", disable=not progress, leave=False)):
+        x = op.prepare(run.values[op.inputs[0]], arith)
+        w, y = op.w, run.values[k]
+        b = op.b.astype(np.int16 if arith["mode"] == "eyeriss" else np.int32)
+        if op.op == "Conv1d":  # stored as 4-D with H = R = 1
+            x, w, y = x[:, :, None, :], w[:, :, None, :], y[:, :, None, :]
+        stem = _stem(index, op.name)
+        arrays = dict(
+            x=x.astype(np.int16), w=w.astype(np.int16), b=b, y=y.astype(np.int16),
+            stride=np.array(op.stride, dtype=np.int64), padding=np.array(op.padding, dtype=np.int64),
+            groups=np.int64(op.groups), f_x=np.int64(op.f_in.frac_bits), f_w=np.int64(op.fw.frac_bits),
+            f_y=np.int64(op.fy.frac_bits), relu=np.bool_(op.relu), mode=np.str_(arith["mode"]),
+            rounding=np.str_(arith["rounding"]), overflow=np.str_(arith["overflow"]),
+            op=np.str_(op.op), name=np.str_(op.name),
+        )
+        with atomic_open(out / f"{stem}.npz", "wb") as fh:
+            np.savez(fh, **arrays)
+        hexes = {}
+        if hex_files:
+            for key, digits in (("x", 4), ("w", 4), ("b", 4 if b.dtype == np.int16 else 8), ("y", 4)):
+                hexes[key] = f"{stem}.{key}.hex"
+                write_text(out / hexes[key], _hex_lines(arrays[key], digits))
+        layer = VectorLayer(index, op.name, op.op, f"{stem}.npz", tuple(x.shape), tuple(w.shape),
+                            tuple(y.shape), op.f_in.frac_bits, op.fw.frac_bits, op.fy.frac_bits, op.relu,
+                            run.product_overflows[k], run.output_overflows[k])
+        layers.append(layer)
+        entries.append({
+            "index": index, "name": op.name, "op": op.op, "file": layer.file, "hex": hexes,
+            "x_shape": list(layer.x_shape), "w_shape": list(layer.w_shape), "y_shape": list(layer.y_shape),
+            "b_dtype": str(b.dtype), "stride": list(op.stride), "padding": list(op.padding),
+            "groups": op.groups, "f_x": layer.f_x, "f_w": layer.f_w, "f_y": layer.f_y,
+            "shift": layer.f_x + layer.f_w - layer.f_y, "relu": op.relu,
+            "product_overflows": layer.product_overflows, "output_overflows": layer.output_overflows,
+        })
+    manifest = out / "manifest.json"
+    write_json(manifest, {
+        "format": FORMAT,
+        "contract": "docs/fixedpoint.md (hwaware): value = code * 2**-f; s = f_x + f_w - f_y",
+        **arith,
+        "layout": "row-major (C order); hex: one two's-complement value per line, 4 digits (int16) "
+                  "or 8 digits (int32 bias in mode wide)",
+        "input_shape": list(inputs.shape),
+        "input_frac_bits": fixed.input_format.frac_bits,
+        **(meta or {}),
+        "layers": entries,
+    })
+    return VectorSet(out, manifest, arith["mode"], arith["rounding"], arith["overflow"], tuple(layers))

@@ -1,0 +1,556 @@
+"""Training-script plugin: watch a network's Eyeriss energy and latency while it trains.
+
+    >>> hw = hwaware.attach(model, example_batch, hardware="eyeriss_v1", logdir="runs/tb", every=200)
+    >>> for x, y in loader:
+    ...     loss = F.cross_entropy(model(x), y)
+    ...     opt.zero_grad(); loss.backward(); opt.step()
+    ...     hw.step()                       # after optimizer.step()
+    >>> hw.summary()                        # prints the per-layer table of the last score
+
+Every ``every`` steps the monitor profiles the model on the *live* batch (the last input the
+model's forward saw; a forward pre-hook keeps a reference to it, nothing is copied), scores the
+workload on the Eyeriss model and logs to TensorBoard:
+
+- scalars ``energy/<level>`` (DRAM, GLB, array, RF, MAC, total), ``energy_by_type/<type>``
+  (ifmap, filter, psum, MAC), ``latency/processing_ms``, ``latency/total_ms``,
+  ``sparsity/<layer>/ifmap`` and ``sparsity/<layer>/weight`` (measured fractions of zeros);
+  with a schedule also ``prune/target`` and ``prune/weight_sparsity``;
+- a figure ``energy/breakdown``: per-layer stacked energy by level and by data type.
+
+Energy is per inference (the workload is scored at ``batch=1`` unless told otherwise) in the
+model's normalized unit (one 16-bit MAC = 1); sparsity changes as the network trains, so the
+energy does too. Profiling uses at most ``samples`` images of the batch, runs in eval mode under
+``torch.no_grad()`` and restores every module's train/eval flag: weights, BatchNorm statistics,
+gradients, optimizer state and the RNG are untouched (tests check training is bit-identical
+with and without the monitor).
+
+Schedules (:class:`PruneSchedule`): gradual pruning from step ``start`` to ``end`` towards a
+fraction ``target`` of the Conv/Linear weights, following the cubic ramp of Zhu and Gupta
+("To prune, or not to prune", 2017): ``s(t) = target * (1 - (1 - (t - start)/(end - start))^3)``,
+one pruning event every ``every`` steps. ``method="magnitude"`` zeroes the smallest weights
+(one global threshold, or per layer with ``scope="layer"``: :func:`hwaware.compress.magnitude.magnitude_masks`);
+``method="energy"`` spends each event's weights on the layers in proportion to their share of
+the Eyeriss energy, measured on the live batch just before the event (the most energy-hungry
+layers lose the most weights, as in energy-aware pruning, Yang et al. CVPR 2017), with the
+smallest-magnitude weights removed inside each layer and no layer above
+``max_layer_sparsity``. Masks only grow and are re-applied after every optimizer step, so
+pruned weights stay zero while the optimizer keeps running.
+
+Wrapped models: ``DistributedDataParallel``/``DataParallel`` are unwrapped (``.module``) for
+profiling and masking; only rank 0 profiles and writes logs, and the energy-aware allocation is
+broadcast from rank 0 so every rank applies the same masks. ``torch.compile``: the monitor
+profiles the original module (``_orig_mod``, eager, with its own hooks), so the compiled graph is
+not re-traced; the live batch is captured by a hook on the outer (compiled) object.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from ._suggest import did_you_mean
+from .errors import HwawareError
+
+__all__ = ["HardwareMonitor", "MonitorRecord", "PruneSchedule", "attach", "unwrap_model"]
+
+SCHEDULE_METHODS = ("magnitude", "energy")
+SCOPES = ("global", "layer")
+
+
+# --- value types -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PruneSchedule:
+    """Gradual pruning inside a training loop (see the module docstring).
+
+    ``start``/``end``: optimizer steps (counted by ``hw.step()``) of the first and last pruning
+    event; ``every``: steps between events; ``target``: final fraction of pruned Conv/Linear
+    weights; ``layers``: module names to prune (default: every Conv1d/Conv2d/Linear).
+    """
+
+    method: str = "magnitude"
+    start: int = 0
+    end: int = 1000
+    target: float = 0.5
+    every: int = 100
+    scope: str = "global"
+    max_layer_sparsity: float = 0.95
+    layers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in SCHEDULE_METHODS:
+            raise HwawareError(f"schedule: unknown method '{self.method}'{did_you_mean(self.method, SCHEDULE_METHODS)}; "
+                               f"allowed: {', '.join(SCHEDULE_METHODS)}")
+        if self.scope not in SCOPES:
+            raise HwawareError(f"schedule: unknown scope '{self.scope}'; allowed: {', '.join(SCOPES)}")
+        for name in ("start", "end", "every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise HwawareError(f"schedule: {name} must be an integer step, got {v!r}")
+        if self.start < 0 or self.end <= self.start:
+            raise HwawareError(f"schedule: need 0 <= start < end, got start={self.start}, end={self.end}")
+        if self.every < 1:
+            raise HwawareError(f"schedule: every must be >= 1, got {self.every}")
+        if not 0.0 < float(self.max_layer_sparsity) < 1.0:
+            raise HwawareError(f"schedule: max_layer_sparsity must be in (0, 1), got {self.max_layer_sparsity}")
+        if not 0.0 < float(self.target) <= float(self.max_layer_sparsity):
+            raise HwawareError(f"schedule: target must be in (0, max_layer_sparsity={self.max_layer_sparsity}], "
+                               f"got {self.target}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(str(n) for n in self.layers))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PruneSchedule:
+        keys = [f.name for f in fields(cls)]
+        for k in d:
+            if k not in keys:
+                raise HwawareError(f"schedule: unknown key '{k}'{did_you_mean(k, keys)}; allowed: {', '.join(keys)}")
+        return cls(**dict(d))
+
+    def sparsity_at(self, step: int) -> float:
+        """Target fraction of pruned weights after ``step`` optimizer steps (0 before ``start``)."""
+        if step < self.start:
+            return 0.0
+        progress = min(1.0, (step - self.start) / (self.end - self.start))
+        return float(self.target) * (1.0 - (1.0 - progress) ** 3)
+
+    def is_event(self, step: int) -> bool:
+        """Whether pruning happens after ``step`` optimizer steps."""
+        if step < self.start or step > self.end:
+            return False
+        return (step - self.start) % self.every == 0 or step == self.end
+
+
+@dataclass(frozen=True)
+class MonitorRecord:
+    """One log point: energy per inference (normalized to one 16-bit MAC) and latency on the
+    Eyeriss model, the measured zero fractions per layer, and the wall time the log took."""
+
+    step: int
+    energy: float
+    energy_by_level: dict[str, float]
+    energy_by_type: dict[str, float]
+    processing_latency_ms: float
+    total_latency_ms: float
+    layer_energy: dict[str, float]
+    ifmap_sparsity: dict[str, float]
+    weight_sparsity: dict[str, float]
+    pruned_fraction: float | None = None
+    target_fraction: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module that holds the layers: strips ``DistributedDataParallel``/``DataParallel``
+    (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers, in any nesting."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    seen = 0
+    while seen < 8:
+        seen += 1
+        if isinstance(model, (DataParallel, DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    return model
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _first_n(x: Any, n: int, batch: int | None) -> Any:
+    """Keep the first ``n`` samples of every tensor whose first dimension is the batch."""
+    if isinstance(x, torch.Tensor):
+        return x[:n] if batch is not None and x.dim() > 0 and x.shape[0] == batch else x
+    if isinstance(x, tuple):
+        return tuple(_first_n(v, n, batch) for v in x)
+    if isinstance(x, list):
+        return [_first_n(v, n, batch) for v in x]
+    if isinstance(x, dict):
+        return {k: _first_n(v, n, batch) for k, v in x.items()}
+    return x
+
+
+def _batch_of(args: tuple, kwargs: dict) -> int | None:
+    for t in (*args, *kwargs.values()):
+        if isinstance(t, torch.Tensor) and t.dim() > 0:
+            return int(t.shape[0])
+    return None
+
+
+def _as_call(batch: Any) -> tuple[tuple, dict]:
+    """An example batch -> forward arguments: a tensor, a tuple of tensors, an ``(inputs,
+    targets)`` pair from a loader (the inputs are used), or a dict of keyword arguments."""
+    if isinstance(batch, torch.Tensor):
+        return (batch,), {}
+    if isinstance(batch, Mapping):
+        return (), dict(batch)
+    if isinstance(batch, (tuple, list)) and batch:
+        if len(batch) == 2 and isinstance(batch[0], torch.Tensor) and isinstance(batch[1], torch.Tensor) \
+                and batch[1].dim() <= 1 and not torch.is_floating_point(batch[1]):
+            return (batch[0],), {}  # (images, integer labels) from a DataLoader
+        return tuple(batch), {}
+    raise HwawareError("attach: example_batch must be a tensor, a tuple of forward arguments, an "
+                       f"(inputs, labels) pair or a dict of keyword arguments; got {type(batch).__name__}")
+
+
+# --- the monitor --------------------------------------------------------------------------------
+
+class HardwareMonitor:
+    """Profiles, scores and logs a model during training; see :func:`attach` and the module docstring."""
+
+    def __init__(self, model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",
+                 objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
+                 samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
+                 figures: bool = True, log_first: bool = True, writer: Any = None) -> None:
+        from .eyeriss import Scorer
+
+        if not isinstance(model, nn.Module):
+            raise HwawareError(f"attach: expected a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise HwawareError(f"attach: every must be a positive integer (steps between logs), got {every!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise HwawareError(f"attach: batch (N the energy is scored at) must be a positive integer, got {batch!r}")
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+            raise HwawareError(f"attach: samples must be a positive integer or None, got {samples!r}")
+        if isinstance(schedule, Mapping):
+            schedule = PruneSchedule.from_dict(schedule)
+        elif schedule is not None and not isinstance(schedule, PruneSchedule):
+            raise HwawareError(f"attach: schedule must be a PruneSchedule or a dict, got {type(schedule).__name__}")
+        self.outer = model
+        self.model = unwrap_model(model)
+        self.every = every
+        self.batch = batch
+        self.samples = samples
+        self.schedule = schedule
+        self.figures = figures
+        self.scorer = Scorer(hardware, objective)
+        self.steps = 0
+        self.history: list[MonitorRecord] = []
+        self.last_report: Any = None
+        self.last_workload: Any = None
+        self.masks: Any = None
+        self.overhead_seconds = 0.0
+        self._rank = _rank()
+        self._example = _as_call(example_batch) if example_batch is not None else None
+        self._live: tuple[tuple, dict] | None = None
+        self._closed = False
+        self._prunable: dict[str, nn.Module] = {}
+        if schedule is not None:
+            from .compress.magnitude import prunable_layers
+
+            self._prunable = prunable_layers(self.model, schedule.layers)
+        self._owns_writer = False
+        self.writer = None
+        if self._rank == 0:
+            if writer is not None:
+                self.writer = writer
+            elif logdir is not None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(logdir))
+                self._owns_writer = True
+        try:
+            if log_first and self._example is not None and self._rank == 0:
+                self.log()
+        except BaseException:
+            if self._owns_writer:
+                self.writer.close()
+            raise
+        # the hook keeps a reference to the last forward input (the live batch); no copy is made
+        self._hook = model.register_forward_pre_hook(self._capture, with_kwargs=True)
+
+    # -- capture -----------------------------------------------------------------------------
+    def _capture(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # detach (a view, no copy) so a non-leaf input does not keep its autograd graph alive
+        self._live = (tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args),
+                      {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
+
+    # -- the step --------------------------------------------------------------------------------
+    def step(self, batch: Any = None) -> MonitorRecord | None:
+        """Call once after every ``optimizer.step()``. Re-applies pruning masks, prunes on schedule
+        events and every ``every`` steps profiles/scores/logs (``batch``: the forward arguments to
+        profile instead of the live batch). Returns the new record on log steps, else ``None``."""
+        if self._closed:
+            raise HwawareError("HardwareMonitor.step() after close()")
+        self.steps += 1
+        t = self.steps
+        if self.schedule is not None:
+            if self.masks is not None:  # first: the optimizer step just moved the pruned weights
+                self.masks.apply(self.model)
+            if self.schedule.is_event(t):
+                self._prune_event(t, batch)
+        if t % self.every == 0 and self._rank == 0:
+            return self.log(batch)
+        return None
+
+    def log(self, batch: Any = None) -> MonitorRecord:
+        """Profile and score now, on ``batch``, the live batch, or the example batch; log and return the record."""
+        t0 = time.perf_counter()
+        report, wl = self._score(self._call(batch))
+        rec = self._record(report, wl)
+        self._write(rec, report)
+        rec = _with_seconds(rec, time.perf_counter() - t0)
+        self.overhead_seconds += rec.seconds
+        self.history.append(rec)
+        return rec
+
+    def _call(self, batch: Any) -> tuple[tuple, dict]:
+        call = _as_call(batch) if batch is not None else (self._live or self._example)
+        if call is None:
+            raise HwawareError("HardwareMonitor: nothing to profile yet; pass example_batch to attach() "
+                               "or call step() after the model has run a forward pass")
+        return call
+
+    def _score(self, call: tuple[tuple, dict]) -> tuple[Any, Any]:
+        from .profiler import Profiler, _fit_error
+
+        args, kwargs = call
+        if self.samples is not None:
+            n = _batch_of(args, kwargs)
+            args, kwargs = _first_n(args, self.samples, n), _first_n(kwargs, self.samples, n)
+        with Profiler(self.model, source=type(self.model).__name__) as prof:
+            try:
+                prof.run(*args, **kwargs)
+            except HwawareError:
+                raise
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise HwawareError(_fit_error(args, kwargs, prof.failed_module, exc)) from exc
+        wl = prof.workload()
+        report = self.scorer.score(wl, batch=self.batch)
+        self.last_report, self.last_workload = report, wl
+        return report, wl
+
+    def _record(self, report: Any, wl: Any) -> MonitorRecord:
+        tot = report.total
+        pruned = target = None
+        if self.schedule is not None:
+            target = self.schedule.sparsity_at(self.steps)
+            pruned = self.pruned_fraction()
+        return MonitorRecord(
+            step=self.steps,
+            energy=float(tot.energy_total),
+            energy_by_level={k: float(v) for k, v in tot.energy.items()},
+            energy_by_type={k: float(v) for k, v in tot.energy_by_type.items()},
+            processing_latency_ms=float(tot.processing_latency_ms),
+            total_latency_ms=float(tot.total_latency_ms),
+            layer_energy={ls.name: float(ls.energy_total) for ls in report.layers},
+            ifmap_sparsity={lay.name: float(lay.ifmap_zeros) for lay in wl.layers},
+            weight_sparsity={lay.name: float(lay.weight_zeros) for lay in wl.layers},
+            pruned_fraction=pruned,
+            target_fraction=target,
+        )
+
+    def _write(self, rec: MonitorRecord, report: Any) -> None:
+        w = self.writer
+        if w is None:
+            return
+        s = rec.step
+        for k, v in rec.energy_by_level.items():
+            w.add_scalar(f"energy/{k}", v, s)
+        w.add_scalar("energy/total", rec.energy, s)
+        for k, v in rec.energy_by_type.items():
+            w.add_scalar(f"energy_by_type/{k}", v, s)
+        w.add_scalar("latency/processing_ms", rec.processing_latency_ms, s)
+        w.add_scalar("latency/total_ms", rec.total_latency_ms, s)
+        for name in rec.ifmap_sparsity:
+            w.add_scalar(f"sparsity/{name}/ifmap", rec.ifmap_sparsity[name], s)
+            w.add_scalar(f"sparsity/{name}/weight", rec.weight_sparsity[name], s)
+        if rec.target_fraction is not None:
+            w.add_scalar("prune/target", rec.target_fraction, s)
+            w.add_scalar("prune/weight_sparsity", rec.pruned_fraction or 0.0, s)
+        if self.figures:
+            from .plots import energy_breakdown_figure
+
+            fig = energy_breakdown_figure(report, title=f"step {s}: energy per inference {rec.energy:.4g}")
+            w.add_figure("energy/breakdown", fig, s)
+        w.flush()
+
+    # -- pruning ---------------------------------------------------------------------------------
+    def pruned_fraction(self) -> float:
+        """Fraction of the scheduled layers' weights that are zero now."""
+        total = sum(m.weight.numel() for m in self._prunable.values())
+        zeros = sum(int((m.weight == 0).sum()) for m in self._prunable.values())
+        return zeros / total if total else 0.0
+
+    def _prune_event(self, t: int, batch: Any) -> None:
+        from .compress.magnitude import Masks, magnitude_masks
+
+        sched = self.schedule
+        assert sched is not None
+        goal = sched.sparsity_at(t)
+        names = list(self._prunable)
+        if sched.method == "magnitude":
+            if sched.scope == "global":
+                new = magnitude_masks(self.model, goal, scope="global", layers=names)
+            else:
+                new = magnitude_masks(self.model, {n: goal for n in names}, scope="layer", layers=names)
+        else:
+            fractions = None
+            if self._rank == 0:  # fresh energies, measured at the current sparsity on the live batch
+                t0 = time.perf_counter()
+                report, _ = self._score(self._call(batch))
+                fractions = energy_allocation(
+                    {n: m.weight.numel() for n, m in self._prunable.items()},
+                    {n: int((m.weight == 0).sum()) for n, m in self._prunable.items()},
+                    _module_energy({ls.name: ls.energy_total for ls in report.layers}), goal,
+                    sched.max_layer_sparsity)
+                self.overhead_seconds += time.perf_counter() - t0
+            if _world() > 1:
+                import torch.distributed as dist
+
+                box = [fractions]
+                dist.broadcast_object_list(box, src=0)
+                fractions = box[0]
+            new = magnitude_masks(self.model, fractions, scope="layer", layers=names)
+        if self.masks is not None:
+            new = Masks({n: new.masks[n] & self.masks.masks[n] for n in new.masks})
+        self.masks = new
+        self.masks.apply(self.model)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def summary(self, file: IO[str] | None = None, *, show: bool = True) -> str:
+        """Print (to ``file``, default stdout; nothing when ``show=False``) and return: the per-layer
+        table of the last score and the energy/latency/sparsity history of every log step."""
+        from .report_table import format_pct, format_si, format_table
+
+        if self._rank != 0:
+            return ""
+        if self.last_report is None:
+            text = "hwaware monitor: no log step yet (call hw.log() or wait for `every` steps)"
+        else:
+            rows = []
+            for r in self.history:
+                ifz = list(r.ifmap_sparsity.values())
+                wz = list(r.weight_sparsity.values())
+                rows.append([str(r.step), format_si(r.energy), format_pct(r.energy_by_level.get("DRAM", 0.0) / r.energy
+                                                                        if r.energy else 0.0),
+                             f"{r.processing_latency_ms:.3f}", format_pct(sum(ifz) / len(ifz) if ifz else 0.0),
+                             format_pct(sum(wz) / len(wz) if wz else 0.0),
+                             "" if r.pruned_fraction is None else format_pct(r.pruned_fraction)])
+            hist = format_table(["step", "energy/inference", "DRAM share", "proc ms", "mean ifmap zeros",
+                                 "mean weight zeros", "pruned"], rows)
+            first, last = self.history[0], self.history[-1]
+            change = (f"energy {last.energy / first.energy:.3f}x of step {first.step}, latency "
+                      f"{last.processing_latency_ms / first.processing_latency_ms:.3f}x"
+                      if first.energy and first.processing_latency_ms else "")
+            text = (f"{self.last_report.table()}\n\nhistory ({len(self.history)} log steps, monitor overhead "
+                    f"{self.overhead_seconds:.2f} s):\n{hist}\n{change}")
+        if show:
+            print(text, file=file if file is not None else sys.stdout)
+        return text
+
+    def close(self) -> None:
+        """Remove the hook and close the TensorBoard writer this monitor opened."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hook.remove()
+        self._live = None
+        if self.writer is not None:
+            self.writer.flush()
+            if self._owns_writer:
+                self.writer.close()
+
+    def __enter__(self) -> HardwareMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with_seconds(rec: MonitorRecord, seconds: float) -> MonitorRecord:
+    return replace(rec, seconds=seconds)
+
+
+def _module_energy(layer_energy: Mapping[str, float]) -> dict[str, float]:
+    from .compress.energy_aware import module_of
+
+    out: dict[str, float] = {}
+    for name, e in layer_energy.items():
+        out[module_of(name)] = out.get(module_of(name), 0.0) + float(e)
+    return out
+
+
+def energy_allocation(sizes: Mapping[str, int], pruned: Mapping[str, int], energy: Mapping[str, float],
+                      goal: float, cap: float) -> dict[str, float]:
+    """Per-layer pruned fractions that bring the total to ``goal`` of all weights.
+
+    The weights still to prune, ``round(goal * total) - already pruned``, are shared among the
+    layers in proportion to their energy (water-filling: a layer stops at ``cap`` of its weights
+    and its excess goes to the others, again by energy); a layer's fraction never falls. Layers
+    with no measured energy (never called) get nothing while others have room.
+    """
+    from .compress.energy_aware import energy_order
+
+    total = sum(sizes.values())
+    want = round(goal * total) - sum(pruned.values())
+    room = {n: max(0, math.floor(cap * sizes[n]) - pruned[n]) for n in sizes}
+    give = {n: 0 for n in sizes}
+    rest = max(0, want)
+    order = energy_order({n: energy.get(n, 0.0) for n in sizes})
+    while rest > 0:
+        active = [n for n in order if room[n] - give[n] > 0 and energy.get(n, 0.0) > 0]
+        if not active:
+            active = [n for n in order if room[n] - give[n] > 0]
+            if not active:
+                break
+            weights = {n: float(sizes[n]) for n in active}
+        else:
+            weights = {n: float(energy[n]) for n in active}
+        wsum = sum(weights.values())
+        handed = 0
+        for n in active:
+            share = min(room[n] - give[n], math.floor(rest * weights[n] / wsum))
+            give[n] += share
+            handed += share
+        if handed == 0:  # rounding left a few weights: one each, most energy first
+            for n in active:
+                if rest - handed == 0:
+                    break
+                give[n] += 1
+                handed += 1
+        rest -= handed
+    return {n: (pruned[n] + give[n]) / sizes[n] if sizes[n] else 0.0 for n in sizes}
+
+
+def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",
+           objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
+           samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
+           figures: bool = True, log_first: bool = True, writer: Any = None) -> HardwareMonitor:
+    """Attach a :class:`HardwareMonitor` to ``model`` (plain, DDP-wrapped or ``torch.compile``'d).
+
+    ``example_batch``: forward input(s) for the first log (step 0) and a fallback when no live
+    batch was seen. ``hardware``/``objective``: as for :func:`hwaware.score`. ``logdir``: TensorBoard
+    directory (``None``: no logs, records are still kept in ``hw.history``). ``every``: steps
+    between logs. ``batch``: N the energy is scored at (1 = per inference). ``samples``: images
+    of the live batch profiled (sparsity is averaged over them). ``schedule``: a
+    :class:`PruneSchedule` or its dict, e.g. ``{"method": "energy", "start": 200, "end": 2000,
+    "target": 0.8, "every": 100}``. ``figures``: log the per-layer breakdown figure.
+    """
+    return HardwareMonitor(model, example_batch, hardware=hardware, objective=objective, logdir=logdir,
+                           every=every, batch=batch, samples=samples, schedule=schedule, figures=figures,
+                           log_first=log_first, writer=writer)

@@ -1,0 +1,193 @@
+"""Model conversion: formats from calibration data, BN folding, integer graph = golden ops, agreement."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hwaware.errors import HwawareError, UnsupportedLayerError
+from hwaware.fixedpoint import convert, golden
+from hwaware.fixedpoint.convert import ConvOp, FixedPointModel, calibrate_batchnorm, top1_agreement
+from hwaware.modelref import load_model
+
+
+def shapes(split: str, n: int) -> torch.Tensor:
+    from hwaware.data import make_loader
+
+    got = []
+    for xb, _ in make_loader("builtin:shapes", split, batch_size=min(n, 256), shuffle=False):
+        got.append(xb)
+        if sum(len(g) for g in got) >= n:
+            break
+    return torch.cat(got)[:n]
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    torch.manual_seed(1)
+    model = load_model("models/small_cnn.py:small_cnn")
+    calibrate_batchnorm(model, list(shapes("train", 256).split(64)))
+    return model, shapes("train", 128), shapes("val", 500)
+
+
+@pytest.mark.parametrize("mode,rounding,minimum", [("wide", "floor", 0.99), ("eyeriss", "nearest", 0.99),
+                                                   ("eyeriss", "floor", 0.95)])
+def test_small_cnn_top1_agreement(small_cnn, mode, rounding, minimum):
+    # random weights (BN statistics calibrated): small logit margins, a harder case than a trained net
+    model, calib, val = small_cnn
+    fixed = convert(model, calib, mode=mode, rounding=rounding)
+    assert isinstance(fixed, FixedPointModel)
+    assert top1_agreement(model, fixed, val.split(250)) >= minimum
+
+
+def test_formats_follow_the_max_rule_with_one_bit_of_headroom(small_cnn):
+    model, calib, _ = small_cnn
+    seen: dict[str, float] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, float(o.abs().max())))
+             for n, m in model.named_modules() if n.startswith(("bn", "fc", "gap"))]
+    with torch.no_grad():
+        model(calib)
+    for h in hooks:
+        h.remove()
+    fixed = convert(model, calib)
+    by_name = {lr.name: lr for lr in fixed.report.layers}
+    for conv, after in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv4", "bn4"), ("fc", "fc"),
+                        ("gap", "gap")):
+        f, top = by_name[conv].f_y, seen[after]  # a fused ReLU: the range before it
+        # largest f with top * 2**f <= 32767 / 2 (one bit of headroom)
+        assert top * 2.0 ** f <= 32767 / 2 < top * 2.0 ** (f + 1), conv
+    for name in ("pool1", "pool2", "pool3"):  # max pooling keeps its input's format
+        assert by_name[name].f_y == by_name[name].f_x[0]
+    for lr in fixed.report.layers:
+        assert lr.output_overflows == 0 and lr.max_abs_error < 0.05 * lr.max_abs_float + 1e-3
+
+
+@pytest.mark.parametrize("mode", ["eyeriss", "wide"])
+def test_integer_graph_is_the_golden_contract(small_cnn, mode):
+    model, calib, _ = small_cnn
+    fixed = convert(model, calib[:32], mode=mode, rounding="nearest", overflow="saturate")
+    run = fixed.run(fixed.quantize_input(calib[:2]), keep=True)
+    convs = [(k, op) for k, op in enumerate(fixed.int_ops) if isinstance(op, ConvOp)]
+    assert [op.name for _, op in convs] == ["conv1", "conv2", "conv3", "conv4", "fc"]
+    for k, op in convs:
+        x = run.values[op.inputs[0]]
+        kw = dict(fx=op.fx, fw=op.fw, fy=op.fy, mode=mode, rounding="nearest", overflow="saturate", relu=op.relu)
+        if op.op == "Linear":
+            ref = golden.linear(x, op.w, op.b, **kw)
+        else:
+            ref = golden.conv2d(x, op.w, op.b, stride=op.stride, padding=op.padding, groups=op.groups, **kw)
+        assert np.array_equal(ref.y, run.values[k]), op.name
+
+
+class Branchy(nn.Module):
+    """Conv1d + BN, a depthwise conv + BN, a grouped conv, a residual add of differently scaled
+    branches, cat, average pooling and views that read x.size(0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 8, 3, padding=1)
+        self.b1 = nn.BatchNorm1d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.b2 = nn.BatchNorm2d(8)
+        self.c3 = nn.Conv2d(8, 8, 1, groups=2)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(16 * 4 * 4, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.b1(self.c1(x)))  # N x 8 x 64
+        a = a.view(a.size(0), 8, 8, 8)
+        d = torch.relu(self.b2(self.c2(a))) + self.c3(a)
+        e = torch.cat([d, a], 1)
+        return self.fc(self.pool(e).view(x.size(0), -1))
+
+
+def test_branchy_model_conv1d_bn_folding_add_cat():
+    torch.manual_seed(0)
+    model = Branchy()
+    with torch.no_grad():
+        model.c3.weight.mul_(8.0)  # a branch with a larger range than its partner in the add
+    x = torch.randn(64, 2, 64)
+    calibrate_batchnorm(model, x)
+    fixed = convert(model, x, mode="wide", rounding="nearest")
+    ops = {lr.name: lr for lr in fixed.report.layers}
+    assert ops["add"].f_x[0] != ops["add"].f_x[1]  # really differently scaled inputs
+    assert ops["c1"].relu and ops["c2"].relu and not ops["c3"].relu
+    assert ops["cat"].op == "cat" and ops["pool"].op == "AvgPool2d"
+    with torch.no_grad():
+        ref, got = model(x[:8]), fixed(x[:8])
+    assert (ref - got).abs().max() < 2e-3 * ref.abs().max()
+
+
+def test_user_model_is_not_modified(small_cnn):
+    model, calib, _ = small_cnn
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.relu1.inplace = True
+    convert(model, calib[:16])
+    assert model.relu1.inplace is True
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.relu1.inplace = False
+
+
+def test_bad_input_gives_one_line_errors(small_cnn):
+    model, calib, _ = small_cnn
+    bad = load_model("models/small_cnn.py:small_cnn")
+    with torch.no_grad():
+        bad.conv3.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(HwawareError, match="layer 'conv3' has NaN or Inf in its weight"):
+        convert(bad, calib)
+    x = calib[:8].clone()
+    x[0, 0, 0, 0] = float("inf")
+    with pytest.raises(HwawareError, match="calibration data holds NaN or Inf"):
+        convert(model, x)
+    fixed = convert(model, calib[:16])
+    with pytest.raises(HwawareError, match="input holds NaN"):
+        fixed(x)
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'act' is a Sigmoid.*supported: Conv1d, Conv2d"):
+        convert(nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("act", nn.Sigmoid())])), calib[:4])
+
+    class Scaled(nn.Module):
+        def forward(self, x):
+            return x * 2.0
+
+    with pytest.raises(UnsupportedLayerError, match=r"'mul' \(call_function mul\) is not supported"):
+        convert(Scaled(), calib[:4])
+    with pytest.raises(UnsupportedLayerError, match="'1' .*BatchNorm2d.* does not directly follow"):
+        convert(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)).eval(), calib[:4])
+
+    class Dynamic(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(UnsupportedLayerError, match="cannot trace Dynamic with torch.fx"):
+        convert(Dynamic(), calib[:4])
+    with pytest.raises(HwawareError, match="bits names layer 'conv9'.*did you mean"):
+        convert(model, calib[:4], bits={"conv9": 8})
+    with pytest.raises(HwawareError, match="mode must be one of eyeriss, wide"):
+        convert(model, calib[:4], mode="exact")
+    with pytest.raises(HwawareError, match="calibration data is empty"):
+        convert(model, [])
+
+
+def test_report_table_and_dict(small_cnn):
+    model, calib, _ = small_cnn
+    fixed = convert(model, calib[:32])
+    d = fixed.report.to_dict()
+    assert d["mode"] == "eyeriss" and d["rounding"] == "floor" and d["overflow"] == "wrap"
+    assert [lr["name"] for lr in d["layers"]][:3] == ["conv1", "pool1", "conv2"]
+    text = fixed.report.table()
+    assert "conv1 +relu" in text and "max|err|" in text
+
+
+@pytest.mark.slow
+def test_trained_small_cnn_agrees_with_float_on_99_percent():
+    from hwaware.train import trained_small_cnn
+
+    model = trained_small_cnn(progress=False)
+    val = shapes("val", 1000)
+    for mode, rounding in (("eyeriss", "floor"), ("eyeriss", "nearest"), ("wide", "floor")):
+        fixed = convert(model, shapes("train", 256), mode=mode, rounding=rounding)
+        assert top1_agreement(model, fixed, val.split(250)) >= 0.99, (mode, rounding)

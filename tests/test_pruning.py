@@ -1,0 +1,366 @@
+"""Magnitude pruning, least-squares restoration, and the pruning loop (hwaware.compress)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwaware.compress.energy_aware import capture_io, energy_order, least_squares_restore
+from hwaware.compress.magnitude import Masks, load_pruned_state_dict, magnitude_masks
+from hwaware.compress.prune import PruneConfig, Pruner, measure, prune
+from hwaware.errors import HwawareError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is faster and does not fight other processes for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _small_cnn(**kw):
+    spec = importlib.util.spec_from_file_location("_t_small_cnn", ROOT / "models" / "small_cnn.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod.small_cnn(**kw)
+
+
+# -- magnitude masks ------------------------------------------------------------------------------
+
+
+def test_layer_scope_prunes_exact_smallest_per_layer():
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.5)
+    masks = magnitude_masks(model, 0.6, scope="layer")
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            w = mod.weight.detach().abs().reshape(-1)
+            k = round(0.6 * w.numel())
+            thr = w.sort().values[k - 1]  # the k-th smallest |w|
+            m = masks.masks[name].reshape(-1)
+            assert int((~m).sum()) == k
+            assert bool((w[~m] <= thr).all()) and bool((w[m] >= thr).all())
+
+
+def test_global_scope_uses_one_threshold():
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.5)
+    masks = magnitude_masks(model, 0.7, scope="global")
+    allw = torch.cat([m.weight.detach().abs().reshape(-1) for m in model.modules()
+                      if isinstance(m, (nn.Conv2d, nn.Linear))])
+    k = round(0.7 * allw.numel())
+    thr = allw.sort().values[k - 1]
+    assert masks.sparsity() == pytest.approx(k / allw.numel())
+    for name, mod in model.named_modules():
+        if name in masks.masks:
+            w = mod.weight.detach().abs()
+            assert bool((w[~masks.masks[name]] <= thr).all())
+            assert bool((w[masks.masks[name]] >= thr).all())
+    # layers differ: the threshold is global, not per layer
+    assert len({round(s, 2) for s in masks.layer_sparsity().values()}) > 1
+
+
+def test_masks_survive_finetuning():
+    from hwaware.train import fit
+
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.25)
+    masks = magnitude_masks(model, 0.5, scope="global")
+    masks.apply(model)
+    before = {n: m.weight.detach().clone() for n, m in model.named_modules() if n in masks.masks}
+    data = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))) for _ in range(3)]
+    fit(model, data, epochs=1, lr=0.1, progress=False, after_step=masks.apply)
+    for name, mod in model.named_modules():
+        if name in masks.masks:
+            assert bool((mod.weight[~masks.masks[name]] == 0).all())
+            assert not torch.equal(mod.weight, before[name])  # the kept weights did train
+    assert Masks.from_model(model).sparsity() == pytest.approx(masks.sparsity())
+
+
+def test_state_dict_round_trip_with_module_prefix_and_torch_prune_format():
+    import torch.nn.utils.prune as tprune
+
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.25)
+    masks = magnitude_masks(model, 0.8, scope="layer")
+    masks.apply(model)
+    x = torch.randn(2, 3, 32, 32)
+    want = model.eval()(x)
+    # DataParallel / DDP save a 'module.' prefix
+    wrapped = nn.DataParallel(model)
+    sd = wrapped.state_dict()
+    assert all(k.startswith("module.") for k in sd)
+    fresh = _small_cnn(width=0.25).eval()
+    got = load_pruned_state_dict(fresh, sd)
+    assert torch.equal(fresh(x), want)
+    assert got.sparsity() == pytest.approx(masks.sparsity())
+    # torch.nn.utils.prune keeps weight_orig + weight_mask: folded, never skipped
+    other = _small_cnn(width=0.25)
+    tprune.l1_unstructured(other.conv2, "weight", amount=0.5)
+    fresh = _small_cnn(width=0.25)
+    got = load_pruned_state_dict(fresh, other.state_dict())
+    assert torch.equal(fresh.conv2.weight, other.conv2.weight)
+    assert got.layer_sparsity()["conv2"] == pytest.approx(0.5)
+    bad = dict(other.state_dict())
+    del bad["conv2.weight_mask"]
+    with pytest.raises(HwawareError, match="weight_mask"):
+        load_pruned_state_dict(_small_cnn(width=0.25), bad)
+    with pytest.raises(HwawareError, match="missing conv1.weight"):
+        load_pruned_state_dict(_small_cnn(width=0.25), {k: v for k, v in model.state_dict().items()
+                                                          if k != "conv1.weight"})
+
+
+def test_bad_sparsity_and_scope():
+    model = _small_cnn(width=0.25)
+    with pytest.raises(HwawareError, match=r"\[0, 1\)"):
+        magnitude_masks(model, 1.0)
+    with pytest.raises(HwawareError, match="did you mean 'global'"):
+        magnitude_masks(model, 0.5, scope="globl")
+    with pytest.raises(HwawareError, match="did you mean 'conv2'"):
+        magnitude_masks(model, {"conv22": 0.5})
+
+
+# -- least-squares restoration --------------------------------------------------------------------
+
+
+def _conv_cases():
+    torch.manual_seed(0)
+    return [
+        (nn.Conv2d(6, 8, 3, padding=1, stride=2), torch.randn(16, 6, 12, 12)),
+        (nn.Conv2d(8, 6, 3, padding=1, groups=2), torch.randn(16, 8, 10, 10)),
+        (nn.Conv1d(5, 7, 3, padding=2, dilation=2), torch.randn(16, 5, 20)),
+        (nn.Linear(24, 10), torch.randn(200, 24)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_restoration_recovers_a_sparse_layer_exactly(case):
+    """Outputs produced by a sparse weight W* are fit back to W* on its own support."""
+    layer, x = _conv_cases()[case]
+    with torch.no_grad():
+        support = torch.rand_like(layer.weight) > 0.5
+        true_w = layer.weight * support
+        layer.weight.copy_(true_w)
+        y = layer(x)
+        layer.weight.add_(torch.randn_like(layer.weight))  # a different dense starting point
+    w = least_squares_restore(layer, x, y, support, ridge=0.0)
+    torch.testing.assert_close(w, true_w, atol=1e-4, rtol=1e-4)
+    assert bool((w[~support] == 0).all())
+
+
+def _correlated_like(x: torch.Tensor) -> torch.Tensor:
+    """Non-negative inputs with the spatial / cross-feature correlation of real feature maps."""
+    g = torch.Generator().manual_seed(1)
+    if x.dim() > 2:
+        coarse = torch.randn(*x.shape[:2], *(s // 2 for s in x.shape[2:]), generator=g)
+        return F.relu(F.interpolate(coarse, size=x.shape[2:]) + 0.5)
+    return F.relu(torch.randn(x.shape[0], 6, generator=g) @ torch.randn(6, x.shape[1], generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_restoration_beats_plain_magnitude_pruning(case):
+    """Same mask, same sparsity: refitting the kept weights lowers the output error. Plain pruning is
+    one feasible point of the least-squares problem, so the fit can never be worse; on correlated
+    inputs (what real layers see) it is much better."""
+    layer, x = _conv_cases()[case]
+    mask = magnitude_masks(nn.Sequential(layer), 0.7).masks["0"]
+    for inputs, factor in ((F.relu(x), 1.0), (_correlated_like(x), 0.8)):
+        with torch.no_grad():
+            y = layer(inputs)
+            plain = copy.deepcopy(layer)
+            restored = copy.deepcopy(layer)
+            plain.weight.mul_(mask)
+            restored.weight.copy_(least_squares_restore(layer, inputs, y, mask))
+            err_plain = float((plain(inputs) - y).pow(2).mean())
+            err_restored = float((restored(inputs) - y).pow(2).mean())
+        assert err_restored < factor * err_plain
+        assert int((restored.weight != 0).sum()) <= int(mask.sum())  # same sparsity (or more)
+
+
+def test_capture_io_and_energy_order():
+    model = _small_cnn(width=0.25).train()
+    x, y = capture_io(model, model.conv2, torch.randn(3, 3, 32, 32))
+    assert x.shape == (3, 8, 16, 16) and y.shape == (3, 16, 16, 16)
+    assert model.training  # mode restored
+    order = energy_order({"a": 1.0, "b": 5.0, "c": 2.0, "a#1": 3.0})
+    assert order == ["b", "a", "c"]  # a = 1 + 3 (two calls of one module)
+    assert energy_order({"a": 1.0, "b": 5.0}, candidates={"a"}) == ["a"]
+
+
+# -- measurement relations --------------------------------------------------------------------------
+
+
+def test_pruning_never_raises_macs_weights_or_energy():
+    from hwaware.compress.surgery import prune_channels
+    from hwaware.eyeriss import Scorer
+
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.5).eval()
+    calib = torch.randn(8, 3, 32, 32)
+    scorer = Scorer("eyeriss_v1")
+    base = measure(model, calib, scorer=scorer)
+    # unstructured: only the last layer (its input activations are untouched by the pruning)
+    last = copy.deepcopy(model)
+    magnitude_masks(last, {"fc": 0.9}).apply(last)
+    m = measure(last, calib, scorer=scorer)
+    assert m.energy <= base.energy and m.nonzero_weights < base.nonzero_weights
+    assert m.nonzero_macs <= base.nonzero_macs and m.macs == base.macs
+    # per layer increasing sparsity of one conv: weight count and non-zero MACs fall monotonically
+    prev = base
+    for s in (0.3, 0.6, 0.9):
+        pruned = copy.deepcopy(model)
+        magnitude_masks(pruned, {"conv3": s}).apply(pruned)
+        cur = measure(pruned, calib, scorer=scorer)
+        assert cur.nonzero_weights < prev.nonzero_weights
+        assert cur.layer_sparsity["conv3"] == pytest.approx(s, abs=1e-3)
+        prev = cur
+    # structured: strictly fewer MACs, weights, and less energy
+    small = prune_channels(model, calib, "conv2", 16)
+    s = measure(small, calib, scorer=scorer)
+    assert s.macs < base.macs and s.weights < base.weights and s.energy < base.energy
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def _toy_data():
+    g = torch.Generator().manual_seed(0)
+    train = [(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)) for _ in range(4)]
+    val = [(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))]
+    return train, val
+
+
+def _density(model):
+    ws = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return float(sum((w != 0).sum() for w in ws) / sum(w.numel() for w in ws))
+
+
+@pytest.mark.parametrize("method", ["energy", "magnitude", "structured"])
+def test_loop_respects_accuracy_limit_and_never_raises_energy(method):
+    """A fake accuracy = 100% x fraction of non-zero weights (or of weights left, structured): the
+    loop must stop where the allowed drop is used up and return the best model with a message."""
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.25).eval()
+    original = copy.deepcopy(model.state_dict())
+    n0 = sum(p.numel() for p in model.parameters())
+
+    def fake_accuracy(m):
+        if method == "structured":
+            return sum(p.numel() for p in m.parameters()) / n0
+        return _density(m)
+
+    train, val = _toy_data()
+    cfg = PruneConfig(method=method, target_energy=0.05, max_drop=45.0, step=0.4, min_step=0.2,
+                      local_steps=1, global_steps=1, finetune_every=3, final_steps=1, max_steps=10)
+    pruner = Pruner(model, train=train, val=val, config=cfg, evaluate_fn=fake_accuracy)
+    steps = list(pruner.steps())
+    result = pruner.result()
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())  # input untouched
+    prune_steps = [s for s in steps if s.kind == "prune"]
+    assert any(s.accepted for s in prune_steps) and any(not s.accepted for s in prune_steps)
+    current = result.baseline.energy
+    for s in steps:  # a proposal is accepted iff within the drop limit and the energy fell
+        if s.kind == "prune":
+            drop = 100 * (1.0 - s.metrics.accuracy)
+            assert s.accepted == (drop <= 45.0 + 1e-9 and s.metrics.energy < current), s
+        if s.accepted:
+            assert s.metrics.energy <= current * 1.01
+            current = s.metrics.energy
+    assert result.final.energy == current
+    assert result.accuracy_drop <= 45.0 + 1e-9
+    assert result.final.macs <= result.baseline.macs and result.final.nonzero_macs <= result.baseline.nonzero_macs
+    assert not result.target_reached
+    assert "not reachable" in result.message or "max_steps" in result.message
+    if method != "structured":
+        assert result.masks is not None
+        assert 1 - _density(result.model) == pytest.approx(result.masks.sparsity(), abs=1e-6)
+
+
+def test_loop_stops_at_energy_target():
+    torch.manual_seed(0)
+    train, val = _toy_data()
+    result = prune(_small_cnn(width=0.25), train=train, val=val, method="structured", target_energy=0.9,
+                   max_drop=100.0, local_steps=0, final_steps=0, global_steps=0)
+    assert result.target_reached and "target reached" in result.message
+    assert result.energy_ratio <= 0.9
+    with pytest.raises(HwawareError, match="did you mean 'energy'"):
+        prune(_small_cnn(width=0.25), train=train, val=val, method="energi")
+    with pytest.raises(HwawareError, match="unknown pruning option 'target'"):
+        prune(_small_cnn(width=0.25), train=train, val=val, target=0.3)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+_TINY = "builtin:shapes?n_train=128&n_val=64&n_test=64"
+_FAST = ["--max-steps", "2", "--local-steps", "1", "--global-steps", "1", "--final-steps", "1",
+         "--batch-size", "32", "--calib-size", "8", "--no-progress"]
+
+
+def _saved_small_cnn(path):
+    from hwaware.checkpoint import save_model
+
+    torch.manual_seed(0)
+    save_model(_small_cnn(width=0.25), path)
+    return path
+
+
+def test_cli_prunes_saves_and_never_touches_the_input(tmp_path, capsys):
+    from hwaware.checkpoint import load_model_file
+    from hwaware.cli import main
+
+    src = _saved_small_cnn(tmp_path / "in.pt")
+    before = src.read_bytes()
+    out = tmp_path / "out.pt"
+    rc = main(["prune", str(src), "--method", "magnitude", "--data", _TINY, "--out", str(out),
+               "--max-drop", "100", "--target-energy", "0.99", "--logdir", str(tmp_path / "tb"), *_FAST])
+    text = capsys.readouterr().out
+    assert rc == 0 and out.exists() and src.read_bytes() == before
+    assert not (tmp_path / "out.ckpt.pt").exists()  # removed once the run completed
+    for row in ("Eyeriss energy", "latency (ms)", "non-zero MACs", "val accuracy", "test accuracy"):
+        assert row in text
+    assert "target reached" in text
+    model, meta = load_model_file(out)
+    assert meta["prune"]["config"]["method"] == "magnitude"
+    assert any(f.name.startswith("events.out.tfevents") for f in (tmp_path / "tb").iterdir())
+    # refusing to overwrite the input, one line, exit code 2
+    rc = main(["prune", str(src), "--data", _TINY, "--out", str(src), *_FAST])
+    err = capsys.readouterr().err
+    assert rc == 2 and "never overwritten" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_interrupt_leaves_a_loadable_checkpoint(tmp_path, capsys, monkeypatch):
+    from hwaware.checkpoint import load_model_file
+    from hwaware.cli import main
+
+    original = Pruner.steps
+
+    def interrupted(self):
+        for step in original(self):
+            yield step
+            if step.accepted:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pruner, "steps", interrupted)
+    src = _saved_small_cnn(tmp_path / "in.pt")
+    out = tmp_path / "out.pt"
+    rc = main(["prune", str(src), "--method", "structured", "--data", _TINY, "--out", str(out),
+               "--max-drop", "100", *_FAST])
+    assert rc == 130 and not out.exists()
+    ckpt = tmp_path / "out.ckpt.pt"
+    assert "best model so far" in capsys.readouterr().err
+    model, meta = load_model_file(ckpt)
+    assert meta["prune"]["partial"] is True
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert model.conv1.out_channels < 8 or model.conv4.out_channels < 32 or model.conv2.out_channels < 16
