@@ -250,6 +250,7 @@ def test_example_script_in_docs_runs(tmp_path):
     script = (ROOT / "examples" / "train_with_plugin.py").read_text()
     doc = (ROOT / "docs" / "plugin.md").read_text()
     assert script.strip() in doc, "docs/plugin.md must show examples/train_with_plugin.py verbatim"
+    assert script.strip() in (ROOT / "README.md").read_text(), "README.md must show the plugin script verbatim"
     assert len(script.strip().splitlines()) <= 25
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_with_plugin.py")], cwd=tmp_path,
