@@ -30,6 +30,10 @@ _EXPORTS = {
     "Hardware": "hwaware.eyeriss",
     "load_model": "hwaware.modelref",
     "attach": "hwaware.plugin",
+    "prune": "hwaware.compress.prune",
+    "netadapt": "hwaware.netadapt",
+    "save_model": "hwaware.checkpoint",
+    "load_model_file": "hwaware.checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -23,18 +23,18 @@ def setup():
     from hwaware.data import make_loader
 
     torch.manual_seed(3)
-    model = load_model("models/small_cnn.py:small_cnn", width=0.5)
-    x = torch.cat([xb for xb, _ in make_loader("builtin:shapes", "train", batch_size=64, limit=192)])
+    model = load_model("models/small_cnn.py:small_cnn", width=0.25)
+    x = torch.cat([xb for xb, _ in make_loader("builtin:shapes", "train", batch_size=64, limit=160)])
     calibrate_batchnorm(model, list(x.split(64)))
     with torch.no_grad():  # labels = the float model's own classes: float top-1 is 100%
-        val = [(xb, model(xb).argmax(1)) for xb in x[64:].split(64)]
-    return model, x[:64], val
+        val = [(xb, model(xb).argmax(1)) for xb in x[32:].split(64)]
+    return model, x[:32], val
 
 
 def test_greedy_search_order_limits_and_energy(setup):
     model, calib, val = setup
     search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=2.0, widths=(8, 4),
-                            samples=64)
+                            samples=32)
     trials = list(search.steps())
     res = search.result
     # order: energy of each layer at 16 bits, scored independently
@@ -50,7 +50,7 @@ def test_greedy_search_order_limits_and_energy(setup):
     assert len(rejected) == len(set(rejected))
     # the chosen widths keep the accuracy (measured again, independently of the search)
     fixed = convert(model, calib, bits={k: v for k, v in res.bits.items() if v < 16}, mode="wide",
-                    rounding="nearest", overflow="saturate", samples=64)
+                    rounding="nearest", overflow="saturate", samples=32)
     acc = evaluate(fixed, val)
     assert acc == pytest.approx(res.accuracy) and 100 * (res.float_accuracy - acc) <= 2.0
     assert res.float_accuracy == 1.0
@@ -67,14 +67,6 @@ def test_greedy_search_order_limits_and_energy(setup):
     assert res.energy_8 < res.energy_16 and res.energy <= res.energy_16
     assert res.saved_vs_16 == pytest.approx(1 - res.energy / res.energy_16)
     assert "energy saved" in res.table() and json.dumps(res.to_dict())
-
-
-def test_zero_drop_keeps_only_harmless_narrowing(setup):
-    model, calib, val = setup
-    search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=0.0, widths=(4,), samples=64)
-    for t in search.steps():  # float top-1 is 100%: only lossless narrowing passes
-        assert t.accepted == (t.accuracy == 1.0)
-    assert search.result.accuracy == 1.0
 
 
 def test_bad_options(setup):

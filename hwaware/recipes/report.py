@@ -107,8 +107,13 @@ def write_report(ctx: Any, *, seconds: float) -> dict[str, str]:
                                                         f"{in_rep.batch} ({in_rep.total.energy_total:.4g})"),
                  run_dir / "energy_breakdown_input.png")
         files.update({"energy_breakdown": "energy_breakdown.png", "energy_breakdown_input": "energy_breakdown_input.png"})
-        families = {"pipeline (after each stage)": [Point(s.energy, s.total_latency_ms, s.accuracy, s.label)
-                                                    for s in ctx.timeline if s.label not in ("input",)]}
+        pipeline: list[Point] = []
+        for snap in ctx.timeline[1:]:  # the input model is usually untrained: left out
+            p = Point(snap.energy, snap.total_latency_ms, snap.accuracy, snap.label)
+            if pipeline and (pipeline[-1].energy, pipeline[-1].accuracy) == (p.energy, p.accuracy):
+                continue  # a stage that did not change the model (e.g. 'final' after the last stage)
+            pipeline.append(p)
+        families = {"pipeline (after each stage)": pipeline}
         families.update(ctx.families)
         if any(p.accuracy is not None for pts in families.values() for p in pts):
             save_png(tradeoff_figure(families, title=f"{ctx.recipe.name}: accuracy vs Eyeriss energy and latency"),
