@@ -49,7 +49,7 @@ def main() -> None:
     targets = {"wide": 4.0, "eyeriss": 20.0}
     for mode in ("wide", "eyeriss"):
         fixed = convert(model, x, mode=mode, samples=args.batch)
-        t_fixed = best_time(lambda: fixed(x), args.repeats)
+        t_fixed = best_time(lambda fixed=fixed: fixed(x), args.repeats)
         ratio = t_fixed / t_float
         agree = top1_agreement(model, fixed, x)
         print(f"{mode:<8} 16-bit  : {t_fixed:8.3f} s   ratio {ratio:5.2f}x  (target <= {targets[mode]:.0f}x: "

@@ -31,6 +31,7 @@ _EXPORTS = {
     "load_model": "hwaware.modelref",
     "attach": "hwaware.plugin",
     "prune": "hwaware.compress.prune",
+    "convert": "hwaware.fixedpoint",
     "netadapt": "hwaware.netadapt",
     "save_model": "hwaware.checkpoint",
     "load_model_file": "hwaware.checkpoint",

@@ -75,7 +75,7 @@ def test_integer_graph_is_the_golden_contract(small_cnn, mode):
     assert [op.name for _, op in convs] == ["conv1", "conv2", "conv3", "conv4", "fc"]
     for k, op in convs:
         x = run.values[op.inputs[0]]
-        kw = dict(fx=op.fx, fw=op.fw, fy=op.fy, mode=mode, rounding="nearest", overflow="saturate", relu=op.relu)
+        kw = {"fx": op.fx, "fw": op.fw, "fy": op.fy, "mode": mode, "rounding": "nearest", "overflow": "saturate", "relu": op.relu}
         if op.op == "Linear":
             ref = golden.linear(x, op.w, op.b, **kw)
         else:

@@ -66,9 +66,9 @@ def conv_cases(draw):
         b = codes(draw, (Mg * g,)).astype(np.int64)
         if mode == "wide":
             b = b * draw(st.sampled_from([1, 3, 65536]))  # int32 at fx + fw
-    kw = dict(fx=FixedFormat(fx), fw=FixedFormat(fw), fy=FixedFormat(fy, bits), stride=(U, Uw),
-              padding=(P, Pw), groups=g, mode=mode, rounding=draw(st.sampled_from(ROUNDINGS)),
-              overflow=draw(st.sampled_from(OVERFLOWS)), relu=draw(st.booleans()))
+    kw = {"fx": FixedFormat(fx), "fw": FixedFormat(fw), "fy": FixedFormat(fy, bits), "stride": (U, Uw),
+              "padding": (P, Pw), "groups": g, "mode": mode, "rounding": draw(st.sampled_from(ROUNDINGS)),
+              "overflow": draw(st.sampled_from(OVERFLOWS)), "relu": draw(st.booleans())}
     return x, w, b, kw
 
 
@@ -170,7 +170,7 @@ def test_golden_geometry_matches_torch_conv(groups):
 def test_worked_example_from_format_docstring():
     # 1.5 at f=14 is 24576; 24576^2 >> 14 = 36864 does not fit: wrap -> -28672, saturate -> 32767
     x = np.array([[24576]], np.int16)
-    kw = dict(fx=FixedFormat(14), fw=FixedFormat(14), fy=FixedFormat(14))
+    kw = {"fx": FixedFormat(14), "fw": FixedFormat(14), "fy": FixedFormat(14)}
     for mode in MODES:
         assert golden.linear(x, x, mode=mode, overflow="wrap", **kw).y[0, 0] == 36864 - 65536
         assert golden.linear(x, x, mode=mode, overflow="saturate", **kw).y[0, 0] == 32767
@@ -179,7 +179,7 @@ def test_worked_example_from_format_docstring():
 def test_eyeriss_rounds_each_product_wide_rounds_once():
     # x = [1, 1], w = [1, 1], s = 1: eyeriss floor(1/2) + floor(1/2) = 0; wide floor(2/2) = 1
     x, w = np.array([[1, 1]], np.int16), np.array([[1, 1]], np.int16)
-    kw = dict(fx=FixedFormat(1), fw=FixedFormat(0), fy=FixedFormat(0))
+    kw = {"fx": FixedFormat(1), "fw": FixedFormat(0), "fy": FixedFormat(0)}
     assert golden.linear(x, w, mode="eyeriss", **kw).y[0, 0] == 0
     assert golden.linear(x, w, mode="wide", **kw).y[0, 0] == 1
     # nearest rounds half up, also for negatives: -1/2 -> 0, -3/2 -> -1
@@ -195,7 +195,7 @@ def test_eyeriss_adder_wraps_and_counts_the_overflow():
     # 3 products of 20000 each (s = 0): exact sum 60000 leaves 16 bits, the adder wraps to -5536
     x = np.array([[20000, 20000, 20000]], np.int16)
     w = np.array([[1, 1, 1]], np.int16)
-    kw = dict(fx=FixedFormat(0), fw=FixedFormat(0), fy=FixedFormat(0), mode="eyeriss")
+    kw = {"fx": FixedFormat(0), "fw": FixedFormat(0), "fy": FixedFormat(0), "mode": "eyeriss"}
     for overflow in OVERFLOWS:  # the adder wraps whatever the product overflow rule
         r = golden.linear(x, w, overflow=overflow, **kw)
         assert (r.y[0, 0], r.product_overflows, r.output_overflows) == (60000 - 65536, 0, 1)
@@ -242,3 +242,16 @@ def test_bad_formats_and_options_are_clear_errors():
         ops.conv2d(x, w, fx=f, fw=f, fy=f, groups=2)
     with pytest.raises(HwawareError, match="NaN"):
         f.quantize(np.array([1.0, np.nan]))
+
+
+def test_without_a_compiler_the_torch_path_is_used_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("HWAWARE_CACHE", str(tmp_path))
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    with pytest.warns(RuntimeWarning, match="native kernel unavailable"):
+        assert _native.library() is None
+    x = np.array([[3, -5]], np.int16)
+    f = FixedFormat(0)
+    r = ops.linear(x, x, fx=f, fw=f, fy=f)  # still exact: 9 + 25
+    assert r.y[0, 0] == 34

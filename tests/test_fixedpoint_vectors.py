@@ -24,7 +24,7 @@ def recompute(v) -> np.ndarray:
     if x.ndim == 2:  # Linear = 1x1 convolution
         x, w = x[:, :, None, None], w[:, :, None, None]
     (U, Uw), (P, Pw), G = v["stride"], v["padding"], int(v["groups"])
-    N, C, H, W = x.shape
+    N, _, H, W = x.shape
     M, Cg, R, S = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (P, P), (Pw, Pw)))
     E, F = (H + 2 * P - R) // U + 1, (W + 2 * Pw - S) // Uw + 1

@@ -285,7 +285,7 @@ def _build(path: Path) -> None:
         errors = []
         for flags in (_FLAGS, _FLAGS_PORTABLE):
             res = subprocess.run([cc, *flags, str(src), "-o", str(so)], capture_output=True, text=True,
-                                 timeout=300)
+                                 timeout=300, check=False)
             if res.returncode == 0:
                 os.replace(so, path)  # atomic: a concurrent build never leaves a half-written file
                 return

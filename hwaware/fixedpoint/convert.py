@@ -65,6 +65,8 @@ _PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
 # --- integer ops ------------------------------------------------------------------------------
 
+_F0 = FixedFormat(0)  # placeholder default of the format fields (always set by the converter)
+
 @dataclass(eq=False)
 class IntOp:
     """One node of the integer graph: reads the values ``inputs`` (indices), writes codes at ``fy``."""
@@ -91,8 +93,8 @@ class ConvOp(IntOp):
     ``fxq`` (bits < 16 only): the layer first brings its input to this narrower format.
     """
 
-    fx: FixedFormat = FixedFormat(0)
-    fw: FixedFormat = FixedFormat(0)
+    fx: FixedFormat = _F0
+    fw: FixedFormat = _F0
     w: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     b: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
@@ -114,8 +116,9 @@ class ConvOp(IntOp):
     def run(self, xs, arith, *, bias: Any = "own", relu: bool | None = None):
         x = self.prepare(xs[0], arith)
         b = self.b if isinstance(bias, str) else bias
-        kw = dict(fx=self.f_in, fw=self.fw, fy=self.fy, mode=arith["mode"], rounding=arith["rounding"],
-                  overflow=arith["overflow"], relu=self.relu if relu is None else relu)
+        kw = {"fx": self.f_in, "fw": self.fw, "fy": self.fy, "mode": arith["mode"],
+              "rounding": arith["rounding"], "overflow": arith["overflow"],
+              "relu": self.relu if relu is None else relu}
         if self.op == "Linear":
             return ops.linear(x, self.w, b, **kw)
         if self.op == "Conv1d":
@@ -135,7 +138,7 @@ class PoolOp(IntOp):
     """Max or average pooling; ``adaptive`` keeps the output size and derives the window."""
 
     kind: str = "max"  # max | avg
-    fx: FixedFormat = FixedFormat(0)
+    fx: FixedFormat = _F0
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
@@ -165,8 +168,8 @@ class PoolOp(IntOp):
 
 @dataclass(eq=False)
 class AddOp(IntOp):
-    fa: FixedFormat = FixedFormat(0)
-    fb: FixedFormat = FixedFormat(0)
+    fa: FixedFormat = _F0
+    fb: FixedFormat = _F0
     relu: bool = False
 
     def run(self, xs, arith):
@@ -239,8 +242,9 @@ class ConversionReport:
     def table(self) -> str:
         head = (f"{'layer':<28} {'op':<10} {'f_x':>8} {'f_w':>4} {'f_y':>4} {'prod.ovf':>9} "
                 f"{'out.ovf':>8} {'max|err|':>10} {'max|float|':>10}")
-        lines = [f"fixed point: mode={self.mode} rounding={self.rounding} overflow={self.overflow}, "
-                 f"input f={self.input_frac_bits}, {self.samples} samples", head, "-" * len(head)]
+        title = (f"fixed point: mode={self.mode} rounding={self.rounding} overflow={self.overflow}, "
+                 f"input f={self.input_frac_bits}, {self.samples} samples")
+        lines = [title, head, "-" * len(head)]
         for lr in self.layers:
             fx = ",".join(str(f) for f in lr.f_x)
             fw = "" if lr.f_w is None else str(lr.f_w)
@@ -362,7 +366,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     _check_finite_params(model)
     try:
         gm = torch.fx.symbolic_trace(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- fx raises many types; each becomes one line here
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsupportedLayerError(
             f"convert: cannot trace {type(model).__name__} with torch.fx ({msg}); the fixed-point backend "

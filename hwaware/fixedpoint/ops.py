@@ -139,13 +139,18 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
     n_prod = 0
     if mode == "wide":
         bias = None if b is None else np.asarray(b, dtype=np.int64)
-        kw = dict(N=N, EF=E * F, s=s, nearest=nearest, saturate=saturate, bits=fy.bits, relu=relu,
-                  nthreads=threads)
-        if groups == 1 and Kg < 65536:
-            limbs, colsum, E, F = _limb_gemms(x, torch.from_numpy(w2), R, S, U, Uw, P, Pw)
+        kw = {"N": N, "EF": E * F, "s": s, "nearest": nearest, "saturate": saturate, "bits": fy.bits,
+              "relu": relu, "nthreads": threads}
+        limbs = None
+        if groups == 1 and Kg < 65536 and hasattr(torch, "_int_mm"):
+            try:
+                limbs, colsum, E, F = _limb_gemms(x, torch.from_numpy(w2), R, S, U, Uw, P, Pw)
+            except RuntimeError:  # torch._int_mm is private API; fall back to float64 below
+                limbs = None
+        if limbs is not None:
             res = _native.wide_finalize(tuple(t.numpy() for t in limbs), None, colsum.numpy(), Kg, bias, **kw)
             total = None if res is not None else _combine_limbs(limbs, colsum, Kg)
-        else:  # grouped: a float64 convolution is exact (products < 2**30, sums < 2**53)
+        else:  # grouped (or no int8 GEMM): a float64 convolution is exact (products < 2**30, sums < 2**53)
             if Kg >= 1 << 23:
                 raise HwawareError(f"conv2d: {Kg} products per output is too many for exact sums")
             out = torch.nn.functional.conv2d(padded().double(), torch.from_numpy(w).double(), stride=(U, Uw),

@@ -94,9 +94,9 @@ class QuantizeResult:
             f"{'uniform 16':<14} {100 * self.accuracy_16:>6.2f}% {self.energy_16:>12.4g}",
             f"{'uniform 8':<14} {100 * self.accuracy_8:>6.2f}% {self.energy_8:>12.4g}",
             f"{'chosen':<14} {100 * self.accuracy:>6.2f}% {self.energy:>12.4g}",
-            f"energy saved: {100 * self.saved_vs_16:.1f}% vs uniform 16 bits, {100 * self.saved_vs_8:.1f}% vs "
-            f"uniform 8 bits (max drop {self.max_drop} points; {len(self.trials)} trials; "
-            f"mode={self.mode} rounding={self.rounding} overflow={self.overflow})",
+            (f"energy saved: {100 * self.saved_vs_16:.1f}% vs uniform 16 bits, {100 * self.saved_vs_8:.1f}% "
+             f"vs uniform 8 bits (max drop {self.max_drop} points; {len(self.trials)} trials; "
+             f"mode={self.mode} rounding={self.rounding} overflow={self.overflow})"),
         ]
         return "\n".join(lines)
 

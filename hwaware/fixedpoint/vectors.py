@@ -113,14 +113,14 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
         if op.op == "Conv1d":  # stored as 4-D with H = R = 1
             x, w, y = x[:, :, None, :], w[:, :, None, :], y[:, :, None, :]
         stem = _stem(index, op.name)
-        arrays = dict(
-            x=x.astype(np.int16), w=w.astype(np.int16), b=b, y=y.astype(np.int16),
-            stride=np.array(op.stride, dtype=np.int64), padding=np.array(op.padding, dtype=np.int64),
-            groups=np.int64(op.groups), f_x=np.int64(op.f_in.frac_bits), f_w=np.int64(op.fw.frac_bits),
-            f_y=np.int64(op.fy.frac_bits), relu=np.bool_(op.relu), mode=np.str_(arith["mode"]),
-            rounding=np.str_(arith["rounding"]), overflow=np.str_(arith["overflow"]),
-            op=np.str_(op.op), name=np.str_(op.name),
-        )
+        arrays = {
+            "x": x.astype(np.int16), "w": w.astype(np.int16), "b": b, "y": y.astype(np.int16),
+            "stride": np.array(op.stride, dtype=np.int64), "padding": np.array(op.padding, dtype=np.int64),
+            "groups": np.int64(op.groups), "f_x": np.int64(op.f_in.frac_bits),
+            "f_w": np.int64(op.fw.frac_bits), "f_y": np.int64(op.fy.frac_bits), "relu": np.bool_(op.relu),
+            "mode": np.str_(arith["mode"]), "rounding": np.str_(arith["rounding"]),
+            "overflow": np.str_(arith["overflow"]), "op": np.str_(op.op), "name": np.str_(op.name),
+        }
         with atomic_open(out / f"{stem}.npz", "wb") as fh:
             np.savez(fh, **arrays)
         hexes = {}
