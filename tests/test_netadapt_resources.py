@@ -62,9 +62,9 @@ def test_eyeriss_resources_are_the_score_report_totals() -> None:
     assert values["latency"] > 0 and values["energy"] > tiny_macs(16, 32, 32)  # at least one unit per MAC
 
 
-def test_each_new_workload_gets_a_fresh_scorer(monkeypatch) -> None:
-    """A shared Scorer reuses mappings found for layers with nearly equal statistics, so its
-    numbers would depend on history; resume and multi-process runs need a pure function."""
+def test_one_shared_scorer_whose_numbers_do_not_depend_on_history(monkeypatch) -> None:
+    """The job shares one Scorer (unchanged layers are not remapped); resume and multi-process
+    runs need its numbers to be a pure function of the workload, whatever was scored before."""
     import hwaware.eyeriss as eyeriss
 
     made = []
@@ -82,7 +82,7 @@ def test_each_new_workload_gets_a_fresh_scorer(monkeypatch) -> None:
     warm = ResourceContext()
     for z in (0.40004, 0.40012, 0.40004):
         warm.eyeriss(wl(z))
-    assert len(made) == 2  # the repeated workload came from the cache
+    assert len(made) == 1  # one Scorer for the whole job
     fresh = ResourceContext().eyeriss(wl(0.40012)).total
     assert warm.eyeriss(wl(0.40012)).total.energy_total == fresh.energy_total
     assert warm.eyeriss(wl(0.40012)).total.total_latency_ms == fresh.total_latency_ms

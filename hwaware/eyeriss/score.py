@@ -243,12 +243,17 @@ class Scorer:
             return hit
         hw = self.hardware
         pb = make_problem(layer, hw, rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
-        # the mapping depends on statistics only weakly; key it on shape + rounded statistics
-        mkey = (layer.shape_key(), layer.weight_bits, layer.act_bits, round(layer.ifmap_zeros, 3),
-                round(layer.weight_zeros, 3), round(rlc_if, 3), round(rlc_of, 3), round(rlc_w, 3))
+        # The mapping depends on statistics only weakly, so it is cached on the shape and the
+        # statistics rounded to 3 decimals -- and searched on exactly those rounded statistics, so
+        # it is a pure function of the key: results never depend on what was scored before.
+        stats = (round(layer.ifmap_zeros, 3), round(layer.weight_zeros, 3), round(rlc_if, 3),
+                 round(rlc_of, 3), round(rlc_w, 3))
+        mkey = (layer.shape_key(), layer.weight_bits, layer.act_bits, stats)
         mapping = self._mapping_cache.get(mkey)
         if mapping is None:
-            mapping = search(pb, hw, self.objective, self.tolerance)
+            rounded = layer.replace(ifmap_zeros=stats[0], weight_zeros=stats[1])
+            pb_key = make_problem(rounded, hw, rlc_if=stats[2], rlc_of=stats[3], rlc_w=stats[4])
+            mapping = search(pb_key, hw, self.objective, self.tolerance)
             self._mapping_cache[mkey] = mapping
         res = evaluate(pb, hw, *(np.array([getattr(mapping, k)]) for k in ("e", "n", "p", "q", "r", "t", "m")))
         ls = _layer_score(layer, mapping, res, hw, note=check_native(layer, hw).note)

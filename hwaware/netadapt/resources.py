@@ -92,21 +92,24 @@ class ResourceContext:
     lut_repeats: int = 10
     _reports: dict[Workload, Any] = field(default_factory=dict, repr=False)
     _lut: Any = field(default=None, repr=False)
+    _scorer: Any = field(default=None, repr=False)
 
     def eyeriss(self, workload: Workload) -> Any:
         """The Eyeriss score report of ``workload`` (latency and energy share one scoring).
 
-        Each new workload is scored by a fresh :class:`~hwaware.eyeriss.Scorer`: a shared one
-        reuses a mapping found for a layer with nearly equal statistics, so its numbers would
-        depend on what it scored before, and a resumed or multi-process job (whose ranks score
-        different proposals) would not reproduce an uninterrupted single-process run bit for bit.
+        One :class:`~hwaware.eyeriss.Scorer` is shared by all workloads of the job: its mapping
+        cache is a pure function of the layer (shape and rounded statistics), so its numbers do
+        not depend on what it scored before, and a resumed or multi-process job reproduces an
+        uninterrupted single-process run bit for bit while unchanged layers are not remapped.
         """
         hit = self._reports.get(workload)
         if hit is not None:
             return hit
-        from ..eyeriss import Scorer
+        if self._scorer is None:
+            from ..eyeriss import Scorer
 
-        report = Scorer(self.hardware, self.objective).score(workload)
+            self._scorer = Scorer(self.hardware, self.objective)
+        report = self._scorer.score(workload)
         if len(self._reports) >= 64:
             self._reports.pop(next(iter(self._reports)))
         self._reports[workload] = report
