@@ -571,11 +571,11 @@ class NetAdapt:
                 )
 
     def _min_units(self, g: Any) -> int:
-        per_unit = g.width // g.size
+        per_unit = g.channels_per_unit
         return max(1, min(g.size, math.ceil(self.cfg.min_channels / per_unit)))
 
     def _unit_step(self, g: Any) -> int:
-        return max(1, round(self.cfg.channel_step / (g.width // g.size)))
+        return max(1, round(self.cfg.channel_step / (g.channels_per_unit)))
 
     def _iterate(self, i: int) -> FamilyMember:
         from tqdm.auto import tqdm
@@ -626,7 +626,7 @@ class NetAdapt:
                 self._finetune(prop_model, cfg.short_term_steps, derive_seed(cfg.seed, i, k))
                 acc = self._accuracy(prop_model)
                 after = self._measure(prop_model)
-                per_unit = g.width // g.size
+                per_unit = g.channels_per_unit
                 results[k] = self._judge(Proposal(
                     index=k, block=g.name, channels=units * per_unit, removed=g.width - units * per_unit,
                     before=before, resources=after, accuracy=acc,
