@@ -250,12 +250,12 @@ def _search_energy(pb: Problem, hw: Hardware, space: Space, tolerance: float) ->
     order = np.argsort(lb, kind="stable")
     best = np.inf
     kept: list[dict[str, np.ndarray]] = []
-    chunk = 8
+    chunk = 8  # small chunks in bound order: the incumbent tightens and prunes the rest early
     for start in range(0, order.size, chunk):
         block = order[start:start + chunk]
         block = block[lb[block] <= best * (1.0 + tolerance) * (1 + 1e-12)]
         if block.size == 0:
-            break  # sorted by bound: no later block can hold a near-optimal mapping
+            break  # sorted by bound: no later pair can hold a near-optimal mapping
         cand = expand(pb, hw, space, block)
         if cand["e"].size == 0:
             continue

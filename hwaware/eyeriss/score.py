@@ -244,10 +244,10 @@ class Scorer:
         hw = self.hardware
         pb = make_problem(layer, hw, rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
         # The mapping depends on statistics only weakly, so it is cached on the shape and the
-        # statistics rounded to 3 decimals -- and searched on exactly those rounded statistics, so
+        # statistics rounded to 2 decimals -- and searched on exactly those rounded statistics, so
         # it is a pure function of the key: results never depend on what was scored before.
-        stats = (round(layer.ifmap_zeros, 3), round(layer.weight_zeros, 3), round(rlc_if, 3),
-                 round(rlc_of, 3), round(rlc_w, 3))
+        stats = (round(layer.ifmap_zeros, 2), round(layer.weight_zeros, 2), round(rlc_if, 2),
+                 round(rlc_of, 2), round(rlc_w, 2))
         mkey = (layer.shape_key(), layer.weight_bits, layer.act_bits, stats)
         mapping = self._mapping_cache.get(mkey)
         if mapping is None:
