@@ -149,3 +149,12 @@ def test_weights_count_a_reused_module_once():
     wl = Workload((a, a.replace(name="fc#1")))
     assert (wl.macs, wl.weights) == (32, 16)
     assert wl.with_batch(3).macs == 96
+
+
+def test_nonzero_weights_count_each_module_once():
+    from hwaware.workload import Layer, Workload
+
+    a = Layer("conv", N=1, M=8, C=4, H=8, W=8, R=3, S=3, weight_zeros=0.25)
+    wl = Workload((a, a.replace(name="conv#1"), Layer("fc", N=1, M=10, C=32, H=1, W=1, R=1, S=1)))
+    assert wl.weights == 8 * 4 * 9 + 10 * 32
+    assert wl.nonzero_weights == 8 * 4 * 9 * 0.75 + 10 * 32

@@ -260,7 +260,7 @@ class RunContext:
             energy_by_type={k: float(v) for k, v in tot.energy_by_type.items()},
             processing_latency_ms=float(tot.processing_latency_ms), total_latency_ms=float(tot.total_latency_ms),
             macs=int(tot.macs), nonzero_macs=float(tot.nonzero_macs), weights=int(wl.weights),
-            nonzero_weights=float(sum(lay.weights * (1.0 - lay.weight_zeros) for lay in wl.layers)),
+            nonzero_weights=float(wl.nonzero_weights),
             accuracy=self.accuracy(),
         )
         self.timeline.append(snap)

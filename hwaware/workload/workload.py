@@ -66,6 +66,14 @@ class Workload:
         return sum(seen.values())
 
     @property
+    def nonzero_weights(self) -> float:
+        """Non-zero weights of distinct layers (measured ``weight_zeros``; a module called twice counts once)."""
+        seen: dict[str, float] = {}
+        for layer in self.layers:
+            seen.setdefault(layer.name.split("#")[0], layer.weights * (1.0 - layer.weight_zeros))
+        return sum(seen.values())
+
+    @property
     def unmodeled_macs(self) -> int:
         return sum(op.macs for op in self.unmodeled)
 
