@@ -287,10 +287,12 @@ def run(rank, world, logdir, port):
     masks = torch.cat([m.reshape(-1) for m in hw.masks.masks.values()]).float()
     out = [torch.zeros_like(masks) for _ in range(world)]
     dist.all_gather(out, masks)
-    if rank == 0:
-        print("EQUAL", all(torch.equal(out[0], o) for o in out), "LOGS", len(hw.history))
-    else:
-        print("RANK1", len(hw.history), hw.writer is None)
+    # one file per rank: two processes printing to one pipe can interleave their lines
+    with open(os.path.join(logdir, f"rank{rank}.txt"), "w") as fh:
+        if rank == 0:
+            fh.write(f"EQUAL {all(torch.equal(out[0], o) for o in out)} LOGS {len(hw.history)}")
+        else:
+            fh.write(f"RANK1 {len(hw.history)} {hw.writer is None}")
     hw.close(); dist.destroy_process_group()
 if __name__ == "__main__":
     mp.spawn(run, args=(2, sys.argv[1], int(sys.argv[2])), nprocs=2)
@@ -302,8 +304,9 @@ if __name__ == "__main__":
         port = s.getsockname()[1]
     path = tmp_path / "ddp.py"
     path.write_text(code)
+    (tmp_path / "tb").mkdir()  # rank 1 has no writer: the folder must exist before it writes
     out = subprocess.run([sys.executable, str(path), str(tmp_path / "tb"), str(port)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "EQUAL True LOGS 3" in out.stdout  # step 0, 3, 6 on rank 0 only
-    assert "RANK1 0 True" in out.stdout
+    assert (tmp_path / "tb" / "rank0.txt").read_text() == "EQUAL True LOGS 3"  # steps 0, 3, 6 on rank 0 only
+    assert (tmp_path / "tb" / "rank1.txt").read_text() == "RANK1 0 True"
