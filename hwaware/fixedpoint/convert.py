@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
@@ -68,7 +69,7 @@ _PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 _F0 = FixedFormat(0)  # placeholder default of the format fields (always set by the converter)
 
 @dataclass(eq=False)
-class IntOp:
+class IntOp(ABC):
     """One node of the integer graph: reads the values ``inputs`` (indices), writes codes at ``fy``."""
 
     name: str
@@ -76,8 +77,9 @@ class IntOp:
     inputs: tuple[int, ...]
     fy: FixedFormat
 
-    def run(self, xs: list[np.ndarray], arith: dict[str, str]) -> OpResult:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, xs: list[np.ndarray], arith: dict[str, str]) -> OpResult:
+        """Compute this node's output codes from its inputs' codes under the arithmetic ``arith``."""
 
 
 @dataclass(eq=False)
