@@ -51,10 +51,11 @@ def _stacked(ax: Any, names: Sequence[str], parts: Mapping[str, Sequence[float]]
     ax.set_xticks(list(xs))
     ax.set_xticklabels(names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
                        fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=20)
     ax.set_ylabel("energy (x one 16-bit MAC)")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 3))
-    ax.legend(fontsize=8, ncols=len(parts), loc="upper right", frameon=False)
+    # legend between the title and the axes, so it never hides bars or the axis' scale
+    ax.legend(fontsize=8, ncols=len(parts), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     if bottom:
         ax.set_ylim(0, max(bottom) * 1.2 or 1.0)
