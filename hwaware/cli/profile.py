@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         wl = Workload.load(args.target)
         title = f"workload file {args.target} (zero fractions as given in the file)"
     else:
-        wl, title = _profile_model(args)
+        wl, title = workload_from_args(args)
     print(workload_table(wl, title=title))
     if args.json:
         from .._io import write_json
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_model(args: argparse.Namespace) -> tuple[Workload, str]:
+def workload_from_args(args: argparse.Namespace) -> tuple[Workload, str]:
+    """Profile the model named by the parsed ``profile``/``score`` arguments (random input or --data)."""
     import torch
 
     from ..modelref import default_input_size, load_model

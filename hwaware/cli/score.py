@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eyeriss.mapper import DEFAULT_TOLERANCE
     from ..modelref import is_workload_file
     from ..workload import Workload
-    from .profile import _profile_model
+    from .profile import workload_from_args
 
     if args.batch is not None and args.batch < 1:
         raise HwawareError(f"--batch must be a positive integer, got {args.batch}")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         wl = Workload.load(args.target)
         source = f"workload file {args.target}"
     else:
-        wl, source = _profile_model(args)
+        wl, source = workload_from_args(args)
     report = scorer.score(wl, batch=args.batch, on_unsupported="raise" if args.strict else "report")
     print(source)
     print(report.table())

@@ -95,14 +95,13 @@ def evaluate(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.nda
 def energy(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarray]:
     """Access counts and normalized energy (the first half of :func:`evaluate`)."""
     e, n, p, q, r, t, m = (np.asarray(x, dtype=np.int64) for x in (e, n, p, q, r, t, m))
-    G, N, M, C, Hp, Wp, R, S, E, F, U = pb.G, pb.N, pb.M, pb.C, pb.Hp, pb.Wp, pb.R, pb.S, pb.E, pb.F, pb.U
+    N, M, C, Hp, R, S, E, U = pb.N, pb.M, pb.C, pb.Hp, pb.R, pb.S, pb.E, pb.U
     n_if, n_w, n_of = float(pb.n_if), float(pb.n_w), float(pb.n_of)
     macs = float(pb.macs)
 
     k_e = _ceil(E, e)  # strips
     rows_read = U * (E - k_e) + R * k_e  # ifmap rows read per channel over all strips
     halo = rows_read / Hp
-    h_strip = U * (e - 1) + R  # ifmap rows a strip needs
     m_passes = _ceil(M, m)
     pt_passes = _ceil(M, p * t)
     c_passes = _ceil(C, q * r)
