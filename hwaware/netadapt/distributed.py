@@ -108,12 +108,20 @@ def setup(device: str | None = None) -> DistContext:
     return DistContext(rank, world, dev, owns_group=True)
 
 
-def teardown(ctx: DistContext) -> None:
+def teardown(ctx: DistContext, *, clean: bool = True) -> None:
+    """Leave the process group. After a clean finish all ranks meet at a barrier first, so no rank
+    destroys its gloo context (and exits) while a peer is still communicating -- that aborts the
+    peer at exit. After an error there is no barrier: the peers may be blocked in a collective, and
+    leaving at once lets torchrun stop the job instead of hanging until the gloo timeout."""
     if ctx.owns_group:
         import torch.distributed as dist
 
         if dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                if clean:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
 
 
 def _rank_device(device: str, local_rank: int) -> str:

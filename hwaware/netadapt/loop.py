@@ -387,7 +387,7 @@ class NetAdapt:
                 self.data = _Data(data, self.cfg)
                 self._init(model, resume)
         except BaseException:
-            self.close()
+            self.close(clean=False)
             raise
 
     # --- setup ---------------------------------------------------------------------------------
@@ -763,9 +763,11 @@ class NetAdapt:
                 outputs = write_family(result, self.workdir, plot=True)
                 result = replace(result, outputs=outputs)
             self._finished = result
-            return result
-        finally:
-            self.close()
+        except BaseException:
+            self.close(clean=False)
+            raise
+        self.close()
+        return result
 
     def _long_term(self) -> None:
         cfg = self.cfg
@@ -823,13 +825,15 @@ class NetAdapt:
             seconds=time.perf_counter() - self._start, _models=tuple(self._models) if final else (),
         )
 
-    def close(self) -> None:
-        """Close the TensorBoard writer and leave a process group this object created."""
+    def close(self, *, clean: bool = True) -> None:
+        """Close the TensorBoard writer and leave a process group this object created
+        (``clean=False`` after an error: no final barrier with the other ranks)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         if self._owns_dist and hasattr(self, "dist"):
-            teardown(self.dist)
+            teardown(self.dist, clean=clean)
+            self._owns_dist = False  # closing twice must not touch the group again
 
 
 def _channels(graph: Any) -> dict[str, int]:
