@@ -49,7 +49,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import IO, Any
 
 import torch
@@ -57,6 +57,7 @@ from torch import nn
 
 from ._suggest import did_you_mean
 from .errors import HwawareError
+from .measure import ModelMetrics, module_energy
 
 __all__ = ["HardwareMonitor", "MonitorRecord", "PruneSchedule", "attach", "unwrap_model"]
 
@@ -128,26 +129,16 @@ class PruneSchedule:
         return (step - self.start) % self.every == 0 or step == self.end
 
 
-@dataclass(frozen=True)
-class MonitorRecord:
-    """One log point: energy per inference (normalized to one 16-bit MAC) and latency on the
-    Eyeriss model, the measured zero fractions per layer, and the wall time the log took."""
+@dataclass(frozen=True, kw_only=True)
+class MonitorRecord(ModelMetrics):
+    """One log point: the :class:`~hwaware.measure.ModelMetrics` of the model at optimizer step
+    ``step`` (energy per inference, normalized to one 16-bit MAC; latency on the Eyeriss model;
+    measured zero fractions per layer), the pruning state, and the wall time the log took."""
 
     step: int
-    energy: float
-    energy_by_level: dict[str, float]
-    energy_by_type: dict[str, float]
-    processing_latency_ms: float
-    total_latency_ms: float
-    layer_energy: dict[str, float]
-    ifmap_sparsity: dict[str, float]
-    weight_sparsity: dict[str, float]
     pruned_fraction: float | None = None
     target_fraction: float | None = None
     seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -326,43 +317,24 @@ class HardwareMonitor:
         return call
 
     def _score(self, call: tuple[tuple, dict]) -> tuple[Any, Any]:
-        from .profiler import Profiler, _fit_error
+        from .profiler import profile_call
 
         args, kwargs = call
         if self.samples is not None:
             n = _batch_of(args, kwargs)
             args, kwargs = _first_n(args, self.samples, n), _first_n(kwargs, self.samples, n)
-        with Profiler(self.model, source=type(self.model).__name__) as prof:
-            try:
-                prof.run(*args, **kwargs)
-            except HwawareError:
-                raise
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise HwawareError(_fit_error(args, kwargs, prof.failed_module, exc)) from exc
-        wl = prof.workload()
+        wl = profile_call(self.model, args, kwargs, source=type(self.model).__name__)
         report = self.scorer.score(wl, batch=self.batch)
         self.last_report, self.last_workload = report, wl
         return report, wl
 
     def _record(self, report: Any, wl: Any) -> MonitorRecord:
-        tot = report.total
         pruned = target = None
         if self.schedule is not None:
             target = self.schedule.sparsity_at(self.steps)
             pruned = self.pruned_fraction()
-        return MonitorRecord(
-            step=self.steps,
-            energy=float(tot.energy_total),
-            energy_by_level={k: float(v) for k, v in tot.energy.items()},
-            energy_by_type={k: float(v) for k, v in tot.energy_by_type.items()},
-            processing_latency_ms=float(tot.processing_latency_ms),
-            total_latency_ms=float(tot.total_latency_ms),
-            layer_energy={ls.name: float(ls.energy_total) for ls in report.layers},
-            ifmap_sparsity={lay.name: float(lay.ifmap_zeros) for lay in wl.layers},
-            weight_sparsity={lay.name: float(lay.weight_zeros) for lay in wl.layers},
-            pruned_fraction=pruned,
-            target_fraction=target,
-        )
+        return MonitorRecord.from_report(report, wl, step=self.steps, pruned_fraction=pruned,
+                                         target_fraction=target)
 
     def _write(self, rec: MonitorRecord, report: Any) -> None:
         w = self.writer
@@ -416,7 +388,7 @@ class HardwareMonitor:
                 fractions = energy_allocation(
                     {n: m.weight.numel() for n, m in self._prunable.items()},
                     {n: int((m.weight == 0).sum()) for n, m in self._prunable.items()},
-                    _module_energy({ls.name: ls.energy_total for ls in report.layers}), goal,
+                    module_energy(report), goal,
                     sched.max_layer_sparsity)
                 self.overhead_seconds += time.perf_counter() - t0
             if _world() > 1:
@@ -484,15 +456,6 @@ class HardwareMonitor:
 
 def _with_seconds(rec: MonitorRecord, seconds: float) -> MonitorRecord:
     return replace(rec, seconds=seconds)
-
-
-def _module_energy(layer_energy: Mapping[str, float]) -> dict[str, float]:
-    from .compress.energy_aware import module_of
-
-    out: dict[str, float] = {}
-    for name, e in layer_energy.items():
-        out[module_of(name)] = out.get(module_of(name), 0.0) + float(e)
-    return out
 
 
 def energy_allocation(sizes: Mapping[str, int], pruned: Mapping[str, int], energy: Mapping[str, float],

@@ -42,7 +42,7 @@ from torch.overrides import TorchFunctionMode
 from .errors import HwawareError
 from .workload import Layer, UnmodeledOp, Workload
 
-__all__ = ["profile", "Profiler"]
+__all__ = ["profile", "profile_call", "Profiler", "fit_error"]
 
 # Modules that become Layer records.
 RECORDED = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -488,9 +488,23 @@ def profile(model: nn.Module, data: Any, *, batches: int | None = None,
             except HwawareError:
                 raise
             except _FIT_ERRORS as exc:  # what torch raises for inputs of the wrong shape or count
-                raise HwawareError(_fit_error(args, kwargs, prof.failed_module, exc)) from exc
+                raise HwawareError(fit_error(args, kwargs, prof.failed_module, exc)) from exc
     if not prof.batches:
         raise HwawareError("profile: the data yielded no batches (empty DataLoader or iterable?)")
+    return prof.workload()
+
+
+def profile_call(model: nn.Module, args: tuple, kwargs: dict | None = None, *, source: str = "") -> Workload:
+    """The workload of one forward call ``model(*args, **kwargs)`` (inputs used where they are:
+    no device move, no progress bar); inputs that do not fit raise one :class:`HwawareError`."""
+    kwargs = kwargs or {}
+    with Profiler(model, source=source) as prof:
+        try:
+            prof.run(*args, **kwargs)
+        except HwawareError:
+            raise
+        except _FIT_ERRORS as exc:
+            raise HwawareError(fit_error(args, kwargs, prof.failed_module, exc)) from exc
     return prof.workload()
 
 
@@ -635,8 +649,9 @@ def describe_inputs(args: tuple, kwargs: dict) -> str:
     return ", ".join(shapes) if shapes else "(no tensors)"
 
 
-def _fit_error(args: tuple, kwargs: dict, failed: tuple[str, str] | None,
-               exc: BaseException) -> str:
+def fit_error(args: tuple, kwargs: dict, failed: tuple[str, str] | None,
+              exc: BaseException) -> str:
+    """The one-line message for inputs that do not fit the model (names the failed module)."""
     where = f"{failed[1]} '{failed[0]}'" if failed else "the forward pass"
     msg = " ".join(str(exc).split())
     if len(msg) > 300:

@@ -29,22 +29,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HwawareError
+from ..measure import module_energy, module_of
 from .surgery import _run_eval
 
 __all__ = ["capture_io", "energy_order", "least_squares_restore", "module_of", "restore_cost"]
 
 
-def module_of(layer_name: str) -> str:
-    """Profiler layer name -> module name (a second call of a module is ``name#1``)."""
-    return layer_name.split("#", 1)[0]
-
-
 def energy_order(layer_energy: Mapping[str, float], candidates: Any = None) -> list[str]:
     """Module names by summed layer energy, largest first (ties: name order); only ``candidates``
     when given."""
-    per_module: dict[str, float] = {}
-    for name, e in layer_energy.items():
-        per_module[module_of(name)] = per_module.get(module_of(name), 0.0) + float(e)
+    per_module = module_energy(layer_energy)
     names = [n for n in per_module if candidates is None or n in candidates]
     return sorted(names, key=lambda n: (-per_module[n], n))
 

@@ -42,7 +42,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -50,7 +50,8 @@ from torch import nn
 
 from .._suggest import did_you_mean
 from ..errors import HwawareError
-from .energy_aware import capture_io, energy_order, least_squares_restore, module_of, restore_cost
+from ..measure import ModelMetrics, measure, module_energy
+from .energy_aware import capture_io, energy_order, least_squares_restore, restore_cost
 from .magnitude import Masks, magnitude_masks, prunable_layers
 
 __all__ = ["METHODS", "Metrics", "PruneConfig", "PruneResult", "PruneStep", "Pruner", "measure", "prune"]
@@ -105,24 +106,7 @@ class PruneConfig:
         return tuple(f.name for f in fields(cls))
 
 
-@dataclass(frozen=True)
-class Metrics:
-    """Hardware and accuracy numbers of one model state (energy normalized to one 16-bit MAC)."""
-
-    energy: float
-    energy_by_level: dict[str, float]
-    energy_by_type: dict[str, float]
-    latency_ms: float
-    weights: int
-    nonzero_weights: float
-    macs: int
-    nonzero_macs: float
-    accuracy: float | None
-    layer_energy: dict[str, float] = field(default_factory=dict)
-    layer_sparsity: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+Metrics = ModelMetrics  # the numbers of one model state (hwaware.measure); the old name kept
 
 
 @dataclass(frozen=True)
@@ -160,29 +144,6 @@ class PruneResult:
         if self.final.accuracy is None or self.baseline.accuracy is None:
             return None
         return 100.0 * (self.baseline.accuracy - self.final.accuracy)
-
-
-def measure(model: nn.Module, calib: torch.Tensor, *, scorer: Any, batch: int = 1,
-            accuracy: float | None = None) -> Metrics:
-    """Profile ``model`` on ``calib`` (measured zeros) and score it on Eyeriss at batch ``batch``."""
-    from ..profiler import profile
-
-    wl = profile(model, calib, progress=False)
-    report = scorer.score(wl, batch=batch)
-    tot = report.total
-    return Metrics(
-        energy=float(tot.energy_total),
-        energy_by_level={k: float(v) for k, v in tot.energy.items()},
-        energy_by_type={k: float(v) for k, v in tot.energy_by_type.items()},
-        latency_ms=float(tot.total_latency_ms),
-        weights=int(wl.weights),
-        nonzero_weights=float(wl.nonzero_weights),
-        macs=int(tot.macs),
-        nonzero_macs=float(tot.nonzero_macs),
-        accuracy=accuracy,
-        layer_energy={s.name: float(s.energy_total) for s in report.layers},
-        layer_sparsity={l.name: float(l.weight_zeros) for l in wl.layers},
-    )
 
 
 class Pruner:
@@ -266,9 +227,7 @@ class Pruner:
             layers = prunable_layers(self.model)
             return [n for n in energy_order(self.current.layer_energy, layers) if n not in self._done]
         graph = self._channel_graph()
-        energy: dict[str, float] = {}
-        for name, e in self.current.layer_energy.items():
-            energy[module_of(name)] = energy.get(module_of(name), 0.0) + e
+        energy = module_energy(self.current.layer_energy)
         scored = []
         for g in graph.prunable_groups():
             if g.name in self._done or g.size < 2:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HwawareError
+from ..measure import ModelMetrics
 from ..workload import Workload
 
 Measure = Callable[[Workload], float]
@@ -115,6 +116,10 @@ class ResourceContext:
         self._reports[workload] = report
         return report
 
+    def metrics(self, workload: Workload) -> ModelMetrics:
+        """The :class:`~hwaware.measure.ModelMetrics` of ``workload`` on the Eyeriss model."""
+        return ModelMetrics.from_report(self.eyeriss(workload), workload)
+
     def lut(self) -> Any:
         if self._lut is None:
             from .lut import LatencyLUT
@@ -128,12 +133,12 @@ class ResourceContext:
 
 @register_resource("latency", unit="ms", description="Eyeriss model latency (processing and DRAM bound)")
 def _latency(ctx: ResourceContext) -> Measure:
-    return lambda wl: float(ctx.eyeriss(wl).total.total_latency_ms)
+    return lambda wl: ctx.metrics(wl).total_latency_ms
 
 
 @register_resource("energy", unit="", description="Eyeriss model energy, normalized to one 16-bit MAC")
 def _energy(ctx: ResourceContext) -> Measure:
-    return lambda wl: float(ctx.eyeriss(wl).total.energy_total)
+    return lambda wl: ctx.metrics(wl).energy
 
 
 @register_resource("macs", unit="", description="multiply-accumulates of the Conv/Linear layers")

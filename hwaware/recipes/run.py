@@ -36,6 +36,7 @@ from typing import Any
 
 from .._io import write_json, write_text
 from ..errors import HwawareError
+from ..measure import ModelMetrics
 from .schema import Recipe, Stage
 
 __all__ = [
@@ -52,25 +53,12 @@ __all__ = [
 
 # --- value types ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Hardware and accuracy numbers of the model after a stage (energy per ``batch`` images,
-    normalized to one 16-bit MAC; latency in ms on the Eyeriss model; accuracy top-1 on val)."""
+@dataclass(frozen=True, kw_only=True)
+class Snapshot(ModelMetrics):
+    """The :class:`~hwaware.measure.ModelMetrics` of the model after a stage (energy per ``batch``
+    images, normalized to one 16-bit MAC; latency in ms on the Eyeriss model; accuracy top-1 on val)."""
 
     label: str
-    energy: float
-    energy_by_level: dict[str, float]
-    energy_by_type: dict[str, float]
-    processing_latency_ms: float
-    total_latency_ms: float
-    macs: int
-    nonzero_macs: float
-    weights: int
-    nonzero_weights: float
-    accuracy: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -253,16 +241,7 @@ class RunContext:
 
     def snapshot(self, label: str) -> Snapshot:
         wl, rep = self.current_score()
-        tot = rep.total
-        snap = Snapshot(
-            label=label, energy=float(tot.energy_total),
-            energy_by_level={k: float(v) for k, v in tot.energy.items()},
-            energy_by_type={k: float(v) for k, v in tot.energy_by_type.items()},
-            processing_latency_ms=float(tot.processing_latency_ms), total_latency_ms=float(tot.total_latency_ms),
-            macs=int(tot.macs), nonzero_macs=float(tot.nonzero_macs), weights=int(wl.weights),
-            nonzero_weights=float(wl.nonzero_weights),
-            accuracy=self.accuracy(),
-        )
+        snap = Snapshot.from_report(rep, wl, accuracy=self.accuracy(), label=label)
         self.timeline.append(snap)
         if self.writer is not None:
             i = len(self.timeline) - 1
