@@ -275,7 +275,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
 def test_bit_exact_check_catches_a_wrong_kernel(monkeypatch):
     from hwaware.fixedpoint import ops
     from hwaware.fixedpoint.convert import convert
-    from hwaware.recipes.stages_extra import bit_exact_check
+    from hwaware.fixedpoint.verify import bit_exact_mismatches as bit_exact_check
 
     model = hwaware.load_model("models/small_cnn.py", width=0.25).eval()
     images = torch.randn(2, 3, 32, 32)

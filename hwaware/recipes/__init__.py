@@ -2,7 +2,9 @@
 
 - :mod:`.schema` -- YAML loading with line numbers, the declared schema, ``--set`` overrides and
   validation (every problem names the file, line and key path);
-- :mod:`.run` -- the stages and the run directory (``run_recipe``, ``dry_run``);
+- :mod:`.stages` -- one module per stage kind (options, config check, runner, dry-run text), registered by name;
+- :mod:`.context` -- the state stages share (:class:`~.context.RunContext`) and the per-stage snapshots;
+- :mod:`.run` -- the run directory and the run itself (``run_recipe``, ``dry_run``);
 - :mod:`.report` -- ``summary.md`` and the PNG plots.
 """
 

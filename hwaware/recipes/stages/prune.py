@@ -1,0 +1,114 @@
+"""``prune``: the pruning loop of :mod:`hwaware.compress.prune` against the Eyeriss energy; the
+options mirror :class:`~hwaware.compress.prune.PruneConfig`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from ..._io import write_json
+from ..options import Option, dataclass_options
+from .base import StageDef, StageResult, register_stage
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+    from ..schema import Stage
+
+
+def prune_options() -> tuple[Option, ...]:
+    from ...compress.prune import PruneConfig
+
+    docs = {
+        "method": "energy (CVPR 2017: most energy-hungry layer first, least-squares restore), magnitude, "
+                  "or structured (whole channels)",
+        "target_energy": "stop at this fraction of the starting energy, in (0, 1]",
+        "max_drop": "accuracy points (top-1, %) allowed below the start",
+        "step": "fraction of the remaining weights (channels) one step removes",
+        "min_step": "a layer whose step falls below this is done",
+        "local_steps": "fine-tuning steps after each proposal",
+        "global_steps": "whole-network fine-tuning steps every finetune_every accepted steps",
+        "finetune_every": "accepted steps between whole-network fine-tunes",
+        "final_steps": "whole-network fine-tuning steps at the end",
+        "lr": "fine-tuning learning rate",
+        "max_steps": "proposals at most",
+        "restore": "least-squares restoration of the output feature maps (energy method)",
+        "ridge": "ridge regularization of the restoration",
+        "restore_max_flops": "larger layers skip restoration",
+        "round_to": "structured: channel counts rounded up to a multiple of this",
+        "seed": "seed of the restoration's sampling",
+    }
+    return dataclass_options(PruneConfig, docs, skip=("hardware", "batch"))
+
+
+def build_prune(opts: dict[str, Any], recipe: dict[str, Any]) -> Any:
+    from ...compress.prune import PruneConfig
+
+    kw = {k: v for k, v in opts.items() if k in PruneConfig.keys()}
+    return PruneConfig(**kw, hardware=recipe["hardware"], batch=recipe["batch"])
+
+
+def run_prune(ctx: RunContext, stage: Stage) -> StageResult:
+    from ...compress.prune import Pruner
+    from ...plots import Point
+
+    t0 = time.perf_counter()
+    cfg = build_prune(dict(stage.options), ctx.settings)
+    pruner = Pruner(ctx.model, train=ctx.train_loader, val=ctx.val_loader, calib=ctx.calib, config=cfg,
+                    progress=ctx.progress)
+    base = pruner.baseline
+    points = [Point(base.energy, base.latency_ms, base.accuracy, "start")]
+    history = []
+    for step in pruner.steps():
+        m = step.metrics
+        history.append({"index": step.index, "kind": step.kind, "target": step.target, "fraction": step.fraction,
+                        "accepted": step.accepted, "message": step.message, "seconds": step.seconds,
+                        "energy": m.energy, "latency_ms": m.latency_ms, "accuracy": m.accuracy,
+                        "nonzero_weights": m.nonzero_weights})
+        state = "accepted" if step.accepted else "rejected"
+        acc = f"{m.accuracy:.4f}" if m.accuracy is not None else "-"
+        ctx.log(f"  prune {step.index:3d} {step.kind:8s} {step.target:12s} {state:8s} energy "
+                f"{m.energy / base.energy:.3f} acc {acc}  {step.message}")
+        if step.accepted:
+            points.append(Point(m.energy, m.latency_ms, m.accuracy, f"{step.kind} {step.target}"))
+        if ctx.writer is not None:
+            tag = f"prune/{stage.label}"
+            ctx.writer.add_scalar(f"{tag}/energy", m.energy, step.index)
+            ctx.writer.add_scalar(f"{tag}/latency_ms", m.latency_ms, step.index)
+            if m.accuracy is not None:
+                ctx.writer.add_scalar(f"{tag}/accuracy", m.accuracy, step.index)
+            ctx.writer.add_scalar(f"{tag}/accepted", float(step.accepted), step.index)
+    result = pruner.result()
+    ctx.set_model(result.model)
+    ctx.masks = result.masks
+    ctx.families[f"prune ({cfg.method})"] = points
+    outputs = {}
+    d = ctx.stage_dir(stage)
+    if d is not None:
+        write_json(d / "history.json", {"config": asdict(cfg), "baseline": base.to_dict(),
+                                        "final": result.final.to_dict(), "message": result.message,
+                                        "target_reached": result.target_reached, "steps": history})
+        outputs["history"] = ctx.rel(d / "history.json")
+    ctx.snapshot(stage.label)
+    drop = result.accuracy_drop
+    drop_text = f", accuracy drop {drop:.2f} points" if drop is not None else ""
+    return StageResult(stage.label, stage.name, time.perf_counter() - t0,
+                       f"energy {result.energy_ratio:.3f} of the start{drop_text}; {result.message}", outputs,
+                       {"energy_ratio": result.energy_ratio, "accuracy_drop": drop,
+                        "target_reached": result.target_reached})
+
+
+def check_prune(opts: dict[str, Any], settings: dict[str, Any]) -> None:
+    build_prune(opts, settings)
+
+
+def describe_prune(ctx: RunContext, stage: Stage) -> str:
+    o = stage.options
+    ctx.extra["pruned"] = True
+    return (f"{o['method']} pruning until energy <= {o['target_energy']:g} of the start, at most "
+            f"{o['max_drop']:g} accuracy points lost, steps of {o['step']:.0%}, <= {o['max_steps']} proposals")
+
+
+register_stage(StageDef("prune", "pruning loop against the Eyeriss energy (hwaware.compress.prune)",
+                        prune_options(), needs_data=True, config_check=check_prune, run=run_prune,
+                        describe=describe_prune))
