@@ -24,7 +24,8 @@ energy does too. Profiling uses at most ``samples`` images of the batch, runs in
 gradients, optimizer state and the RNG are untouched (tests check training is bit-identical
 with and without the monitor).
 
-Schedules (:class:`PruneSchedule`): gradual pruning from step ``start`` to ``end`` towards a
+Schedules (:class:`~hwaware.compress.schedule.PruneSchedule`, re-exported here): gradual pruning
+from step ``start`` to ``end`` towards a
 fraction ``target`` of the Conv/Linear weights, following the cubic ramp of Zhu and Gupta
 ("To prune, or not to prune", 2017): ``s(t) = target * (1 - (1 - (t - start)/(end - start))^3)``,
 one pruning event every ``every`` steps. ``method="magnitude"`` zeroes the smallest weights
@@ -45,89 +46,24 @@ not re-traced; the live batch is captured by a hook on the outer (compiled) obje
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import torch
 from torch import nn
 
-from ._suggest import did_you_mean
+from .compress.schedule import PruneSchedule, energy_allocation, schedule_masks
 from .errors import HwawareError
 from .measure import ModelMetrics, module_energy
 
-__all__ = ["HardwareMonitor", "MonitorRecord", "PruneSchedule", "attach", "unwrap_model"]
+__all__ = ["HardwareMonitor", "MonitorRecord", "PruneSchedule", "attach", "energy_allocation", "unwrap_model"]
 
-SCHEDULE_METHODS = ("magnitude", "energy")
-SCOPES = ("global", "layer")
 
 
 # --- value types -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PruneSchedule:
-    """Gradual pruning inside a training loop (see the module docstring).
-
-    ``start``/``end``: optimizer steps (counted by ``hw.step()``) of the first and last pruning
-    event; ``every``: steps between events; ``target``: final fraction of pruned Conv/Linear
-    weights; ``layers``: module names to prune (default: every Conv1d/Conv2d/Linear).
-    """
-
-    method: str = "magnitude"
-    start: int = 0
-    end: int = 1000
-    target: float = 0.5
-    every: int = 100
-    scope: str = "global"
-    max_layer_sparsity: float = 0.95
-    layers: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in SCHEDULE_METHODS:
-            raise HwawareError(f"schedule: unknown method '{self.method}'{did_you_mean(self.method, SCHEDULE_METHODS)}; "
-                               f"allowed: {', '.join(SCHEDULE_METHODS)}")
-        if self.scope not in SCOPES:
-            raise HwawareError(f"schedule: unknown scope '{self.scope}'; allowed: {', '.join(SCOPES)}")
-        for name in ("start", "end", "every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise HwawareError(f"schedule: {name} must be an integer step, got {v!r}")
-        if self.start < 0 or self.end <= self.start:
-            raise HwawareError(f"schedule: need 0 <= start < end, got start={self.start}, end={self.end}")
-        if self.every < 1:
-            raise HwawareError(f"schedule: every must be >= 1, got {self.every}")
-        if not 0.0 < float(self.max_layer_sparsity) < 1.0:
-            raise HwawareError(f"schedule: max_layer_sparsity must be in (0, 1), got {self.max_layer_sparsity}")
-        if not 0.0 < float(self.target) <= float(self.max_layer_sparsity):
-            raise HwawareError(f"schedule: target must be in (0, max_layer_sparsity={self.max_layer_sparsity}], "
-                               f"got {self.target}")
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(str(n) for n in self.layers))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PruneSchedule:
-        keys = [f.name for f in fields(cls)]
-        for k in d:
-            if k not in keys:
-                raise HwawareError(f"schedule: unknown key '{k}'{did_you_mean(k, keys)}; allowed: {', '.join(keys)}")
-        return cls(**dict(d))
-
-    def sparsity_at(self, step: int) -> float:
-        """Target fraction of pruned weights after ``step`` optimizer steps (0 before ``start``)."""
-        if step < self.start:
-            return 0.0
-        progress = min(1.0, (step - self.start) / (self.end - self.start))
-        return float(self.target) * (1.0 - (1.0 - progress) ** 3)
-
-    def is_event(self, step: int) -> bool:
-        """Whether pruning happens after ``step`` optimizer steps."""
-        if step < self.start or step > self.end:
-            return False
-        return (step - self.start) % self.every == 0 or step == self.end
-
 
 @dataclass(frozen=True, kw_only=True)
 class MonitorRecord(ModelMetrics):
@@ -369,27 +305,19 @@ class HardwareMonitor:
         return zeros / total if total else 0.0
 
     def _prune_event(self, t: int, batch: Any) -> None:
-        from .compress.magnitude import Masks, magnitude_masks
-
         sched = self.schedule
-        assert sched is not None
+        if sched is None:
+            return
         goal = sched.sparsity_at(t)
-        names = list(self._prunable)
-        if sched.method == "magnitude":
-            if sched.scope == "global":
-                new = magnitude_masks(self.model, goal, scope="global", layers=names)
-            else:
-                new = magnitude_masks(self.model, {n: goal for n in names}, scope="layer", layers=names)
-        else:
-            fractions = None
+        fractions = None
+        if sched.method == "energy":
             if self._rank == 0:  # fresh energies, measured at the current sparsity on the live batch
                 t0 = time.perf_counter()
                 report, _ = self._score(self._call(batch))
                 fractions = energy_allocation(
                     {n: m.weight.numel() for n, m in self._prunable.items()},
                     {n: int((m.weight == 0).sum()) for n, m in self._prunable.items()},
-                    module_energy(report), goal,
-                    sched.max_layer_sparsity)
+                    module_energy(report), goal, sched.max_layer_sparsity)
                 self.overhead_seconds += time.perf_counter() - t0
             if _world() > 1:
                 import torch.distributed as dist
@@ -397,10 +325,8 @@ class HardwareMonitor:
                 box = [fractions]
                 dist.broadcast_object_list(box, src=0)
                 fractions = box[0]
-            new = magnitude_masks(self.model, fractions, scope="layer", layers=names)
-        if self.masks is not None:
-            new = Masks({n: new.masks[n] & self.masks.masks[n] for n in new.masks})
-        self.masks = new
+        self.masks = schedule_masks(self.model, sched, goal, list(self._prunable), previous=self.masks,
+                                    fractions=fractions)
         self.masks.apply(self.model)
 
     # -- reporting -------------------------------------------------------------------------------
@@ -456,48 +382,6 @@ class HardwareMonitor:
 
 def _with_seconds(rec: MonitorRecord, seconds: float) -> MonitorRecord:
     return replace(rec, seconds=seconds)
-
-
-def energy_allocation(sizes: Mapping[str, int], pruned: Mapping[str, int], energy: Mapping[str, float],
-                      goal: float, cap: float) -> dict[str, float]:
-    """Per-layer pruned fractions that bring the total to ``goal`` of all weights.
-
-    The weights still to prune, ``round(goal * total) - already pruned``, are shared among the
-    layers in proportion to their energy (water-filling: a layer stops at ``cap`` of its weights
-    and its excess goes to the others, again by energy); a layer's fraction never falls. Layers
-    with no measured energy (never called) get nothing while others have room.
-    """
-    from .compress.energy_aware import energy_order
-
-    total = sum(sizes.values())
-    want = round(goal * total) - sum(pruned.values())
-    room = {n: max(0, math.floor(cap * sizes[n]) - pruned[n]) for n in sizes}
-    give = {n: 0 for n in sizes}
-    rest = max(0, want)
-    order = energy_order({n: energy.get(n, 0.0) for n in sizes})
-    while rest > 0:
-        active = [n for n in order if room[n] - give[n] > 0 and energy.get(n, 0.0) > 0]
-        if not active:
-            active = [n for n in order if room[n] - give[n] > 0]
-            if not active:
-                break
-            weights = {n: float(sizes[n]) for n in active}
-        else:
-            weights = {n: float(energy[n]) for n in active}
-        wsum = sum(weights.values())
-        handed = 0
-        for n in active:
-            share = min(room[n] - give[n], math.floor(rest * weights[n] / wsum))
-            give[n] += share
-            handed += share
-        if handed == 0:  # rounding left a few weights: one each, most energy first
-            for n in active:
-                if rest - handed == 0:
-                    break
-                give[n] += 1
-                handed += 1
-        rest -= handed
-    return {n: (pruned[n] + give[n]) / sizes[n] if sizes[n] else 0.0 for n in sizes}
 
 
 def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",

@@ -555,7 +555,7 @@ def _rlc_words(inp: torch.Tensor, layer: Layer) -> tuple[int, int]:
     The code's size depends only on where the zeros are, so the stream is the input's zero pattern
     in NCHW order with the layer's zero padding, exactly as the accelerator would store the fmap.
     """
-    from .fixedpoint.rlc import encoded_words
+    from .workload.rlc import encoded_words
 
     x = inp.detach()
     if layer.padding or layer.padding_w:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hwaware.errors import HwawareError
-from hwaware.fixedpoint import rlc
+from hwaware.workload import rlc
 
 
 def reference_pairs(values):

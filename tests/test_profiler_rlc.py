@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hwaware.eyeriss import Scorer
-from hwaware.fixedpoint.rlc import encode
+from hwaware.workload.rlc import encode
 from hwaware.profiler import profile
 
 

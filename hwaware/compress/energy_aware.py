@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._modes import inspection_mode
 from ..errors import HwawareError
 from ..measure import module_energy, module_of
-from .surgery import _run_eval
 
 __all__ = ["capture_io", "energy_order", "least_squares_restore", "module_of", "restore_cost"]
 
@@ -53,7 +53,8 @@ def capture_io(model: nn.Module, module: nn.Module, batch: torch.Tensor) -> tupl
 
     handle = module.register_forward_hook(hook)
     try:
-        _run_eval(model, lambda: model(batch))
+        with inspection_mode(model):
+            model(batch)
     finally:
         handle.remove()
     if "x" not in got:

@@ -18,41 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ..errors import HwawareError, UnsupportedLayerError
 from ..workload import Layer, Workload, as_workload
+from ..workload.rlc import rlc_ratio
 from .cost import LEVELS, TYPES, evaluate
 from .hardware import Hardware, resolve_hardware
 from .mapper import DEFAULT_TOLERANCE, OBJECTIVES, Mapping, check_native, make_problem, search
 
 # MB of 16-bit words: accesses x 2 bytes / 1e6 (JSSC Table V)
 _MB = 2.0 / 1e6
-
-
-@lru_cache(maxsize=65536)
-def rlc_ratio(n_values: int, zero_fraction: float) -> float:
-    """Expected RLC size / raw size in 16-bit words for i.i.d. zeros (a 64-bit word = 4 words).
-
-    E[pairs] = n(1-z)(1 + z^32/(1-z^32)) + z (one literal-zero pair per 32 zeros, plus the trailing
-    run) and E[words] ~ (E[pairs] + 1)/3; within 1.5% of the exact expectation
-    (``hwaware.fixedpoint.rlc.expected_words``, a Markov-chain computation too slow for the mapper's
-    inner loop) for streams of 1000+ values, and tested against it. Dense data grows by 4/3: three
-    16-bit values per 64-bit word.
-    """
-    if n_values <= 0:
-        return 1.0
-    z = min(max(float(zero_fraction), 0.0), 1.0)
-    z32 = z**32
-    if z32 < 1.0:
-        pairs = n_values * (1.0 - z) * (1.0 + z32 / (1.0 - z32)) + z
-    else:
-        pairs = n_values / 32.0 + 1.0
-    words = (pairs + 1.0) / 3.0
-    return 4.0 * words / n_values
 
 
 @dataclass(frozen=True)

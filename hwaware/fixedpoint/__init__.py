@@ -1,8 +1,9 @@
-"""Bit-accurate 16-bit fixed-point backend (Eyeriss arithmetic), RLC codec and test vectors.
+"""Bit-accurate 16-bit fixed-point backend (Eyeriss arithmetic) and test vectors (the RLC codec is
+:mod:`hwaware.workload.rlc`).
 
 See docs/fixedpoint.md for the arithmetic contract. Submodules: ``format`` (FixedFormat and the
 shift/round/cut primitives), ``golden`` (plain NumPy reference), ``ops`` (fast kernels), ``convert``
-(float model -> integer model), ``vectors`` (hardware test vectors), ``rlc`` (run-length codec),
+(float model -> integer model), ``vectors`` (hardware test vectors), ``verify`` (bit-exactness and top-1 agreement checks),
 ``quantize`` (energy-aware bit-width search).
 """
 

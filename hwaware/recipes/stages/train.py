@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _check_schedule(value: dict[str, Any]) -> str | None:
-    from ...plugin import PruneSchedule
+    from ...compress.schedule import PruneSchedule
 
     try:
         PruneSchedule.from_dict(value)
