@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import HwawareError
 
-__all__ = ["FitResult", "fit", "evaluate", "trained_small_cnn", "resolve_cache_dir", "SMALL_CNN_RECIPE"]
+__all__ = ["FitResult", "fit", "finetune", "evaluate", "trained_small_cnn", "resolve_cache_dir", "SMALL_CNN_RECIPE"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
@@ -156,6 +156,33 @@ def fit(
         epoch_losses=tuple(epoch_losses),
         seconds=time.perf_counter() - start,
     )
+
+
+def finetune(model: Any, loader: Any, steps: int, *, params: Iterable[Any] | None = None,
+             **fit_options: Any) -> FitResult | None:
+    """Fine-tune ``model`` in place for exactly ``steps`` optimizer steps (as many passes over
+    ``loader`` as that takes), with no progress bar; ``params``: train only these, the others are
+    frozen for the call. ``fit_options``: :func:`fit`'s (``lr``, ``momentum``, ``after_step``, ...).
+    Shared by the pruning loop and NetAdapt. ``steps <= 0`` does nothing and returns ``None``."""
+    if steps <= 0:
+        return None
+    try:
+        per_epoch = max(len(loader), 1)
+    except TypeError:
+        raise HwawareError("finetune: the loader must have a length (a DataLoader or a list of batches)") from None
+    frozen = []
+    if params is not None:
+        keep = {id(p) for p in params}
+        for p in model.parameters():
+            if p.requires_grad and id(p) not in keep:
+                p.requires_grad_(False)
+                frozen.append(p)
+    try:
+        return fit(model, loader, epochs=math.ceil(steps / per_epoch), max_steps=steps, progress=False,
+                   **fit_options)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def evaluate(model: Any, loader: Iterable[Any], *, max_batches: int | None = None,

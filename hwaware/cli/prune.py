@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import save_model
     from ..compress.prune import PruneConfig, Pruner
+    from ..compress.prune_log import PruneLog
     from ..modelref import load_model
 
     options = {k: getattr(args, k) for k in _OPTION_FLAGS if getattr(args, k) is not None}
@@ -108,19 +109,13 @@ def run(args: argparse.Namespace) -> int:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.max_steps, desc=f"prune ({config.method})", unit="step", file=sys.stderr)
+    log = PruneLog(writer=writer, bar=bar,
+                   checkpoint=lambda p: save_model(p.model, ckpt, meta=_meta(args, config, p, partial=True)))
     try:
         pruner = Pruner(model, train=train, val=val, calib=calib, config=config)
-        if writer is not None:
-            _log(writer, 0, pruner.baseline, pruner.baseline)
+        log.start(pruner)
         for step in pruner.steps():
-            if step.kind == "prune" and bar is not None:
-                bar.update(1)
-                bar.set_postfix(energy=f"{pruner.current.energy / pruner.baseline.energy:.3f}",
-                                acc=f"{pruner.current.accuracy:.3f}", refresh=False)
-            if writer is not None:
-                _log(writer, step.index + 1, step.metrics, pruner.baseline)
-            if step.accepted:
-                save_model(pruner.model, ckpt, meta=_meta(args, config, pruner, partial=True))
+            log(step, pruner)
         result = pruner.result()
     except KeyboardInterrupt:
         if ckpt.exists():
@@ -230,20 +225,3 @@ def _writer(logdir: str | None) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=logdir)
-
-
-def _log(writer: Any, step: int, m: Any, base: Any) -> None:
-    writer.add_scalar("energy/relative", m.energy / base.energy, step)
-    writer.add_scalar("energy/total", m.energy, step)
-    for lv, v in m.energy_by_level.items():
-        writer.add_scalar(f"energy_level/{lv}", v, step)
-    for ty, v in m.energy_by_type.items():
-        writer.add_scalar(f"energy_type/{ty}", v, step)
-    writer.add_scalar("latency_ms", m.latency_ms, step)
-    writer.add_scalar("nonzero_macs", m.nonzero_macs, step)
-    writer.add_scalar("nonzero_weights", m.nonzero_weights, step)
-    if m.accuracy is not None:
-        writer.add_scalar("accuracy/val", m.accuracy, step)
-    for name, s in m.layer_sparsity.items():
-        writer.add_scalar(f"sparsity/{name}", s, step)
-    writer.flush()

@@ -50,13 +50,13 @@ from torch import nn
 
 from .._suggest import did_you_mean
 from ..errors import HwawareError
-from ..measure import ModelMetrics, measure, module_energy
-from .energy_aware import capture_io, energy_order, least_squares_restore, restore_cost
-from .magnitude import Masks, magnitude_masks, prunable_layers
+from ..measure import ModelMetrics, measure
+from .criteria import CRITERIA, criterion
+from .magnitude import Masks
 
 __all__ = ["METHODS", "Metrics", "PruneConfig", "PruneResult", "PruneStep", "Pruner", "measure", "prune"]
 
-METHODS = ("energy", "magnitude", "structured")
+METHODS = tuple(CRITERIA)  # registered pruning criteria (hwaware.compress.criteria)
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ class PruneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise HwawareError(f"unknown pruning method '{self.method}'{did_you_mean(self.method, METHODS)}; "
-                               f"allowed: {', '.join(METHODS)}")
+        if self.method not in CRITERIA:
+            raise HwawareError(f"unknown pruning method '{self.method}'{did_you_mean(self.method, CRITERIA)}; "
+                               f"allowed: {', '.join(CRITERIA)}")
         if not 0.0 < self.target_energy <= 1.0:
             raise HwawareError(f"target_energy is a fraction of the starting energy in (0, 1], got {self.target_energy}")
         if not 0.0 <= self.max_drop <= 100.0:
@@ -166,10 +166,11 @@ class Pruner:
         self._evaluate = evaluate_fn or (lambda m: evaluate(m, val))
         self._scorer = Scorer(self.config.hardware)
         self.model = copy.deepcopy(model).eval()
-        self.masks: Masks | None = None if self.config.method == "structured" else Masks.from_model(self.model)
+        self._criterion = criterion(self.config.method)
+        self.masks: Masks | None = Masks.from_model(self.model) if self._criterion.uses_masks else None
         self._progress = progress
         self._step_size: dict[str, float] = {}
-        self._done: set[str] = set()
+        self.done: set[str] = set()  # targets the criterion may not propose again
         self._notes: dict[str, str] = {}
         self.history: list[PruneStep] = []
         self.baseline = self._measure()
@@ -178,8 +179,6 @@ class Pruner:
         self._finished = False
         self._message = ""
         self._target_reached = False
-        self._graph = None
-        self._graph_model: nn.Module | None = None
 
     # -- measurement ---------------------------------------------------------------------------
 
@@ -196,99 +195,19 @@ class Pruner:
 
     # -- fine-tuning ---------------------------------------------------------------------------
 
-    def _finetune(self, steps: int, params: list[nn.Parameter] | None = None) -> None:
-        if steps <= 0:
-            return
-        from ..train import fit
+    def finetune(self, steps: int, params: list[nn.Parameter] | None = None) -> None:
+        """Fine-tune the current model for ``steps`` (only ``params`` when given); masks held."""
+        from ..train import finetune
 
-        frozen = []
-        if params is not None:
-            keep = {id(p) for p in params}
-            for p in self.model.parameters():
-                if p.requires_grad and id(p) not in keep:
-                    p.requires_grad_(False)
-                    frozen.append(p)
         try:
             masks = self.masks
-            fit(self.model, self.train, epochs=max(1.0, steps / max(len(self.train), 1)), max_steps=steps,
-                lr=self.config.lr, progress=False, after_step=(masks.apply if masks is not None else None))
+            finetune(self.model, self.train, steps, params=params, lr=self.config.lr,
+                     after_step=(masks.apply if masks is not None else None))
         finally:
-            for p in frozen:
-                p.requires_grad_(True)
             self.model.eval()
 
-    # -- candidates ----------------------------------------------------------------------------
-
-    def _candidates(self) -> list[str]:
-        method = self.config.method
-        if method == "magnitude":
-            return [] if "global" in self._done else ["global"]
-        if method == "energy":
-            layers = prunable_layers(self.model)
-            return [n for n in energy_order(self.current.layer_energy, layers) if n not in self._done]
-        graph = self._channel_graph()
-        energy = module_energy(self.current.layer_energy)
-        scored = []
-        for g in graph.prunable_groups():
-            if g.name in self._done or g.size < 2:
-                continue
-            layers = set(g.producers) | set(g.consumers)
-            scored.append((-sum(energy.get(n, 0.0) for n in layers), g.name))
-        return [name for _, name in sorted(scored)]
-
-    def _channel_graph(self) -> Any:
-        from .surgery import ChannelGraph
-
-        if self._graph is None or self._graph_model is not self.model:
-            self._graph = ChannelGraph(self.model, self.calib[:1])
-            self._graph_model = self.model
-        return self._graph
-
-    # -- proposals -----------------------------------------------------------------------------
-
-    def _propose(self, target: str, frac: float) -> str:
-        """Modify self.model (and masks) by one step on ``target``; return a note."""
-        cfg = self.config
-        if cfg.method == "magnitude":
-            cur = self.masks.sparsity() if self.masks else 0.0
-            new = magnitude_masks(self.model, cur + frac * (1.0 - cur), scope="global")
-            self.masks = _and(self.masks, new)
-            self.masks.apply(self.model)
-            self._finetune(cfg.local_steps)
-            return f"global sparsity {self.masks.sparsity():.1%}"
-        if cfg.method == "energy":
-            mod = dict(self.model.named_modules())[target]
-            old_mask = self.masks.masks[target]
-            cur = 1.0 - old_mask.float().mean().item()
-            new_mask = magnitude_masks(self.model, {target: cur + frac * (1.0 - cur)}).masks[target] & old_mask
-            note = f"{target} sparsity {1.0 - new_mask.float().mean().item():.1%}"
-            if cfg.restore:
-                cost = restore_cost(new_mask, getattr(mod, "groups", 1))
-                if cost > cfg.restore_max_flops:
-                    note += f", restoration skipped ({cost:.1e} flops > restore_max_flops)"
-                    with torch.no_grad():
-                        mod.weight.mul_(new_mask)
-                else:
-                    x, y = capture_io(self.model, mod, self.calib)
-                    w = least_squares_restore(mod, x, y, new_mask, ridge=cfg.ridge, seed=cfg.seed)
-                    with torch.no_grad():
-                        mod.weight.copy_(w)
-                    note += ", restored"
-            else:
-                with torch.no_grad():
-                    mod.weight.mul_(new_mask)
-            self.masks = self.masks.with_layer(target, new_mask)
-            self._finetune(cfg.local_steps, params=list(mod.parameters()))
-            return note
-        graph = self._channel_graph()
-        g = graph.group(target)
-        n_remove = min(g.size - 1, max(1, round(frac * g.size)))
-        self.model = graph.prune(target, n_remove, round_to=cfg.round_to).eval()
-        self._finetune(cfg.local_steps)
-        return f"{target}: {g.size} -> {g.size - n_remove} channel units"
-
     def _snapshot(self) -> tuple[nn.Module, Masks | None]:
-        if self.config.method == "structured":
+        if not self._criterion.uses_masks:
             return self.model, self.masks  # proposals build a new model; the old one is intact
         return copy.deepcopy(self.model), self.masks
 
@@ -306,7 +225,7 @@ class Pruner:
                 self._message = (f"target reached: energy {self.current.energy / self.baseline.energy:.3f} "
                                  f"of the start <= {cfg.target_energy}")
                 break
-            cands = self._candidates()
+            cands = self._criterion.candidates(self)
             if not cands:
                 self._message = (f"target energy {cfg.target_energy} not reachable within a {cfg.max_drop}-point "
                                  f"accuracy drop: best model found has energy "
@@ -320,7 +239,7 @@ class Pruner:
             frac = self._step_size.setdefault(target, cfg.step)
             t0 = time.perf_counter()
             saved = self._snapshot()
-            note = self._propose(target, frac)
+            note = self._criterion.propose(self, target, frac)
             m = self._measure()
             proposals += 1
             accepted = self._ok(m) and m.energy < self.current.energy
@@ -333,7 +252,7 @@ class Pruner:
                 note += f"; rolled back ({why})"
                 self._step_size[target] = frac / 2
                 if frac / 2 < cfg.min_step:
-                    self._done.add(target)
+                    self.done.add(target)
             step = PruneStep(len(self.history), "prune", target, frac, accepted, m, note,
                              time.perf_counter() - t0)
             self.history.append(step)
@@ -347,9 +266,9 @@ class Pruner:
     def _global_finetune(self, kind: str, steps: int) -> PruneStep:
         t0 = time.perf_counter()
         saved = self._snapshot()
-        if self.config.method == "structured":
+        if not self._criterion.uses_masks:
             self.model = copy.deepcopy(self.model)
-        self._finetune(steps)
+        self.finetune(steps)
         m = self._measure()
         # fine-tuning moves activation sparsity a little, so the energy may move a little too
         better = (m.accuracy or 0.0) >= (self.current.accuracy or 0.0) and m.energy <= self.current.energy * 1.01
@@ -370,12 +289,6 @@ class Pruner:
             pass
         return PruneResult(self.model, self.masks, self.baseline, self.current, tuple(self.history),
                            self._target_reached, self._message, self.config)
-
-
-def _and(a: Masks | None, b: Masks) -> Masks:
-    if a is None:
-        return b
-    return Masks({n: (a.masks[n] & m) if n in a.masks else m for n, m in b.masks.items()})
 
 
 def _first_images(loader: Any) -> torch.Tensor:

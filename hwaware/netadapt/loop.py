@@ -490,7 +490,7 @@ class NetAdapt:
     def _finetune(self, model: Any, steps: int, seed: int) -> None:
         import torch
 
-        from ..train import fit
+        from ..train import finetune
 
         if steps <= 0:
             return
@@ -501,9 +501,8 @@ class NetAdapt:
         devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            fit(model, loader, epochs=math.ceil(steps / len(loader)), max_steps=steps, lr=self.cfg.lr,
-                momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay, progress=False,
-                device=self.device)
+            finetune(model, loader, steps, lr=self.cfg.lr, momentum=self.cfg.momentum,
+                     weight_decay=self.cfg.weight_decay, device=self.device)
         model.cpu()
 
     # --- the steps -----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ def build_prune(opts: dict[str, Any], recipe: dict[str, Any]) -> Any:
 
 def run_prune(ctx: RunContext, stage: Stage) -> StageResult:
     from ...compress.prune import Pruner
+    from ...compress.prune_log import PruneLog
     from ...plots import Point
 
     t0 = time.perf_counter()
@@ -58,26 +59,12 @@ def run_prune(ctx: RunContext, stage: Stage) -> StageResult:
                     progress=ctx.progress)
     base = pruner.baseline
     points = [Point(base.energy, base.latency_ms, base.accuracy, "start")]
-    history = []
+    log = PruneLog(writer=ctx.writer, prefix=f"prune/{stage.label}/", log=ctx.log)
     for step in pruner.steps():
-        m = step.metrics
-        history.append({"index": step.index, "kind": step.kind, "target": step.target, "fraction": step.fraction,
-                        "accepted": step.accepted, "message": step.message, "seconds": step.seconds,
-                        "energy": m.energy, "latency_ms": m.latency_ms, "accuracy": m.accuracy,
-                        "nonzero_weights": m.nonzero_weights})
-        state = "accepted" if step.accepted else "rejected"
-        acc = f"{m.accuracy:.4f}" if m.accuracy is not None else "-"
-        ctx.log(f"  prune {step.index:3d} {step.kind:8s} {step.target:12s} {state:8s} energy "
-                f"{m.energy / base.energy:.3f} acc {acc}  {step.message}")
+        log(step, pruner)
         if step.accepted:
+            m = step.metrics
             points.append(Point(m.energy, m.latency_ms, m.accuracy, f"{step.kind} {step.target}"))
-        if ctx.writer is not None:
-            tag = f"prune/{stage.label}"
-            ctx.writer.add_scalar(f"{tag}/energy", m.energy, step.index)
-            ctx.writer.add_scalar(f"{tag}/latency_ms", m.latency_ms, step.index)
-            if m.accuracy is not None:
-                ctx.writer.add_scalar(f"{tag}/accuracy", m.accuracy, step.index)
-            ctx.writer.add_scalar(f"{tag}/accepted", float(step.accepted), step.index)
     result = pruner.result()
     ctx.set_model(result.model)
     ctx.masks = result.masks
@@ -87,7 +74,7 @@ def run_prune(ctx: RunContext, stage: Stage) -> StageResult:
     if d is not None:
         write_json(d / "history.json", {"config": asdict(cfg), "baseline": base.to_dict(),
                                         "final": result.final.to_dict(), "message": result.message,
-                                        "target_reached": result.target_reached, "steps": history})
+                                        "target_reached": result.target_reached, "steps": log.rows})
         outputs["history"] = ctx.rel(d / "history.json")
     ctx.snapshot(stage.label)
     drop = result.accuracy_drop
