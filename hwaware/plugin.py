@@ -15,7 +15,14 @@ workload on the Eyeriss model and logs to TensorBoard:
   (ifmap, filter, psum, MAC), ``latency/processing_ms``, ``latency/total_ms``,
   ``sparsity/<layer>/ifmap`` and ``sparsity/<layer>/weight`` (measured fractions of zeros);
   with a schedule also ``prune/target`` and ``prune/weight_sparsity``;
-- a figure ``energy/breakdown``: per-layer stacked energy by level and by data type.
+- a figure ``energy/breakdown``: per-layer stacked energy by level and by data type, on every
+  ``figure_every``-th log (default 10) and for the final state at ``close()``.
+
+Only the profiling forward pass runs on the training thread (it must see this step's weights);
+scoring, TensorBoard writes and figures run on the monitor's worker thread (``background=True``),
+which a step never waits for unless two logs are still pending. ``hw.history``, ``hw.summary()``
+and ``hw.close()`` wait for it; ``hw.overhead_seconds`` is the time the training thread paid,
+``hw.background_seconds`` the worker's.
 
 Energy is per inference (the workload is scored at ``batch=1`` unless told otherwise) in the
 model's normalized unit (one 16-bit MAC = 1); sparsity changes as the network trains, so the
@@ -47,6 +54,7 @@ not re-traced; the live batch is captured by a hook on the outer (compiled) obje
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -55,6 +63,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
+from .background import Worker
 from .compress.schedule import PruneSchedule, energy_allocation, schedule_masks
 from .errors import HwawareError
 from .measure import ModelMetrics, module_energy
@@ -152,7 +161,8 @@ class HardwareMonitor:
     def __init__(self, model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",
                  objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
                  samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
-                 figures: bool = True, log_first: bool = True, writer: Any = None) -> None:
+                 figures: bool = True, log_first: bool = True, writer: Any = None, background: bool = True,
+                 figure_every: int = 10) -> None:
         from .eyeriss import Scorer
 
         if not isinstance(model, nn.Module):
@@ -163,6 +173,9 @@ class HardwareMonitor:
             raise HwawareError(f"attach: batch (N the energy is scored at) must be a positive integer, got {batch!r}")
         if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
             raise HwawareError(f"attach: samples must be a positive integer or None, got {samples!r}")
+        if isinstance(figure_every, bool) or not isinstance(figure_every, int) or figure_every < 1:
+            raise HwawareError(f"attach: figure_every must be a positive integer (logs between breakdown "
+                               f"figures), got {figure_every!r}")
         if isinstance(schedule, Mapping):
             schedule = PruneSchedule.from_dict(schedule)
         elif schedule is not None and not isinstance(schedule, PruneSchedule):
@@ -174,13 +187,17 @@ class HardwareMonitor:
         self.samples = samples
         self.schedule = schedule
         self.figures = figures
+        self.figure_every = figure_every
         self.scorer = Scorer(hardware, objective)
         self.steps = 0
-        self.history: list[MonitorRecord] = []
-        self.last_report: Any = None
-        self.last_workload: Any = None
+        self._history: list[MonitorRecord] = []
+        self._last: tuple[Any, Any] = (None, None)  # (report, workload) of the newest log
+        self._logs = 0  # log steps so far (figures every `figure_every` of them)
+        self._drawn_step: int | None = None
         self.masks: Any = None
         self.overhead_seconds = 0.0
+        self._score_lock = threading.Lock()  # the worker and a prune event may score at once
+        self._worker: Worker | None = None
         self._rank = _rank()
         self._example = _as_call(example_batch) if example_batch is not None else None
         self._live: tuple[tuple, dict] | None = None
@@ -200,10 +217,14 @@ class HardwareMonitor:
 
                 self.writer = SummaryWriter(log_dir=str(logdir))
                 self._owns_writer = True
+            if background:
+                self._worker = Worker("hwaware-monitor", depth=2)
         try:
             if log_first and self._example is not None and self._rank == 0:
                 self.log()
         except BaseException:
+            if self._worker is not None:
+                self._worker.close()
             if self._owns_writer:
                 self.writer.close()
             raise
@@ -219,8 +240,14 @@ class HardwareMonitor:
     # -- the step --------------------------------------------------------------------------------
     def step(self, batch: Any = None) -> MonitorRecord | None:
         """Call once after every ``optimizer.step()``. Re-applies pruning masks, prunes on schedule
-        events and every ``every`` steps profiles/scores/logs (``batch``: the forward arguments to
-        profile instead of the live batch). Returns the new record on log steps, else ``None``."""
+        events and every ``every`` steps logs (``batch``: the forward arguments to profile instead
+        of the live batch).
+
+        A log step profiles the model here, on the training thread (the weights of this very step),
+        and hands scoring, TensorBoard and figures to the monitor's worker thread (``background=True``,
+        the default): ``step()`` then returns ``None`` and the record appears in :attr:`history`
+        (reading it waits for the worker). With ``background=False`` everything runs here and the
+        new record is returned on log steps; ``None`` on other steps either way."""
         if self._closed:
             raise HwawareError("HardwareMonitor.step() after close()")
         self.steps += 1
@@ -231,19 +258,51 @@ class HardwareMonitor:
             if self.schedule.is_event(t):
                 self._prune_event(t, batch)
         if t % self.every == 0 and self._rank == 0:
-            return self.log(batch)
+            if self._worker is None:
+                return self.log(batch)
+            t0 = time.perf_counter()
+            job = self._profile(self._call(batch))
+            self._worker.submit(self._finish, job, time.perf_counter() - t0)
+            self.overhead_seconds += time.perf_counter() - t0
         return None
 
     def log(self, batch: Any = None) -> MonitorRecord:
-        """Profile and score now, on ``batch``, the live batch, or the example batch; log and return the record."""
+        """Profile, score and log now (waiting for the worker's pending logs first), on ``batch``,
+        the live batch, or the example batch; return the record."""
+        self.flush()
         t0 = time.perf_counter()
-        report, wl = self._score(self._call(batch))
-        rec = self._record(report, wl)
-        self._write(rec, report)
-        rec = _with_seconds(rec, time.perf_counter() - t0)
-        self.overhead_seconds += rec.seconds
-        self.history.append(rec)
+        rec = self._finish(self._profile(self._call(batch)), 0.0)
+        self.overhead_seconds += time.perf_counter() - t0
         return rec
+
+    def flush(self) -> None:
+        """Wait until the worker has scored and written every pending log (re-raises its error)."""
+        if self._worker is not None:
+            self._worker.join()
+
+    @property
+    def history(self) -> list[MonitorRecord]:
+        """One :class:`MonitorRecord` per log step, oldest first (waits for pending logs)."""
+        self.flush()
+        return self._history
+
+    @property
+    def last_report(self) -> Any:
+        """The score report of the newest log (waits for pending logs); ``None`` before the first."""
+        self.flush()
+        return self._last[0]
+
+    @property
+    def last_workload(self) -> Any:
+        """The profiled workload of the newest log (waits for pending logs)."""
+        self.flush()
+        return self._last[1]
+
+    @property
+    def background_seconds(self) -> float:
+        """Time the worker thread spent scoring, writing and drawing (not paid by the training thread
+        unless the machine has no spare core)."""
+        return self._worker.busy_seconds if self._worker is not None else 0.0
 
     def _call(self, batch: Any) -> tuple[tuple, dict]:
         call = _as_call(batch) if batch is not None else (self._live or self._example)
@@ -252,7 +311,9 @@ class HardwareMonitor:
                                "or call step() after the model has run a forward pass")
         return call
 
-    def _score(self, call: tuple[tuple, dict]) -> tuple[Any, Any]:
+    def _profile(self, call: tuple[tuple, dict]) -> tuple[Any, int, float | None, float | None]:
+        """The caller's-thread half of a log: the workload of the model as it is now, with the step
+        and pruning state it belongs to."""
         from .profiler import profile_call
 
         args, kwargs = call
@@ -260,19 +321,35 @@ class HardwareMonitor:
             n = _batch_of(args, kwargs)
             args, kwargs = _first_n(args, self.samples, n), _first_n(kwargs, self.samples, n)
         wl = profile_call(self.model, args, kwargs, source=type(self.model).__name__)
-        report = self.scorer.score(wl, batch=self.batch)
-        self.last_report, self.last_workload = report, wl
-        return report, wl
-
-    def _record(self, report: Any, wl: Any) -> MonitorRecord:
         pruned = target = None
         if self.schedule is not None:
             target = self.schedule.sparsity_at(self.steps)
             pruned = self.pruned_fraction()
-        return MonitorRecord.from_report(report, wl, step=self.steps, pruned_fraction=pruned,
-                                         target_fraction=target)
+        return wl, self.steps, pruned, target
 
-    def _write(self, rec: MonitorRecord, report: Any) -> None:
+    def _score_workload(self, wl: Any) -> Any:
+        with self._score_lock:
+            return self.scorer.score(wl, batch=self.batch)
+
+    def _score(self, call: tuple[tuple, dict]) -> tuple[Any, Any]:
+        wl = self._profile(call)[0]
+        return self._score_workload(wl), wl
+
+    def _finish(self, job: tuple[Any, int, float | None, float | None], profile_seconds: float) -> MonitorRecord:
+        """The second half of a log (on the worker, or here): score, record, TensorBoard, figure."""
+        t0 = time.perf_counter()
+        wl, step, pruned, target = job
+        report = self._score_workload(wl)
+        rec = MonitorRecord.from_report(report, wl, step=step, pruned_fraction=pruned, target_fraction=target)
+        draw = self.figures and self._logs % self.figure_every == 0
+        self._logs += 1
+        self._write(rec, report, draw=draw)
+        rec = _with_seconds(rec, profile_seconds + time.perf_counter() - t0)
+        self._last = (report, wl)
+        self._history.append(rec)
+        return rec
+
+    def _write(self, rec: MonitorRecord, report: Any, *, draw: bool) -> None:
         w = self.writer
         if w is None:
             return
@@ -290,12 +367,16 @@ class HardwareMonitor:
         if rec.target_fraction is not None:
             w.add_scalar("prune/target", rec.target_fraction, s)
             w.add_scalar("prune/weight_sparsity", rec.pruned_fraction or 0.0, s)
-        if self.figures:
-            from .plots import energy_breakdown_figure
-
-            fig = energy_breakdown_figure(report, title=f"step {s}: energy per inference {rec.energy:.4g}")
-            w.add_figure("energy/breakdown", fig, s)
+        if draw:
+            self._draw(report, s, rec.energy)
         w.flush()
+
+    def _draw(self, report: Any, step: int, energy: float) -> None:
+        from .plots import energy_breakdown_figure
+
+        fig = energy_breakdown_figure(report, title=f"step {step}: energy per inference {energy:.4g}")
+        self.writer.add_figure("energy/breakdown", fig, step)
+        self._drawn_step = step
 
     # -- pruning ---------------------------------------------------------------------------------
     def pruned_fraction(self) -> float:
@@ -356,22 +437,33 @@ class HardwareMonitor:
                       f"{last.processing_latency_ms / first.processing_latency_ms:.3f}x"
                       if first.energy and first.processing_latency_ms else "")
             text = (f"{self.last_report.table()}\n\nhistory ({len(self.history)} log steps, monitor overhead "
-                    f"{self.overhead_seconds:.2f} s):\n{hist}\n{change}")
+                    f"{self.overhead_seconds:.2f} s on the training thread, {self.background_seconds:.2f} s "
+                    f"in the background):\n{hist}\n{change}")
         if show:
             print(text, file=file if file is not None else sys.stdout)
         return text
 
     def close(self) -> None:
-        """Remove the hook and close the TensorBoard writer this monitor opened."""
+        """Finish pending logs (the worker), draw the final breakdown figure if the last log had none,
+        remove the hook and close the TensorBoard writer this monitor opened."""
         if self._closed:
             return
         self._closed = True
         self._hook.remove()
         self._live = None
-        if self.writer is not None:
-            self.writer.flush()
-            if self._owns_writer:
-                self.writer.close()
+        try:
+            if self._worker is not None:
+                self._worker.close()
+            report = self._last[0]
+            if (self.figures and self.writer is not None and report is not None and self._history
+                    and self._drawn_step != self._history[-1].step):  # the final state, always drawn
+                self._draw(report, self._history[-1].step, self._history[-1].energy)
+        finally:
+            self._worker = None
+            if self.writer is not None:
+                self.writer.flush()
+                if self._owns_writer:
+                    self.writer.close()
 
     def __enter__(self) -> HardwareMonitor:
         return self
@@ -387,7 +479,8 @@ def _with_seconds(rec: MonitorRecord, seconds: float) -> MonitorRecord:
 def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",
            objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
            samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
-           figures: bool = True, log_first: bool = True, writer: Any = None) -> HardwareMonitor:
+           figures: bool = True, log_first: bool = True, writer: Any = None, background: bool = True,
+           figure_every: int = 10) -> HardwareMonitor:
     """Attach a :class:`HardwareMonitor` to ``model`` (plain, DDP-wrapped or ``torch.compile``'d).
 
     ``example_batch``: forward input(s) for the first log (step 0) and a fallback when no live
@@ -396,8 +489,12 @@ def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyer
     between logs. ``batch``: N the energy is scored at (1 = per inference). ``samples``: images
     of the live batch profiled (sparsity is averaged over them). ``schedule``: a
     :class:`PruneSchedule` or its dict, e.g. ``{"method": "energy", "start": 200, "end": 2000,
-    "target": 0.8, "every": 100}``. ``figures``: log the per-layer breakdown figure.
+    "target": 0.8, "every": 100}``. ``figures``: log the per-layer breakdown figure, on every
+    ``figure_every``-th log step and for the final state at ``close()`` (a figure costs far more
+    than the numbers). ``background``: score, write and draw on the monitor's worker thread, so a
+    log step costs the training loop only the profiling forward pass (``False``: all on the
+    caller's thread, and ``step()`` returns the record).
     """
     return HardwareMonitor(model, example_batch, hardware=hardware, objective=objective, logdir=logdir,
                            every=every, batch=batch, samples=samples, schedule=schedule, figures=figures,
-                           log_first=log_first, writer=writer)
+                           log_first=log_first, writer=writer, background=background, figure_every=figure_every)

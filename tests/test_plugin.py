@@ -67,7 +67,7 @@ def test_monitor_leaves_training_bit_identical():
 def test_record_profiles_the_live_batch():
     model = tiny_model()
     example = torch.randn(8, 3, 32, 32)
-    hw = hwaware.attach(model, example, every=1, samples=6, figures=False)
+    hw = hwaware.attach(model, example, every=1, samples=6, figures=False, background=False)
     live = torch.randn(10, 3, 32, 32)
     live[:, :, :16] = 0.0  # the top half of every image is zero: conv1 sees exactly half zeros
     model.train()
