@@ -1,16 +1,30 @@
-"""Exact 16-bit inference of ResNet-18 (batch 8, 224x224) against float32 PyTorch, same process.
+"""Exact 16-bit inference against float32 PyTorch, same process: ResNet-18 and the small CNN.
 
-    python bench/fixedpoint_speed.py [--threads 2] [--batch 8] [--size 224] [--repeats 3]
+    python bench/fixedpoint_speed.py [--threads 2] [--batch 8] [--size 224] [--small-batch 256]
+                                     [--repeats 5] [--models resnet18,small_cnn] [--fallback]
 
-Prints the float32 time, the fixed-point time per mode (best of ``--repeats``) and the ratios.
-Targets (issue 4): wide <= 4x float32, eyeriss <= 20x. The network has random weights with
-BatchNorm statistics from a calibration pass; the speed does not depend on the weights' values.
+For each model: the float32 time, then per mode the fixed-point time (median of ``--repeats``
+after a warm-up), its ratio to float32 and the kernels that ran; the peak resident memory of one
+float32 and one fixed-point run (the process's high-water mark, reset before each run through
+/proc/self/clear_refs, so it includes what the process already holds). ``--fallback`` also times
+the exact paths used without the AVX-512 loop (``HWAWARE_NO_SIMD=1``: the scalar C loop) and
+without any compiled kernel (``HWAWARE_NO_NATIVE=1``: torch only), once each, on ResNet-18 at
+``--fallback-batch`` images.
+
+Targets (issue 18): wide <= 1.5x float32, eyeriss <= 4x, peak memory of the fixed-point run
+<= 2x float32's. Random weights with BatchNorm statistics from a calibration pass: the speed does
+not depend on the weights' values. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torchvision
@@ -18,15 +32,63 @@ import torchvision
 from hwaware.fixedpoint import _native, convert
 from hwaware.fixedpoint.convert import calibrate_batchnorm, top1_agreement
 
+TARGETS = {"wide": 1.5, "eyeriss": 4.0}
+MEMORY_TARGET = 2.0
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (first-call allocations, kernel build)
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (first-call allocations, kernel build, prepared weight layouts)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return min(times)
+    return statistics.median(times)
+
+
+def peak_rss_mb(fn) -> float | None:
+    """The process's peak resident memory (MB) while ``fn`` runs, or None where Linux's
+    clear_refs cannot reset the high-water mark."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        fn()
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def kernels(mode: str) -> str:
+    if _native.library() is None:
+        return "torch only (no compiled kernel)"
+    if mode == "wide":
+        return "C NHWC im2col + 3 int8 GEMMs (torch._int_mm) + C combine"
+    if _native.simd():
+        return "C NHWC im2col + AVX-512 vpmullw/vpmulhw/vpshrdvw/vpdpwssd"
+    return "C im2col + scalar C loop"
+
+
+def models(args) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    out = []
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        if name == "resnet18":
+            model = torchvision.models.resnet18(weights=None)
+            shape = (args.batch, 3, args.size, args.size)
+        elif name == "small_cnn":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from models.small_cnn import small_cnn
+
+            model = small_cnn()
+            shape = (args.small_batch, 3, 32, 32)
+        else:
+            raise SystemExit(f"--models: unknown model {name!r} (resnet18, small_cnn)")
+        calibrate_batchnorm(model, [torch.randn(*shape) for _ in range(2)])
+        out.append((f"{name}, batch {shape[0]}, {shape[2]}x{shape[3]}", model.eval(), torch.randn(*shape)))
+    return out
 
 
 def main() -> None:
@@ -34,26 +96,57 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--small-batch", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--models", default="resnet18,small_cnn")
+    ap.add_argument("--fallback", action="store_true")
+    ap.add_argument("--fallback-batch", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    calibrate_batchnorm(model, [torch.randn(args.batch, 3, args.size, args.size) for _ in range(2)])
-    print(f"ResNet-18, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, "
-          f"native kernel: {'yes' if _native.library() is not None else 'NO (torch fallback)'}")
-    with torch.no_grad():
-        t_float = best_time(lambda: model(x), args.repeats)
-    print(f"float32 PyTorch : {t_float:8.3f} s")
-    targets = {"wide": 4.0, "eyeriss": 20.0}
-    for mode in ("wide", "eyeriss"):
-        fixed = convert(model, x, mode=mode, samples=args.batch)
-        t_fixed = best_time(lambda fixed=fixed: fixed(x), args.repeats)
-        ratio = t_fixed / t_float
-        agree = top1_agreement(model, fixed, x)
-        print(f"{mode:<8} 16-bit  : {t_fixed:8.3f} s   ratio {ratio:5.2f}x  (target <= {targets[mode]:.0f}x: "
-              f"{'met' if ratio <= targets[mode] else 'NOT met'})   top-1 agreement {agree:.3f}")
+    print(f"{args.threads} threads, median of {args.repeats}; native kernel: "
+          f"{'yes' if _native.library() is not None else 'NO'}, AVX-512 eyeriss loop: "
+          f"{'yes' if _native.simd() else 'no'}; load average {os.getloadavg()[0]:.1f}")
+    missed = []
+    for label, model, x in models(args):
+        with torch.no_grad():
+            t_float = median_time(lambda: model(x), args.repeats)
+            rss_float = peak_rss_mb(lambda: model(x))
+        print(f"\n{label}\n  float32        : {t_float:8.3f} s   peak RSS {rss_float or float('nan'):7.0f} MB")
+        for mode in ("wide", "eyeriss"):
+            fixed = convert(model, x, mode=mode, samples=x.shape[0])
+            t_fixed = median_time(lambda fixed=fixed: fixed(x), args.repeats)
+            rss = peak_rss_mb(lambda fixed=fixed: fixed(x))
+            ratio, target = t_fixed / t_float, TARGETS[mode]
+            mem = None if rss is None or rss_float is None else rss / rss_float
+            ok = ratio <= target and (mem is None or mem <= MEMORY_TARGET)
+            if not ok:
+                missed.append(f"{label} {mode}")
+            print(f"  {mode:<8} 16-bit : {t_fixed:8.3f} s   ratio {ratio:5.2f}x (target <= {target}x)   "
+                  f"peak RSS {rss or float('nan'):7.0f} MB ({mem or float('nan'):.2f}x, target <= "
+                  f"{MEMORY_TARGET}x)   {'met' if ok else 'NOT met'}   top-1 agreement "
+                  f"{top1_agreement(model, fixed, x):.3f}\n      kernels: {kernels(mode)}")
+            del fixed
+            gc.collect()
+        if args.fallback and label.startswith("resnet18"):
+            xf = x[:args.fallback_batch]
+            with torch.no_grad():
+                t_ref = median_time(lambda: model(xf), args.repeats)
+            for env in ("HWAWARE_NO_SIMD", "HWAWARE_NO_NATIVE"):
+                for mode in ("wide", "eyeriss"):
+                    if env == "HWAWARE_NO_SIMD" and mode == "wide":
+                        continue  # the AVX-512 loop is eyeriss only
+                    fixed = convert(model, xf, mode=mode, samples=xf.shape[0])
+                    os.environ[env] = "1"
+                    try:
+                        t = time.perf_counter()
+                        fixed(xf)
+                        t = time.perf_counter() - t
+                        print(f"  fallback {env}=1, {mode}, batch {xf.shape[0]}: {t:8.3f} s   ratio "
+                              f"{t / t_ref:6.1f}x float32 ({t_ref:.3f} s)   kernels: {kernels(mode)}")
+                    finally:
+                        del os.environ[env]
+    print("\nall targets met" if not missed else f"\ntargets NOT met: {', '.join(missed)}")
+    sys.exit(1 if missed else 0)
 
 
 if __name__ == "__main__":

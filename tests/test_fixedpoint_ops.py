@@ -19,13 +19,20 @@ SETTINGS = settings(deadline=None, max_examples=int(__import__("os").environ.get
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(params=["native", "torch"])
+@pytest.fixture(params=["native", "native-tiled", "scalar", "torch"])
 def backend(request, monkeypatch):
-    """Run kernel tests with the C kernel and with the exact torch fallback."""
+    """Run kernel tests on every exact path: the C kernels (AVX-512 eyeriss loop where the CPU has
+    it), the same with tiles of 64 rows (tile remainders), the scalar C eyeriss loop, and the torch
+    fallback."""
     if request.param == "torch":
         monkeypatch.setenv("HWAWARE_NO_NATIVE", "1")
-    elif _native.library() is None:
+        return request.param
+    if _native.library() is None:
         pytest.skip("no C compiler here: the native kernel cannot be built")
+    if request.param == "scalar":
+        monkeypatch.setenv("HWAWARE_NO_SIMD", "1")
+    if request.param == "native-tiled":
+        monkeypatch.setattr(ops, "_TILE_BYTES", 1)
     return request.param
 
 
@@ -44,16 +51,17 @@ def codes(draw, shape, extreme_p=0.2):
 
 @st.composite
 def conv_cases(draw):
-    groups = draw(st.sampled_from([1, 1, 2, 3, "dw"]))
+    groups = draw(st.sampled_from([1, 1, 1, 2, 3, "dw"]))
     Cg = 1 if groups == "dw" else draw(st.integers(1, 3))
     g = draw(st.integers(2, 4)) if groups == "dw" else groups
-    Mg = 1 if groups == "dw" else draw(st.integers(1, 5))
+    # up to 40 channels: the AVX-512 loop's blocks of 16 and 32 channels and their remainders
+    Mg = 1 if groups == "dw" else draw(st.sampled_from([1, 2, 3, 5, 16, 17, 33, 40]))
     R, S = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     U, Uw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     P, Pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     H = draw(st.integers(max(1, R - 2 * P), 6))
     W = draw(st.integers(max(1, S - 2 * Pw), 6))
-    N = draw(st.integers(1, 2))
+    N = draw(st.integers(1, 3 if Mg < 16 else 2))
     mode = draw(st.sampled_from(MODES))
     fx, fw = draw(st.integers(-4, 20)), draw(st.integers(-4, 20))
     fy = fx + fw - draw(st.sampled_from([-20, -3, -1, 0, 1, 2, 7, 13, 15, 16, 29, 30, 31, 40, 70]))
@@ -255,3 +263,45 @@ def test_without_a_compiler_the_torch_path_is_used_with_a_warning(tmp_path, monk
     f = FixedFormat(0)
     r = ops.linear(x, x, fx=f, fw=f, fy=f)  # still exact: 9 + 25
     assert r.y[0, 0] == 34
+
+
+@pytest.mark.parametrize("s", [1, 14, 15, 16, 17, 30])
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("overflow", OVERFLOWS)
+def test_extreme_codes_on_every_path(backend, monkeypatch, s, rounding, overflow):
+    # -32768 * -32768 = 2**30 (the largest product): overflows at s <= 15, fits from s = 16 on;
+    # 7 rows x 19 channels x 5 products: row blocks of 4 and 1, channel blocks of 16 and 3, odd K
+    vals = np.array([-32768, 32767, -32767, -1, 0, 1, -32768], np.int16)
+    x = np.resize(vals, (7, 5)).astype(np.int16)
+    w = np.resize(vals[::-1], (19, 5)).astype(np.int16)
+    w[0] = -32768
+    x[0] = -32768
+    calls = []
+    for name in ("_conv_wide_nhwc", "_conv_eyeriss_nhwc"):
+        real = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    for mode in MODES:
+        kw = {"fx": FixedFormat(s), "fw": FixedFormat(0), "fy": FixedFormat(0), "mode": mode,
+              "rounding": rounding, "overflow": overflow}
+        b = np.arange(19) * (1 if mode == "eyeriss" else 977)
+        same(ops.linear(x, w, b, **kw), golden.linear(x, w, b, **kw))
+    if backend.startswith("native"):  # the fast paths did run (the AVX-512 one where the CPU has it)
+        assert "_conv_wide_nhwc" in calls
+        assert ("_conv_eyeriss_nhwc" in calls) == bool(_native.simd())
+    else:
+        assert "_conv_eyeriss_nhwc" not in calls
+
+
+@pytest.mark.parametrize("overflow", OVERFLOWS)
+def test_long_sums_flush_the_overflow_counters(backend, overflow):
+    # K = 9001 products per output (> 2 * 2048 pairs: the AVX-512 loop's 16-bit overflow counters
+    # are flushed twice), almost every product overflowing at s = 3
+    rng = np.random.default_rng(5)
+    x = rng.choice(np.array([-32768, 32767, -20000, 20000, 5], np.int16), (5, 9001))
+    w = rng.choice(np.array([-32768, 32767, -30000, 3], np.int16), (18, 9001))
+    for mode in MODES:
+        kw = {"fx": FixedFormat(3), "fw": FixedFormat(0), "fy": FixedFormat(0), "mode": mode,
+              "overflow": overflow}
+        got, ref = ops.linear(x, w, **kw), golden.linear(x, w, **kw)
+        same(got, ref)
+        assert mode == "wide" or ref.product_overflows > 65536  # the counters really did fill up

@@ -1,11 +1,14 @@
-"""A small C kernel for the per-product work of mode ``eyeriss``, compiled on first use.
+"""ctypes wrappers of the C kernels in ``kernel.c``, compiled on first use.
 
-Mode ``eyeriss`` shifts and cuts every product before adding it, which no GEMM library does; the
-kernel below runs that loop at ~10-15 G products/s on two AVX-512 cores (one thread per slice
-of output rows). It is plain C (no torch
-headers), compiled with the system C compiler (``$CC``, else ``cc``) into
-``$HWAWARE_CACHE`` (default ``~/.cache/hwaware``) and loaded with ctypes. Without a compiler, or
-with ``HWAWARE_NO_NATIVE=1``, :mod:`hwaware.fixedpoint.ops` uses an exact (slower) torch path.
+Mode ``eyeriss`` shifts and cuts every product before adding it, which no GEMM library does: an
+AVX-512 loop (16-bit multiplies give the low and high halves of each 16x16-bit product, a funnel
+shift selects the 16 bits the chip keeps) does it when the CPU has AVX-512 BW/VBMI2/VNNI, a scalar
+loop otherwise. Mode ``wide`` needs only the column matrices (NHWC, contiguous runs) and the
+combination of its int8 GEMMs. Plain C (no torch headers), compiled with ``$CC`` (else ``cc``)
+into ``$HWAWARE_CACHE/kernels`` (default ``~/.cache/hwaware/kernels``), verified before every load
+(:mod:`._kernel_cache`), run in plain threads (ctypes drops the GIL). Without a compiler, or with
+``HWAWARE_NO_NATIVE=1``, :mod:`hwaware.fixedpoint.ops` uses exact (slower) torch paths.
+``HWAWARE_NO_SIMD=1`` keeps the scalar eyeriss loop (the tests run both).
 """
 
 from __future__ import annotations
@@ -15,249 +18,15 @@ import hashlib
 import os
 import platform
 import subprocess
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-_SOURCE = r"""
-#include <stdint.h>
-#include <stddef.h>
+from . import _kernel_cache
 
-static inline __attribute__((always_inline)) int32_t cut16(int32_t q, const int saturate) {
-  if (saturate) return q < -32768 ? -32768 : (q > 32767 ? 32767 : q);
-  return (int32_t)(int16_t)(uint16_t)(uint32_t)q;
-}
-
-/* One product shifted and cut: *r = cut16(q), returns 1 when q left 16 bits.
-   general = 0: int32 arithmetic, 1 <= s <= 30. general = 1: int64, any s (a left shift for s <= 0,
-   capped at 32 bits, which leaves every flag and result unchanged since |x*w| <= 2**30). */
-static inline __attribute__((always_inline)) int32_t product(int32_t xv, int32_t wv, int s, int64_t rnd,
-                                                             int32_t *r, const int saturate,
-                                                             const int general) {
-  if (!general) {
-    const int32_t q = (xv * wv + (int32_t)rnd) >> s;
-    *r = cut16(q, saturate);
-    return *r != q;
-  }
-  int64_t q = (int64_t)xv * wv;
-  if (s > 0) q = (q + rnd) >> (s > 62 ? 62 : s);
-  else q = (int64_t)((uint64_t)q << (-s > 32 ? 32 : -s));
-  const int64_t c = saturate ? (q < -32768 ? -32768 : (q > 32767 ? 32767 : q))
-                             : (int64_t)(int16_t)(uint16_t)(uint64_t)q;
-  *r = (int32_t)c;
-  return c != q;
-}
-
-/* Mode eyeriss. For p0 <= p < p1 (p = n*EF + ef) and output channel o = g*Mg + m:
-     acc = sum_k cut16((X[p, g, k] * W[o, k] + rnd) >> s)
-     t   = acc + bias[o];  y = wrap16(t);  relu: y = max(y, 0)
-   y goes to out[n, o, ef] (N x M x EF int16). counts[0] += products that left 16 bits,
-   counts[1] += outputs whose exact t left 16 bits. X: P x G x Kg, W: M x Kg (int16). */
-static inline __attribute__((always_inline)) void eyeriss_body(
-    const int16_t *X, const int16_t *W, const int32_t *bias, int16_t *out, int64_t p0, int64_t p1,
-    int64_t G, int64_t Mg, int64_t Kg, int64_t EF, int s, int64_t rnd, int relu, int64_t *counts,
-    const int saturate, const int general) {
-  int64_t n_prod = 0, n_out = 0;
-  const int64_t ldx = G * Kg, M = G * Mg;
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t n = p / EF, ef = p % EF;
-    int16_t *o = out + n * M * EF + ef;
-    for (int64_t g = 0; g < G; ++g) {
-      const int16_t *x = X + p * ldx + g * Kg;
-      int64_t m = g * Mg;
-      const int64_t mend = m + Mg;
-      int32_t acc[4];
-      for (; m < mend; m += 4) {
-        const int64_t left = mend - m;
-        if (left >= 4) {
-          const int16_t *w0 = W + m * Kg, *w1 = w0 + Kg, *w2 = w1 + Kg, *w3 = w2 + Kg;
-          int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
-          for (int64_t k = 0; k < Kg; ++k) {
-            const int32_t xv = x[k];
-            int32_t r0, r1, r2, r3;
-            c0 += product(xv, w0[k], s, rnd, &r0, saturate, general);
-            c1 += product(xv, w1[k], s, rnd, &r1, saturate, general);
-            c2 += product(xv, w2[k], s, rnd, &r2, saturate, general);
-            c3 += product(xv, w3[k], s, rnd, &r3, saturate, general);
-            a0 += r0; a1 += r1; a2 += r2; a3 += r3;
-          }
-          acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
-          n_prod += (int64_t)c0 + c1 + c2 + c3;
-        } else {
-          for (int64_t j = 0; j < left; ++j) {
-            const int16_t *w0 = W + (m + j) * Kg;
-            int32_t a0 = 0, c0 = 0;
-            for (int64_t k = 0; k < Kg; ++k) {
-              int32_t r0;
-              c0 += product(x[k], w0[k], s, rnd, &r0, saturate, general);
-              a0 += r0;
-            }
-            acc[j] = a0;
-            n_prod += c0;
-          }
-        }
-        const int64_t cnt = left < 4 ? left : 4;
-        for (int64_t j = 0; j < cnt; ++j) {
-          const int64_t t = (int64_t)acc[j] + (bias ? bias[m + j] : 0);
-          n_out += (t < -32768) | (t > 32767);
-          int32_t y = (int32_t)(int16_t)(uint16_t)(uint64_t)t;
-          if (relu && y < 0) y = 0;
-          o[(m + j) * EF] = (int16_t)y;
-        }
-      }
-    }
-  }
-  counts[0] += n_prod;
-  counts[1] += n_out;
-}
-
-#define EYERISS_ENTRY(NAME, SAT, GEN)                                                            \
-  void NAME(const int16_t *X, const int16_t *W, const int32_t *bias, int16_t *out, int64_t p0,       \
-            int64_t p1, int64_t G, int64_t Mg, int64_t Kg, int64_t EF, int s, int64_t rnd, int relu, \
-            int64_t *counts) {                                                                      \
-    eyeriss_body(X, W, bias, out, p0, p1, G, Mg, Kg, EF, s, rnd, relu, counts, SAT, GEN);          \
-  }
-EYERISS_ENTRY(hw_eyeriss_wrap, 0, 0)
-EYERISS_ENTRY(hw_eyeriss_sat, 1, 0)
-EYERISS_ENTRY(hw_eyeriss_wrap_any_shift, 0, 1)
-EYERISS_ENTRY(hw_eyeriss_sat_any_shift, 1, 1)
-
-/* Column matrix of an unpadded N x C x H x W int16 input for rows p0 <= p < p1 (p = (n*E + e)*F + f),
-   columns (c, r, s); positions in the zero padding read code 0. limbs = 0: int16 columns in `hi`;
-   limbs = 1: int8 hi = v >> 8 and lo = (v & 255) - 128 (the wide mode's limbs). */
-void hw_im2col(const int16_t *x, void *hi, int8_t *lo, int64_t N, int64_t C, int64_t H, int64_t W,
-               int64_t R, int64_t S, int64_t U, int64_t Uw, int64_t P, int64_t Pw, int64_t E, int64_t F,
-               int64_t p0, int64_t p1, int limbs) {
-  const int64_t K = C * R * S;
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t n = p / (E * F), e = (p / F) % E, f = p % F;
-    int16_t *o16 = (int16_t *)hi + p * K;
-    int8_t *oh = (int8_t *)hi + p * K, *ol = lo + p * K;
-    int64_t k = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      const int16_t *plane = x + (n * C + c) * H * W;
-      for (int64_t r = 0; r < R; ++r) {
-        const int64_t h = e * U + r - P, w0 = f * Uw - Pw;
-        if (h >= 0 && h < H && w0 >= 0 && w0 + S <= W) {  /* interior: no padding to check */
-          const int16_t *src = plane + h * W + w0;
-          if (limbs) {
-            for (int64_t q = 0; q < S; ++q) {
-              oh[k + q] = (int8_t)(src[q] >> 8);
-              ol[k + q] = (int8_t)((src[q] & 255) - 128);
-            }
-          } else {
-            for (int64_t q = 0; q < S; ++q) o16[k + q] = src[q];
-          }
-          k += S;
-          continue;
-        }
-        for (int64_t q = 0; q < S; ++q, ++k) {
-          const int64_t w = f * Uw + q - Pw;
-          const int16_t v = (h >= 0 && h < H && w >= 0 && w < W) ? plane[h * W + w] : 0;
-          if (limbs) {
-            oh[k] = (int8_t)(v >> 8);
-            ol[k] = (int8_t)((v & 255) - 128);
-          } else {
-            o16[k] = v;
-          }
-        }
-      }
-    }
-  }
-}
-
-/* Shift by s (floor or nearest; s <= 0 is an exact left shift), cut to `bits` (wrap or saturate).
-   Exact for |t| < 2**61; *over = 1 when the shifted value did not fit. */
-static inline int64_t shift_cut(int64_t t, int s, int nearest, int saturate, int bits, int *over) {
-  const int64_t lo = -((int64_t)1 << (bits - 1)), hi = ((int64_t)1 << (bits - 1)) - 1;
-  int64_t q;
-  if (s > 0) {
-    const int sc = s > 62 ? 62 : s;
-    if (nearest) t += (int64_t)1 << (sc - 1);
-    q = t >> sc;
-  } else {
-    const int k = -s;
-    int64_t c = t < lo - 1 ? lo - 1 : (t > hi + 1 ? hi + 1 : t);
-    c = (int64_t)((uint64_t)c << (k < bits + 1 ? k : bits + 1));
-    *over = (c < lo) | (c > hi);
-    if (saturate) return c < lo ? lo : (c > hi ? hi : c);
-    if (k >= bits) return 0;
-    q = (int64_t)(((uint64_t)t & (((uint64_t)1 << bits) - 1)) << k);
-    const uint64_t mask = ((uint64_t)1 << bits) - 1, u = ((uint64_t)q) & mask;
-    return (int64_t)(u ^ ((uint64_t)1 << (bits - 1))) - ((int64_t)1 << (bits - 1));
-  }
-  *over = (q < lo) | (q > hi);
-  if (saturate) return q < lo ? lo : (q > hi ? hi : q);
-  const uint64_t mask = ((uint64_t)1 << bits) - 1, u = ((uint64_t)q) & mask;
-  return (int64_t)(u ^ ((uint64_t)1 << (bits - 1))) - ((int64_t)1 << (bits - 1));
-}
-
-/* Mode wide, from int8-limb GEMMs (x = 256*xh + xl + 128, w likewise), P x (M+1) int32 each,
-   whose column M multiplies by ones (so hh[p, M] = sum of xh, lh[p, M] = sum of xl):
-     t = 65536*hh + 256*(hl + lh) + ll + 128*(256*hh[p, M] + lh[p, M]) + 128*colsum[o] + 16384*K
-   or, when hh is NULL, t = ll64[p, o] (an exact int64 sum, P x M). Then + bias[o], shift/cut,
-   ReLU, out[n, o, ef]. Returns how many outputs left the range. */
-static inline __attribute__((always_inline)) int64_t finalize_body(
-    const int32_t *hh, const int32_t *hl, const int32_t *lh, const int32_t *ll, const int64_t *ll64,
-    const int64_t *colsum, int64_t K, const int64_t *bias, int16_t *out, int64_t p0, int64_t p1,
-    int64_t M, int64_t EF, int s, int nearest, int saturate, int bits, int relu, const int fast) {
-  int64_t n_over = 0;
-  const int64_t lo = -((int64_t)1 << (bits - 1)), hi = ((int64_t)1 << (bits - 1)) - 1;
-  const int64_t rnd = (fast && nearest) ? ((int64_t)1 << (s - 1)) : 0;
-  /* tiles of 64 rows x 64 channels: reads along m, writes along ef stay in cache */
-  for (int64_t pt = p0; pt < p1; pt += 64) {
-    const int64_t pe = pt + 64 < p1 ? pt + 64 : p1;
-    for (int64_t mt = 0; mt < M; mt += 64) {
-      const int64_t me = mt + 64 < M ? mt + 64 : M;
-      for (int64_t p = pt; p < pe; ++p) {
-        const int64_t n = p / EF, ef = p % EF;
-        int16_t *o = out + n * M * EF + ef;
-        const int64_t r = p * (M + 1) + M;
-        const int64_t rows = hh ? 128 * (256 * (int64_t)hh[r] + lh[r]) + 16384 * K : 0;
-        for (int64_t m = mt; m < me; ++m) {
-          int64_t t;
-          if (hh) {
-            const int64_t i = p * (M + 1) + m;
-            t = ((int64_t)hh[i] << 16) + (((int64_t)hl[i] + lh[i]) << 8) + ll[i] + 128 * colsum[m] + rows;
-          } else {
-            t = ll64[p * M + m];
-          }
-          if (bias) t += bias[m];
-          int64_t y;
-          if (fast) {  /* 1 <= s <= 62, 16-bit output */
-            const int64_t q = (t + rnd) >> s;
-            const int ov = (q < lo) | (q > hi);
-            n_over += ov;
-            y = saturate ? (q < lo ? lo : (q > hi ? hi : q)) : (int64_t)(int16_t)(uint16_t)(uint64_t)q;
-          } else {
-            int over = 0;
-            y = shift_cut(t, s, nearest, saturate, bits, &over);
-            n_over += over;
-          }
-          if (relu && y < 0) y = 0;
-          o[m * EF] = (int16_t)y;
-        }
-      }
-    }
-  }
-  return n_over;
-}
-
-int64_t hw_wide_finalize(const int32_t *hh, const int32_t *hl, const int32_t *lh, const int32_t *ll,
-                         const int64_t *ll64, const int64_t *colsum, int64_t K,
-                         const int64_t *bias, int16_t *out, int64_t p0, int64_t p1, int64_t M,
-                         int64_t EF, int s, int nearest, int saturate, int bits, int relu) {
-  if (s >= 1 && s <= 62 && bits == 16)
-    return finalize_body(hh, hl, lh, ll, ll64, colsum, K, bias, out, p0, p1, M, EF, s, nearest,
-                         saturate, bits, relu, 1);
-  return finalize_body(hh, hl, lh, ll, ll64, colsum, K, bias, out, p0, p1, M, EF, s, nearest, saturate,
-                       bits, relu, 0);
-}
-"""
-
+_SOURCE_FILE = Path(__file__).with_name("kernel.c")
 _FLAGS = ["-O3", "-march=native", "-shared", "-fPIC"]
 _FLAGS_PORTABLE = ["-O3", "-shared", "-fPIC"]  # if the compiler does not know -march=native
 _lib: ctypes.CDLL | None = None
@@ -265,49 +34,44 @@ _tried = False
 
 
 def _cpu_key() -> str:
+    """The CPU's model and flags: -march=native code is only valid on a CPU with the same ones."""
     text = platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("model name", "flags")):
                 text += line
+                if line.startswith("flags"):
+                    break
     except OSError:
         pass
     return text
 
 
-def _build(path: Path) -> None:
+def _load_verified() -> ctypes.CDLL:
+    source = _SOURCE_FILE.read_text()
     cc = os.environ.get("CC", "cc")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        src = Path(tmp) / "fixedpoint_kernel.c"
-        src.write_text(_SOURCE)
-        so = Path(tmp) / path.name
-        errors = []
-        for flags in (_FLAGS, _FLAGS_PORTABLE):
-            res = subprocess.run([cc, *flags, str(src), "-o", str(so)], capture_output=True, text=True,
-                                 timeout=300, check=False)
-            if res.returncode == 0:
-                os.replace(so, path)  # atomic: a concurrent build never leaves a half-written file
-                return
-            errors.append(res.stderr.strip().splitlines()[-1:] or ["?"])
-        raise OSError(f"compiling the fixed-point kernel failed: {errors}")
+    directory = Path(os.environ.get("HWAWARE_CACHE", Path.home() / ".cache" / "hwaware")) / "kernels"
+    errors = []
+    for flags in (_FLAGS, _FLAGS_PORTABLE):
+        key = hashlib.sha256("\0".join([source, " ".join(flags), cc, _cpu_key()]).encode()).hexdigest()[:16]
+        try:
+            return _kernel_cache.load(directory, f"fixedpoint_{key}", source, flags, cc)
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors.append(str(exc))
+    raise OSError("; ".join(errors))
 
 
 def library() -> ctypes.CDLL | None:
-    """The compiled kernel, or None (no compiler, or ``HWAWARE_NO_NATIVE=1``)."""
+    """The compiled kernel (built once, verified before loading), or None (no compiler, or
+    ``HWAWARE_NO_NATIVE=1``)."""
     global _lib, _tried
     if os.environ.get("HWAWARE_NO_NATIVE", "") not in ("", "0"):
         return None
     if _tried:
         return _lib
     _tried = True
-    key = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_key()).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("HWAWARE_CACHE", Path.home() / ".cache" / "hwaware"))
-    path = cache / "kernels" / f"fixedpoint_{key}.so"
     try:
-        if not path.exists():
-            _build(path)
-        lib = ctypes.CDLL(str(path))
+        lib = _load_verified()
     except (OSError, subprocess.SubprocessError) as exc:
         warnings.warn(f"hwaware.fixedpoint: native kernel unavailable ({exc}); using the slower "
                       f"exact torch path", RuntimeWarning, stacklevel=3)
@@ -321,6 +85,14 @@ def library() -> ctypes.CDLL | None:
     lib.hw_im2col.argtypes = [vp, vp, vp] + [i64] * 14 + [i32]
     lib.hw_wide_finalize.restype = i64
     lib.hw_wide_finalize.argtypes = [vp] * 6 + [i64, vp, vp, i64, i64, i64, i64] + [i32] * 5
+    lib.hw_im2col_nhwc.restype = None
+    lib.hw_im2col_nhwc.argtypes = [vp, vp] + [i64] * 13
+    lib.hw_wide_finalize3.restype = i64
+    lib.hw_wide_finalize3.argtypes = [vp] * 4 + [i64, vp, vp, i64, i64, i64, i64] + [i32] * 4
+    lib.hw_simd.restype = i32
+    lib.hw_simd.argtypes = []
+    lib.hw_eyeriss_simd.restype = None
+    lib.hw_eyeriss_simd.argtypes = [vp, i64, vp, i64, i64, vp, vp, i64, i64, i64] + [i32] * 4 + [vp]
     _lib = lib
     return lib
 
@@ -421,3 +193,82 @@ def im2col(x: np.ndarray, R: int, S: int, U: int, Uw: int, P: int, Pw: int, *, l
 
     _parallel(part, rows, nthreads, min_rows=256)
     return (hi, lo) if limbs else (hi,)
+
+
+def simd() -> bool:
+    """Whether the AVX-512 eyeriss loop is compiled in (and not disabled by ``HWAWARE_NO_SIMD=1``)."""
+    lib = library()
+    return (lib is not None and bool(lib.hw_simd())
+            and os.environ.get("HWAWARE_NO_SIMD", "") in ("", "0"))
+
+
+def im2col_nhwc(xp: np.ndarray, out: np.ndarray, col0: int, R: int, S: int, U: int, Uw: int, E: int, F: int,
+                p0: int, p1: int) -> None:
+    """Rows ``p0..p1`` of the column matrix (columns ``(r, s, c)``) of padded NHWC ``xp`` into
+    ``out[:, col0:col0 + R*S*C]`` (``out`` holds rows ``p0..p1``, same dtype as ``xp``)."""
+    lib = library()
+    _, Hp, Wp, C = xp.shape
+    esz = xp.itemsize
+    base = out.ctypes.data + col0 * esz
+    ld = out.strides[0]
+
+    def part(a: int, b: int) -> None:
+        lib.hw_im2col_nhwc(xp.ctypes.data, base + a * ld, ld, esz, Hp, Wp, C, R, S, U, Uw, E, F,
+                           p0 + a, p0 + b)
+
+    _parallel(part, p1 - p0, torch_threads(), min_rows=256)
+
+
+def torch_threads() -> int:
+    import torch  # the thread count users set for torch is the one the kernels follow
+
+    return torch.get_num_threads()
+
+
+def wide_finalize3(hh: np.ndarray, mix: np.ndarray, ll: np.ndarray, colsum: np.ndarray, K: int,
+                   bias: np.ndarray | None, out: np.ndarray, p0: int, *, s: int, nearest: bool,
+                   saturate: bool, relu: bool) -> int:
+    """Mode wide, 16-bit output, 1 <= s <= 62: combine the three limb GEMMs of rows
+    ``p0..p0+len(hh)`` (see the C comment) into ``out`` (N x M x EF); returns the outputs cut."""
+    lib = library()
+    T, M = mix.shape
+    EF = out.shape[2]
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.int64)
+    cs = np.ascontiguousarray(colsum, dtype=np.int64)
+
+    def part(a: int, c: int) -> int:
+        return lib.hw_wide_finalize3(hh[a:].ctypes.data, mix[a:].ctypes.data, ll[a:].ctypes.data,
+                                     cs.ctypes.data, K, _ptr(b), out.ctypes.data, p0 + a, p0 + c, M, EF, s,
+                                     int(nearest), int(saturate), int(relu))
+
+    return int(sum(_parallel(part, T, torch_threads(), min_rows=1024)))
+
+
+def pack_eyeriss_weights(w: np.ndarray) -> np.ndarray:
+    """M x K int16 -> blocks of 16 channels x K/2 pairs x 16 x 2 (zeros beyond M and K): the layout
+    whose 32 lanes pair with one broadcast pair of inputs in the AVX-512 loop."""
+    M, K = w.shape
+    Mp, Kp = -(-M // 16) * 16, -(-K // 2)
+    wp = np.zeros((Mp, 2 * Kp), dtype=np.int16)
+    wp[:M, :K] = w
+    return np.ascontiguousarray(wp.reshape(Mp // 16, 16, Kp, 2).transpose(0, 2, 1, 3))
+
+
+def eyeriss_simd(cols: np.ndarray, wp: np.ndarray, M: int, bias: np.ndarray | None, out: np.ndarray,
+                 p0: int, *, s: int, nearest: bool, saturate: bool, relu: bool) -> tuple[int, int]:
+    """Mode eyeriss, groups 1, 1 <= s <= 30: rows ``p0..p0+len(cols)`` (``cols``: rows x 2*Kp int16,
+    zero-padded) into ``out`` (N x M x EF). Returns (product overflows, output overflows)."""
+    lib = library()
+    T, ldx = cols.shape
+    Kp = wp.shape[1]
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
+    EF = out.shape[2]
+
+    def part(a: int, c: int) -> np.ndarray:
+        counts = np.zeros(2, dtype=np.int64)
+        lib.hw_eyeriss_simd(cols[a:].ctypes.data, ldx, wp.ctypes.data, Kp, M, _ptr(b), out.ctypes.data,
+                            p0 + a, p0 + c, EF, s, int(nearest), int(saturate), int(relu), counts.ctypes.data)
+        return counts
+
+    counts = sum(_parallel(part, T, torch_threads(), min_rows=16))
+    return int(counts[0]), int(counts[1])

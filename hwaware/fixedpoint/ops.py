@@ -17,6 +17,9 @@ How each stays exact:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import torch
 
@@ -26,6 +29,7 @@ from .format import FixedFormat, OpResult, check_arith, cut, div_round, pair, sh
 
 _CHUNK = 1 << 22  # elements per chunk of the fallback product loop (bounds its memory)
 _COLS = 1 << 25  # column-matrix elements per call (64 MB of int16)
+_TILE_BYTES = 8 << 20  # column-matrix bytes per tile of the NHWC paths (bounds their memory)
 
 
 def _codes(a, name: str) -> np.ndarray:
@@ -101,6 +105,130 @@ def _eyeriss_sums_torch(cols: torch.Tensor, w: torch.Tensor, groups: int, s: int
     return acc, n_over
 
 
+def _padded_nhwc(x: np.ndarray, P: int, Pw: int, *, limbs: bool) -> list[np.ndarray]:
+    """N x C x H x W int16 -> zero-padded N x (H+2P) x (W+2Pw) x C: int16 codes, or the int8 limbs
+    ``x >> 8`` and ``(x & 255) - 128`` (padding = the limbs of code 0: 0 and -128)."""
+    t = torch.from_numpy(x)
+    N, C, H, W = t.shape
+    parts = [((t >> 8), 0), (((t & 255) - 128), -128)] if limbs else [(t, 0)]
+    out = []
+    for v, fill in parts:
+        dt = torch.int8 if limbs else torch.int16
+        xp = torch.full((N, H + 2 * P, W + 2 * Pw, C), fill, dtype=dt)
+        xp[:, P:P + H, Pw:Pw + W] = v.to(dt).permute(0, 2, 3, 1)
+        out.append(xp.numpy())
+    return out
+
+
+def _weights_rsc(w: np.ndarray) -> np.ndarray:
+    """M x C x R x S -> M x (R*S*C): the column order of the NHWC column matrices."""
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
+
+
+class _PreparedWeights:
+    """Weight layouts of the NHWC paths, reused across calls while the weights are unchanged.
+
+    A converted model calls the same layers again and again; preparing the layouts costs up to a
+    third of a layer's time. An entry is keyed by the array's identity and used only when a kept
+    copy still equals the array (one compare, ~1 ms per 4 MB), so weights changed in place are
+    prepared again. Least recently used entries go beyond ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, w: np.ndarray, kind: str, build):
+        key = (id(w), kind)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0].shape == w.shape and np.array_equal(hit[0], w):
+                self._entries.move_to_end(key)
+                return hit[1]
+        value = build(w)
+        size = w.nbytes + sum(v.nbytes for v in value)
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            if size <= self.max_bytes:
+                self._entries[key] = (w.copy(), value, size)
+                self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._bytes -= self._entries.popitem(last=False)[1][2]
+        return value
+
+
+_PREPARED = _PreparedWeights(256 << 20)
+
+
+def _wide_layouts(w: np.ndarray) -> tuple:
+    """``[wh | 1]``, ``[wl ; wh]``, ``[wl | 1]`` as K x (M+1), 2K x M, K x (M+1) int8, and the
+    column sums ``sum_k (256*wh + wl) = sum_k w - 128*K`` (int64)."""
+    wk = torch.from_numpy(_weights_rsc(w))
+    K = wk.shape[1]
+    wh, wl = (wk >> 8).to(torch.int8), ((wk & 255) - 128).to(torch.int8)
+    ones = torch.ones((K, 1), dtype=torch.int8)
+    colsum = wk.sum(1, dtype=torch.int64) - 128 * K
+    return (torch.cat([wh.T, ones], 1).contiguous(), torch.cat([wl.T, wh.T], 0).contiguous(),
+            torch.cat([wl.T, ones], 1).contiguous(), colsum)
+
+
+def _conv_wide_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, relu: bool) -> OpResult:
+    """Mode wide, groups 1, 16-bit output, 1 <= s <= 62: three int8 GEMMs per tile of rows.
+
+    With ``x = 256*xh + xl + 128`` (w alike) and the tile's columns ``[xh | xl]``:
+    ``hh = xh.[wh | 1]``, ``mix = [xh | xl].[wl ; wh]`` (both cross terms in one GEMM),
+    ``ll = xl.[wl | 1]``; the C finalize adds ``65536*hh + 256*mix + ll`` and the offset terms.
+    """
+    R, S, U, Uw, P, Pw, E, F = geo
+    N, C = x.shape[:2]
+    M, K = w.shape[0], R * S * x.shape[1]
+    hi, lo = _padded_nhwc(x, P, Pw, limbs=True)
+    b_hh, b_mix, b_ll, colsum = _PREPARED.get(w, "wide", _wide_layouts)
+    colsum = colsum.numpy()
+    bias = None if b is None else np.asarray(b, dtype=np.int64)
+    rows = N * E * F
+    out = np.empty((N, M, E * F), dtype=np.int16)
+    tile = max(64, _TILE_BYTES // (2 * K))
+    buf = np.empty((min(tile, rows), 2 * K), dtype=np.int8)
+    n_out = 0
+    for p0 in range(0, rows, tile):
+        p1 = min(rows, p0 + tile)
+        a = buf[:p1 - p0]
+        _native.im2col_nhwc(hi, a, 0, R, S, U, Uw, E, F, p0, p1)
+        _native.im2col_nhwc(lo, a, K, R, S, U, Uw, E, F, p0, p1)
+        at = torch.from_numpy(a)
+        hh, mix, ll = torch._int_mm(at[:, :K], b_hh), torch._int_mm(at, b_mix), torch._int_mm(at[:, K:], b_ll)
+        n_out += _native.wide_finalize3(hh.numpy(), mix.numpy(), ll.numpy(), colsum, K, bias, out, p0, s=s,
+                                        nearest=nearest, saturate=saturate, relu=relu)
+    return OpResult(out.reshape(N, M, E, F), 0, n_out)
+
+
+def _conv_eyeriss_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, relu: bool) -> OpResult:
+    """Mode eyeriss, groups 1, 16-bit output, 1 <= s <= 30: the AVX-512 loop per tile of rows."""
+    R, S, U, Uw, P, Pw, E, F = geo
+    N, C = x.shape[:2]
+    M, K = w.shape[0], R * S * C
+    (xp,) = _padded_nhwc(x, P, Pw, limbs=False)
+    (wp,) = _PREPARED.get(w, "eyeriss", lambda w: (_native.pack_eyeriss_weights(_weights_rsc(w)),))
+    rows = N * E * F
+    out = np.empty((N, M, E * F), dtype=np.int16)
+    tile = max(64, _TILE_BYTES // (4 * wp.shape[1]))
+    buf = np.zeros((min(tile, rows), 2 * wp.shape[1]), dtype=np.int16)  # an odd K's last column stays 0
+    n_prod = n_out = 0
+    for p0 in range(0, rows, tile):
+        p1 = min(rows, p0 + tile)
+        _native.im2col_nhwc(xp, buf[:p1 - p0], 0, R, S, U, Uw, E, F, p0, p1)
+        counts = _native.eyeriss_simd(buf[:p1 - p0], wp, M, b, out, p0, s=s, nearest=nearest,
+                                      saturate=saturate, relu=relu)
+        n_prod += counts[0]
+        n_out += counts[1]
+    return OpResult(out.reshape(N, M, E, F), n_prod, n_out)
+
+
 def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, stride=1, padding=0,
            groups: int = 1, mode: str = "eyeriss", rounding: str = "floor", overflow: str = "wrap",
            relu: bool = False) -> OpResult:
@@ -121,6 +249,13 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
                            f"padded by {(P, Pw)}")
     s = fx.frac_bits + fw.frac_bits - fy.frac_bits
     E, F = (H + 2 * P - R) // U + 1, (W + 2 * Pw - S) // Uw + 1
+    nearest, saturate = rounding == "nearest", overflow == "saturate"
+    if groups == 1 and fy.bits == 16 and R * S * C < 65536 and _native.library() is not None:
+        geo = (R, S, U, Uw, P, Pw, E, F)
+        if mode == "wide" and 1 <= s <= 62 and hasattr(torch, "_int_mm"):
+            return _conv_wide_nhwc(x, w, b, geo, s=s, nearest=nearest, saturate=saturate, relu=relu)
+        if mode == "eyeriss" and 1 <= s <= 30 and _native.simd():
+            return _conv_eyeriss_nhwc(x, w, b, geo, s=s, nearest=nearest, saturate=saturate, relu=relu)
     # bound the memory of the column matrices: process a few images at a time
     step = max(1, _COLS // max(1, E * F * C * R * S))
     if N > step:
@@ -134,7 +269,6 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
 
     Kg = Cg * R * S
     w2 = w.reshape(M, Kg)
-    nearest, saturate = rounding == "nearest", overflow == "saturate"
     threads = torch.get_num_threads()
     n_prod = 0
     if mode == "wide":
