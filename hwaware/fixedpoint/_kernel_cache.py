@@ -126,12 +126,15 @@ def load_bytes(data: bytes, fallback_path: Path | None = None) -> ctypes.CDLL:
     """Load a shared library from verified bytes (an anonymous memory file, so nothing on disk can
     change what is loaded); without ``memfd_create`` (not Linux), load ``fallback_path``."""
     if hasattr(os, "memfd_create"):
+        # the descriptor stays open for the life of the process: the dynamic loader knows a library
+        # by its path, so a reused /proc/self/fd/N would hand back the earlier library
         fd = os.memfd_create("hwaware-kernel")
         try:
             os.write(fd, data)
             return ctypes.CDLL(f"/proc/self/fd/{fd}")
-        finally:
+        except OSError:
             os.close(fd)
+            raise
     if fallback_path is None:
         raise OSError("cannot load a kernel from memory on this platform")
     return ctypes.CDLL(str(fallback_path))

@@ -47,15 +47,24 @@ def _cpu_key() -> str:
     return text
 
 
+def cache_entry(flags: list[str] | None = None) -> tuple[Path, str]:
+    """(directory, file stem) of the cached kernel: ``$HWAWARE_CACHE/kernels/fixedpoint_<key>``, the
+    key hashing the source, the flags, the compiler and the CPU (``-march=native`` code)."""
+    flags = _FLAGS if flags is None else flags
+    cc = os.environ.get("CC", "cc")
+    directory = Path(os.environ.get("HWAWARE_CACHE", Path.home() / ".cache" / "hwaware")) / "kernels"
+    key = hashlib.sha256("\0".join([_SOURCE_FILE.read_text(), " ".join(flags), cc, _cpu_key()]).encode())
+    return directory, f"fixedpoint_{key.hexdigest()[:16]}"
+
+
 def _load_verified() -> ctypes.CDLL:
     source = _SOURCE_FILE.read_text()
     cc = os.environ.get("CC", "cc")
-    directory = Path(os.environ.get("HWAWARE_CACHE", Path.home() / ".cache" / "hwaware")) / "kernels"
     errors = []
     for flags in (_FLAGS, _FLAGS_PORTABLE):
-        key = hashlib.sha256("\0".join([source, " ".join(flags), cc, _cpu_key()]).encode()).hexdigest()[:16]
+        directory, stem = cache_entry(flags)
         try:
-            return _kernel_cache.load(directory, f"fixedpoint_{key}", source, flags, cc)
+            return _kernel_cache.load(directory, stem, source, flags, cc)
         except (OSError, subprocess.SubprocessError) as exc:
             errors.append(str(exc))
     raise OSError("; ".join(errors))
