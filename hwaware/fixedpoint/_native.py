@@ -98,6 +98,8 @@ def library() -> ctypes.CDLL | None:
     lib.hw_im2col_nhwc.argtypes = [vp, vp] + [i64] * 13
     lib.hw_wide_finalize3.restype = i64
     lib.hw_wide_finalize3.argtypes = [vp] * 4 + [i64, vp, vp, i64, i64, i64, i64] + [i32] * 4
+    lib.hw_to_nhwc.restype = None
+    lib.hw_to_nhwc.argtypes = [vp, vp, vp] + [i64] * 7 + [i32]
     lib.hw_simd.restype = i32
     lib.hw_simd.argtypes = []
     lib.hw_eyeriss_simd.restype = None
@@ -226,6 +228,23 @@ def im2col_nhwc(xp: np.ndarray, out: np.ndarray, col0: int, R: int, S: int, U: i
                            p0 + a, p0 + b)
 
     _parallel(part, p1 - p0, torch_threads(), min_rows=256)
+
+
+def to_nhwc(x: np.ndarray, P: int, Pw: int, *, limbs: bool) -> list[np.ndarray]:
+    """N x C x H x W int16 -> zero-padded N x (H+2P) x (W+2Pw) x C: int16 codes, or the int8 limbs
+    ``x >> 8`` and ``(x & 255) - 128`` (the padding holds the limbs of code 0: 0 and -128)."""
+    lib = library()
+    x = np.ascontiguousarray(x, dtype=np.int16)
+    N, C, H, W = x.shape
+    shape = (N, H + 2 * P, W + 2 * Pw, C)
+    out = [np.empty(shape, np.int8), np.empty(shape, np.int8)] if limbs else [np.empty(shape, np.int16)]
+
+    def part(a: int, b: int) -> None:
+        lib.hw_to_nhwc(x.ctypes.data, out[0].ctypes.data, _ptr(out[1]) if limbs else None, C, H, W, P, Pw,
+                       a, b, int(limbs))
+
+    _parallel(part, N, torch_threads(), min_rows=1)
+    return out
 
 
 def torch_threads() -> int:

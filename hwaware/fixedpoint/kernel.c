@@ -434,3 +434,33 @@ void hw_eyeriss_simd(const int16_t *X, int64_t ldx, const int16_t *Wp, int64_t K
   (void)EF; (void)s; (void)nearest; (void)saturate; (void)relu; (void)counts;
 }
 #endif
+
+/* N x C x H x W int16 -> zero-padded N x Hp x Wp x C (Hp = H + 2P, Wp = W + 2Pw), images n0 <= n < n1:
+   int16 codes into `hi` (limbs = 0), or the int8 limbs v >> 8 into `hi` and (v & 255) - 128 into
+   `lo` (limbs = 1; the padding holds the limbs of code 0: 0 and -128). */
+void hw_to_nhwc(const int16_t *x, void *hi, int8_t *lo, int64_t C, int64_t H, int64_t W, int64_t P,
+                int64_t Pw, int64_t n0, int64_t n1, int limbs) {
+  const int64_t Hp = H + 2 * P, Wp = W + 2 * Pw;
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t h = 0; h < Hp; ++h) {
+      for (int64_t w = 0; w < Wp; ++w) {
+        const int64_t o = ((n * Hp + h) * Wp + w) * C;
+        const int inside = h >= P && h < P + H && w >= Pw && w < Pw + W;
+        const int16_t *src = x + ((n * C) * H + (h - P)) * W + (w - Pw);
+        if (limbs) {
+          int8_t *oh = (int8_t *)hi + o, *ol = lo + o;
+          if (!inside) { memset(oh, 0, (size_t)C); memset(ol, -128, (size_t)C); continue; }
+          for (int64_t c = 0; c < C; ++c) {
+            const int16_t v = src[c * H * W];
+            oh[c] = (int8_t)(v >> 8);
+            ol[c] = (int8_t)((v & 255) - 128);
+          }
+        } else {
+          int16_t *o16 = (int16_t *)hi + o;
+          if (!inside) { memset(o16, 0, (size_t)C * 2); continue; }
+          for (int64_t c = 0; c < C; ++c) o16[c] = src[c * H * W];
+        }
+      }
+    }
+  }
+}

@@ -105,21 +105,6 @@ def _eyeriss_sums_torch(cols: torch.Tensor, w: torch.Tensor, groups: int, s: int
     return acc, n_over
 
 
-def _padded_nhwc(x: np.ndarray, P: int, Pw: int, *, limbs: bool) -> list[np.ndarray]:
-    """N x C x H x W int16 -> zero-padded N x (H+2P) x (W+2Pw) x C: int16 codes, or the int8 limbs
-    ``x >> 8`` and ``(x & 255) - 128`` (padding = the limbs of code 0: 0 and -128)."""
-    t = torch.from_numpy(x)
-    N, C, H, W = t.shape
-    parts = [((t >> 8), 0), (((t & 255) - 128), -128)] if limbs else [(t, 0)]
-    out = []
-    for v, fill in parts:
-        dt = torch.int8 if limbs else torch.int16
-        xp = torch.full((N, H + 2 * P, W + 2 * Pw, C), fill, dtype=dt)
-        xp[:, P:P + H, Pw:Pw + W] = v.to(dt).permute(0, 2, 3, 1)
-        out.append(xp.numpy())
-    return out
-
-
 def _weights_rsc(w: np.ndarray) -> np.ndarray:
     """M x C x R x S -> M x (R*S*C): the column order of the NHWC column matrices."""
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
@@ -186,7 +171,7 @@ def _conv_wide_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, relu
     R, S, U, Uw, P, Pw, E, F = geo
     N, C = x.shape[:2]
     M, K = w.shape[0], R * S * x.shape[1]
-    hi, lo = _padded_nhwc(x, P, Pw, limbs=True)
+    hi, lo = _native.to_nhwc(x, P, Pw, limbs=True)
     b_hh, b_mix, b_ll, colsum = _PREPARED.get(w, "wide", _wide_layouts)
     colsum = colsum.numpy()
     bias = None if b is None else np.asarray(b, dtype=np.int64)
@@ -212,7 +197,7 @@ def _conv_eyeriss_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, r
     R, S, U, Uw, P, Pw, E, F = geo
     N, C = x.shape[:2]
     M, K = w.shape[0], R * S * C
-    (xp,) = _padded_nhwc(x, P, Pw, limbs=False)
+    (xp,) = _native.to_nhwc(x, P, Pw, limbs=False)
     (wp,) = _PREPARED.get(w, "eyeriss", lambda w: (_native.pack_eyeriss_weights(_weights_rsc(w)),))
     rows = N * E * F
     out = np.empty((N, M, E * F), dtype=np.int16)
