@@ -24,6 +24,7 @@ _OPTION_FLAGS = {
 
 
 def register(subparsers: Any) -> None:
+    from ..eyeriss.dataflows import DATAFLOW_HELP
     p = subparsers.add_parser(
         "netadapt",
         help="adapt a trained network to latency/energy/MAC budgets with NetAdapt (resumable)",
@@ -58,6 +59,7 @@ def register(subparsers: Any) -> None:
                    help="accuracy: most accurate proposal (paper); efficiency: least accuracy lost per resource saved")
     g.add_argument("--seed", metavar="N", type=int, help="seed of the held-out split and every fine-tune (0)")
     g.add_argument("--hardware", metavar="NAME", help="Eyeriss preset or hardware YAML for latency/energy (eyeriss_v1)")
+    g.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
     g.add_argument("--max-iterations", metavar="N", type=int, help="safety stop (200)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other option, e.g. --set profile_images=16 --set test_eval=false")
@@ -83,6 +85,10 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             opts[key] = value
+    if getattr(args, "dataflow", None):
+        from ..eyeriss.dataflows import hardware_spec
+
+        opts["hardware"] = hardware_spec(opts.get("hardware"), args.dataflow)
     return opts
 
 

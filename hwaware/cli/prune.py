@@ -25,6 +25,7 @@ _OPTION_FLAGS = ("step", "min_step", "local_steps", "global_steps", "finetune_ev
 
 def register(subparsers: Any) -> None:
     from ..compress.prune import METHODS
+    from ..eyeriss.dataflows import DATAFLOW_HELP
 
     p = subparsers.add_parser(
         "prune", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--ridge", type=float, help="ridge of the least-squares restoration (1e-3)")
     g.add_argument("--round-to", type=int, help="structured: channel counts rounded up to a multiple (1)")
     g.add_argument("--hardware", help="Eyeriss preset or hardware YAML (eyeriss_v1)")
+    g.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
     g.add_argument("--seed", type=int, help="seed of data order, sampling and a fresh model's weights (0)")
     d = p.add_argument_group("data")
     d.add_argument("--batch-size", type=int, default=64, metavar="B", help="fine-tuning batch size (64)")
@@ -82,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     from ..modelref import load_model
 
     options = {k: getattr(args, k) for k in _OPTION_FLAGS if getattr(args, k) is not None}
+    if args.dataflow:
+        from ..eyeriss.dataflows import hardware_spec
+
+        options["hardware"] = hardware_spec(options.get("hardware"), args.dataflow)
     config = PruneConfig(method=args.method, target_energy=args.target_energy, max_drop=args.max_drop,
                          restore=not args.no_restore, **options)
     out = Path(args.out)

@@ -4,6 +4,7 @@
     hwaware score torchvision:resnet50 --objective latency --json resnet50_score.json
     hwaware score models/small_cnn.py --data builtin:shapes --batches 2
     hwaware score workload.yaml --hardware my_chip.yaml
+    hwaware score models/alexnet.py --batch 16 --hardware eyeriss_isca256 --dataflow ws
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ HELP = "score a model or workload on the embedded Eyeriss model (energy, DRAM, l
 
 def register(subparsers: Any) -> None:
     from ..eyeriss import OBJECTIVES, PRESETS
+    from ..eyeriss.dataflows import DATAFLOW_HELP
 
     p = subparsers.add_parser("score", help=HELP, description=HELP + ".",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -25,6 +27,7 @@ def register(subparsers: Any) -> None:
                    help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a workload file")
     p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE",
                    help=f"hardware preset ({', '.join(PRESETS)}) or a YAML hardware file (default eyeriss_v1)")
+    p.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
     p.add_argument("--batch", type=int, metavar="N", help="batch size N for every layer (default: as profiled)")
     p.add_argument("--objective", default="energy", choices=OBJECTIVES,
                    help="what the mapper minimizes per layer (default energy)")
@@ -43,6 +46,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..eyeriss import Scorer
+    from ..eyeriss.dataflows import hardware_spec
     from ..eyeriss.mapper import DEFAULT_TOLERANCE
     from ..modelref import is_workload_file
     from ..workload import Workload
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise HwawareError(f"--batch must be a positive integer, got {args.batch}")
     tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
-    scorer = Scorer(args.hardware, args.objective, tolerance=tol)
+    scorer = Scorer(hardware_spec(args.hardware, args.dataflow), args.objective, tolerance=tol)
     if is_workload_file(args.target):
         if args.input_size or args.data:
             raise HwawareError(f"--input-size/--data apply to a model; '{args.target}' is a workload file")

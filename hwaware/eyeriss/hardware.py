@@ -23,6 +23,9 @@ import yaml
 from .._suggest import did_you_mean
 from ..errors import HwawareError
 
+# dataflows the model can score (hwaware.eyeriss.dataflows); "rs" is the chip's row stationary
+DATAFLOWS = ("rs", "ws", "os_a", "os_b", "os_c", "nlr")
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -72,6 +75,8 @@ class Hardware:
     vertical_strides: tuple[int, ...] = (1, 2, 4)
     max_horizontal_stride: int = 12
     default_batch: int = 4
+    # which dataflow runs on the array (hwaware.eyeriss.dataflows); resolve "PRESET:ws" to re-split storage
+    dataflow: str = "rs"
     notes: str = ""
 
     _POSITIVE_INT = ("pe_rows", "pe_cols", "spad_filter", "spad_ifmap", "spad_psum", "glb_banks",
@@ -97,6 +102,9 @@ class Hardware:
         for k in ("rlc_fmaps", "rlc_first_input", "gate_zero_ifmap", "gate_zero_weights", "compress_weights"):
             if not isinstance(getattr(self, k), bool):
                 raise HwawareError(f"{where}: '{k}' must be true or false, got {getattr(self, k)!r}")
+        if self.dataflow not in DATAFLOWS:
+            raise HwawareError(f"{where}: unknown dataflow '{self.dataflow}'{did_you_mean(str(self.dataflow), DATAFLOWS)}; "
+                               f"allowed: {', '.join(DATAFLOWS)}")
         strides = self.vertical_strides
         if isinstance(strides, int):
             strides = (strides,)
@@ -234,6 +242,11 @@ def resolve_hardware(hw: Hardware | str | Path | dict[str, Any] | None) -> Hardw
     text = str(hw)
     if text in PRESETS:
         return PRESETS[text]
+    if ":" in text and not Path(text).exists():  # "PRESET_OR_FILE:dataflow", e.g. eyeriss_isca256:ws
+        from .dataflows import with_dataflow
+
+        base, dataflow = text.rsplit(":", 1)
+        return with_dataflow(resolve_hardware(base), dataflow)
     if text.endswith((".yaml", ".yml")) or Path(text).exists():
         return Hardware.load(text)
     return get_preset(text)

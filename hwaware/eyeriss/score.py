@@ -153,6 +153,7 @@ class ScoreReport:
         })
         return {
             "hardware": self.hardware.name,
+            "dataflow": self.hardware.dataflow,
             "objective": self.objective,
             "batch": self.batch,
             "units": {
@@ -220,6 +221,14 @@ class Scorer:
         if hit is not None:
             return hit
         hw = self.hardware
+        if hw.dataflow != "rs":  # WS / OS / NLR: their own models (hwaware.eyeriss.dataflows)
+            from .dataflows import evaluate_layer
+
+            mapping_df, res_df = evaluate_layer(layer, hw, self.objective, self.tolerance,
+                                                rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
+            ls = _layer_score(layer, mapping_df, res_df, hw, note="")  # type: ignore[arg-type]
+            self._score_cache[key] = ls
+            return ls
         pb = make_problem(layer, hw, rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
         # The mapping depends on statistics only weakly, so it is cached on the shape and the
         # statistics rounded to 2 decimals -- and searched on exactly those rounded statistics, so

@@ -22,7 +22,7 @@ def _row(ls: LayerScore, total: float) -> list[str]:
     e = ls.energy
     bt = ls.energy_by_type
     mp = ls.mapping
-    mapping = f"{mp.m} {mp.n} {mp.e} {mp.p} {mp.q} {mp.r} {mp.t}" if mp else ""
+    mapping = " ".join(str(v) for k, v in mp.as_dict().items() if k != "dataflow") if mp else ""
     zeros = format_pct(ls.layer.ifmap_zeros) if ls.layer is not None else ""
     return [
         ls.name, _shape(ls), mapping, str(ls.active_pes), format_si(ls.macs), zeros,
@@ -33,8 +33,14 @@ def _row(ls: LayerScore, total: float) -> list[str]:
     ]
 
 
+def _params(rep: ScoreReport) -> str:
+    mp = next((ls.mapping for ls in rep.layers if ls.mapping is not None), None)
+    return " ".join(k for k in mp.as_dict() if k != "dataflow") if mp else ""
+
+
 def format_report(rep: ScoreReport) -> str:
-    headers = ["layer", "shape MxCxRxS HxW->ExF /U", "m n e p q r t", "PEs", "MACs", "if0",
+    mapping = "m n e p q r t" if rep.hardware.dataflow == "rs" else "mapping " + _params(rep)
+    headers = ["layer", "shape MxCxRxS HxW->ExF /U", mapping, "PEs", "MACs", "if0",
                "E:DRAM", "GLB", "array", "RF", "MAC", "ifmap", "filter", "psum",
                "energy", "share", "DRAM MB", "proc ms", "total ms", "mW"]
     tot = rep.total.energy_total
@@ -43,7 +49,7 @@ def format_report(rep: ScoreReport) -> str:
     rows.append(_row(rep.total, tot))
     hw = rep.hardware
     lines = [
-        f"hwaware score on {hw.name} ({hw.pe_rows}x{hw.pe_cols} PEs, {hw.glb_kB:g} kB GLB, "
+        f"hwaware score on {hw.name} ({hw.dataflow.upper()} dataflow, {hw.pe_rows}x{hw.pe_cols} PEs, {hw.glb_kB:g} kB GLB, "
         f"{hw.core_MHz:g} MHz), objective={rep.objective}, batch N={rep.batch}. "
         "Energy normalized to one 16-bit MAC (DRAM access = 200).",
         format_table(headers, rows),
