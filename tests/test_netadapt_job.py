@@ -105,9 +105,12 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path) -> None:
 
     with pytest.raises(HwawareError, match="--resume"):
         NetAdapt(tiny(), budgets=budgets, data=DATA, config=FAST, workdir=tmp_path / "b", progress=False)
-    with pytest.raises(HwawareError, match="holds another netadapt job"):
+    with pytest.raises(HwawareError, match="holds another netadapt job") as err:
         NetAdapt(tiny(), budgets=["latency=0.6", "macs=0.7"], data=DATA, config=FAST,
                  workdir=tmp_path / "b", resume=True, progress=False)
+    # the difference is shown as the user wrote it, never as a raw Python dict
+    assert "latency=0.75 macs=0.7 there, latency=0.6 macs=0.7 here" in str(err.value)
+    assert "{" not in str(err.value) and "'resource'" not in str(err.value)
     resumed = NetAdapt(tiny(), budgets=budgets, data=DATA, config=FAST, workdir=tmp_path / "b", resume=True,
                        progress=False, threads=1)
     assert resumed.resumed and [m.iteration for m in resumed.members] == [0, 1]

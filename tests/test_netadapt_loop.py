@@ -199,3 +199,24 @@ def test_proposals_are_dealt_round_robin_to_ranks() -> None:
     single.agree(None)
     with pytest.raises(HwawareError, match="boom"):
         single.agree("boom")
+
+
+def test_a_pruned_model_keeps_its_zero_weights_through_the_fine_tunes() -> None:
+    """NetAdapt on a magnitude-pruned model (the quickstart's output): the short- and long-term
+    fine-tunes must not revive the pruned weights, else energy rises and no proposal is eligible."""
+    model = tiny()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):  # zero the smaller half of every layer
+                w = m.weight
+                w.mul_(w.abs() > w.abs().flatten().median())
+    zero_before = sum(int((m.weight == 0).sum()) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    cfg = NetAdaptConfig(**FAST, long_term_steps=2)
+    result = netadapt(model, budgets=["macs=0.8"], data=DATA, config=cfg, progress=False, threads=1)
+    assert result.iterations >= 1
+    final = result.model(-1)
+    layers = [m for m in final.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros = sum(int((m.weight == 0).sum()) for m in layers) / sum(m.weight.numel() for m in layers)
+    # channel surgery removes whole filters, so the fraction of zeros is about as before (~0.5);
+    # a revived model would have (almost) none
+    assert zero_before > 0 and zeros > 0.4

@@ -57,7 +57,18 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
             if a.get(k) != b.get(k):
                 return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
         return path
-    return f"{path} ({a!r} there, {b!r} here)"
+    return f"{path} ({_show(a)} there, {_show(b)} here)"
+
+
+def _show(v: Any) -> str:
+    """A value of a job identity as a user would write it (budgets as ``latency=0.5``), never a raw dict."""
+    if isinstance(v, dict) and {"resource", "value"} <= set(v):
+        return f"{v['resource']}={v['value']}" + ("" if v.get("relative", True) else " (absolute)")
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_show(x)}" for k, x in v.items()) or "nothing"
+    if isinstance(v, (list, tuple)):
+        return " ".join(_show(x) for x in v) or "none"
+    return "nothing" if v is None else str(v)
 
 
 class Workdir:

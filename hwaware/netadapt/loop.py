@@ -440,6 +440,14 @@ class NetAdapt:
             self.current = model
             self.initial = {}
         self.resumed = bool(records)
+        from ..compress.magnitude import Masks
+
+        zeros = Masks.from_model(self.current).sparsity()
+        if zeros > 0.01 and self.progress and d.is_main:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"netadapt: {zeros:.1%} of the Conv/Linear weights are zero (a pruned model); "
+                       "every fine-tune keeps them at zero")
 
     @property
     def limits(self) -> dict[str, float]:
@@ -488,12 +496,17 @@ class NetAdapt:
             model.cpu()
 
     def _finetune(self, model: Any, steps: int, seed: int) -> None:
+        """Fine-tune ``model`` in place for ``steps`` SGD steps. Weights that are exactly zero when
+        it starts stay zero (re-masked after every step): a pruned model keeps its sparsity, hence
+        its Eyeriss energy, instead of reviving its pruned weights (``hwaware prune`` -> NetAdapt)."""
         import torch
 
+        from ..compress.magnitude import Masks
         from ..train import finetune
 
         if steps <= 0:
             return
+        masks = Masks.from_model(model)
         loader = self.data.train_loader(seed)
         if len(loader) == 0:
             raise HwawareError(f"the fine-tune set has fewer images ({len(self.data.train_idx)}) than "
@@ -502,7 +515,8 @@ class NetAdapt:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             finetune(model, loader, steps, lr=self.cfg.lr, momentum=self.cfg.momentum,
-                     weight_decay=self.cfg.weight_decay, device=self.device)
+                     weight_decay=self.cfg.weight_decay, device=self.device,
+                     after_step=masks.apply if masks.sparsity() > 0 else None)
         model.cpu()
 
     # --- the steps -----------------------------------------------------------------------------
