@@ -162,7 +162,7 @@ class HardwareMonitor:
                  objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
                  samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
                  figures: bool = True, log_first: bool = True, writer: Any = None, background: bool = True,
-                 figure_every: int = 10) -> None:
+                 figure_every: int = 10, optimizer: Any = None) -> None:
         from .eyeriss import Scorer
 
         if not isinstance(model, nn.Module):
@@ -188,6 +188,7 @@ class HardwareMonitor:
         self.schedule = schedule
         self.figures = figures
         self.figure_every = figure_every
+        self.optimizer = optimizer
         self.scorer = Scorer(hardware, objective)
         self.steps = 0
         self._history: list[MonitorRecord] = []
@@ -238,7 +239,7 @@ class HardwareMonitor:
                       {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
 
     # -- the step --------------------------------------------------------------------------------
-    def step(self, batch: Any = None) -> MonitorRecord | None:
+    def step(self, batch: Any = None, *, loss: Any = None, accuracy: Any = None) -> MonitorRecord | None:
         """Call once after every ``optimizer.step()``. Re-applies pruning masks, prunes on schedule
         events and every ``every`` steps logs (``batch``: the forward arguments to profile instead
         of the live batch).
@@ -247,11 +248,21 @@ class HardwareMonitor:
         and hands scoring, TensorBoard and figures to the monitor's worker thread (``background=True``,
         the default): ``step()`` then returns ``None`` and the record appears in :attr:`history`
         (reading it waits for the worker). With ``background=False`` everything runs here and the
-        new record is returned on log steps; ``None`` on other steps either way."""
+        new record is returned on log steps; ``None`` on other steps either way.
+
+        ``loss``/``accuracy`` (floats or 0-d tensors) are logged as ``train/loss`` and
+        ``train/accuracy`` at this step, with ``train/lr`` of the ``optimizer`` given to
+        :func:`attach`, on the same step axis as energy and latency."""
         if self._closed:
             raise HwawareError("HardwareMonitor.step() after close()")
         self.steps += 1
         t = self.steps
+        if self.writer is not None:
+            for tag, v in (("loss", loss), ("accuracy", accuracy)):
+                if v is not None:
+                    self.writer.add_scalar(f"train/{tag}", float(v), t)
+            if self.optimizer is not None:
+                self.writer.add_scalar("train/lr", float(self.optimizer.param_groups[0]["lr"]), t)
         if self.schedule is not None:
             if self.masks is not None:  # first: the optimizer step just moved the pruned weights
                 self.masks.apply(self.model)
@@ -374,7 +385,8 @@ class HardwareMonitor:
     def _draw(self, report: Any, step: int, energy: float) -> None:
         from .plots import energy_breakdown_figure
 
-        fig = energy_breakdown_figure(report, title=f"step {step}: energy per inference {energy:.4g}")
+        fig = energy_breakdown_figure(report, title=f"step {step}: energy {energy:.4g} (x one 16-bit MAC) "
+                                                     f"per batch of {self.batch}")
         self.writer.add_figure("energy/breakdown", fig, step)
         self._drawn_step = step
 
@@ -480,7 +492,7 @@ def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyer
            objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
            samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
            figures: bool = True, log_first: bool = True, writer: Any = None, background: bool = True,
-           figure_every: int = 10) -> HardwareMonitor:
+           figure_every: int = 10, optimizer: Any = None) -> HardwareMonitor:
     """Attach a :class:`HardwareMonitor` to ``model`` (plain, DDP-wrapped or ``torch.compile``'d).
 
     ``example_batch``: forward input(s) for the first log (step 0) and a fallback when no live
@@ -493,8 +505,11 @@ def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyer
     ``figure_every``-th log step and for the final state at ``close()`` (a figure costs far more
     than the numbers). ``background``: score, write and draw on the monitor's worker thread, so a
     log step costs the training loop only the profiling forward pass (``False``: all on the
-    caller's thread, and ``step()`` returns the record).
+    caller's thread, and ``step()`` returns the record). ``optimizer``: its learning rate is
+    logged as ``train/lr`` at every step (pass ``hw.step(loss=loss, accuracy=acc)`` for the
+    training loss and accuracy).
     """
     return HardwareMonitor(model, example_batch, hardware=hardware, objective=objective, logdir=logdir,
                            every=every, batch=batch, samples=samples, schedule=schedule, figures=figures,
-                           log_first=log_first, writer=writer, background=background, figure_every=figure_every)
+                           log_first=log_first, writer=writer, background=background, figure_every=figure_every,
+                           optimizer=optimizer)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_table", "format_si", "format_pct"]
+__all__ = ["format_table", "format_si", "format_pct", "signed_change", "signed_points"]
 
 _PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
 
@@ -33,6 +33,25 @@ def format_si(x: float, digits: int = 2) -> str:
 def format_pct(fraction: float, digits: int = 1) -> str:
     """``0.387 -> '38.7%'``."""
     return f"{100.0 * fraction:.{digits}f}%"
+
+
+def signed_points(points: float, digits: int = 2) -> str:
+    """An accuracy change in percentage points with a word matching its sign:
+    ``0.8 -> '+0.80 points, a rise'``, ``-1.2 -> '-1.20 points, a drop'``, ``0 -> 'no change'``."""
+    if round(points, digits) == 0:
+        return "no change"
+    return f"{points:+.{digits}f} points, {'a rise' if points > 0 else 'a drop'}"
+
+
+def signed_change(before: float, after: float, *, lower: str = "lower", higher: str = "higher") -> str:
+    """The relative change from ``before`` to ``after`` with a word matching its sign:
+    ``(100, 65.5) -> '-34.5% (lower)'``, ``(2, 3) -> '+50.0% (higher)'``, equal -> ``'no change'``."""
+    if not before:
+        return "-"
+    change = after / before - 1.0
+    if round(100.0 * change, 1) == 0:
+        return "no change"
+    return f"{100.0 * change:+.1f}% ({higher if change > 0 else lower})"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any] | None],

@@ -67,6 +67,8 @@ def fit(
     progress: bool = True,
     after_step: Callable[..., Any] | None = None,
     device: Any = "cpu",
+    writer: Any = None,
+    tag: str = "train",
 ) -> FitResult:
     """Train ``model`` in place with cross-entropy on ``(inputs, labels)`` batches.
 
@@ -74,7 +76,9 @@ def fit(
     ``cosine`` (decays ``lr`` to 0 over the run). ``max_steps`` caps the optimizer steps.
     ``after_step`` is called after every optimizer step as ``after_step(model, step)``,
     ``after_step(model)`` or ``after_step()``, whichever its signature takes (e.g. to re-apply
-    pruning masks). The model is left in train mode on ``device``. A non-finite loss raises
+    pruning masks). ``writer``: a TensorBoard ``SummaryWriter`` receiving ``{tag}/loss``,
+    ``{tag}/accuracy`` (of the batch) and ``{tag}/lr`` at every step (1, 2, ...: the step axis the
+    plugin logs energy and latency on). The model is left in train mode on ``device``. A non-finite loss raises
     :class:`HwawareError` (lower the learning rate).
     """
     import torch
@@ -131,6 +135,7 @@ def fit(
                                        f"lower the learning rate (lr={lr})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                lr_now = opt.param_groups[0]["lr"]
                 opt.step()
                 if sched is not None:
                     sched.step()
@@ -138,9 +143,14 @@ def fit(
                 if hook is not None:
                     hook(model, step)
                 n = labels.shape[0]
+                hits = (out.argmax(1) == labels).sum().item()
                 loss_sum += loss.item() * n
-                correct += (out.argmax(1) == labels).sum().item()
+                correct += hits
                 seen += n
+                if writer is not None:
+                    writer.add_scalar(f"{tag}/loss", loss.item(), step)
+                    writer.add_scalar(f"{tag}/accuracy", hits / n, step)
+                    writer.add_scalar(f"{tag}/lr", lr_now, step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
                 if step >= total:

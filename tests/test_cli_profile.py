@@ -86,6 +86,31 @@ def test_profile_prints_table_with_totals(capsys, net_file):
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert format_si(NET_CONV_MACS + NET_FC_MACS) in total and format_si(NET_WEIGHTS) in total
     assert "unmodeled ops: none" in out
+    # the ReLU carries no MACs: said, counted (8x16x16 outputs = 2048 values), and why it matters little
+    assert f"not modeled (no MACs, not scored): ReLU x1; {format_si(2048)} element operations in all" in out
+    assert f"{format_pct(2048 / (NET_CONV_MACS + NET_FC_MACS), 2)} of the" in out and "Why it matters little" in out
+
+
+def test_not_modeled_ops_counts_batchnorm_pools_and_residual_adds() -> None:
+    import torch
+    from torch import nn
+
+    from hwaware.cli.profile import not_modeled_ops
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn, self.pool = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.MaxPool2d(2)
+
+        def forward(self, x):
+            return self.pool(self.bn(self.conv(x)) + x)  # one residual add outside any module
+
+    model = Block().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ops = not_modeled_ops(model, torch.randn(2, 4, 8, 8))
+    # counted by hand: BN and the add see 2x4x8x8 = 512 values, the pool writes 2x4x4x4 = 128
+    assert ops == {"BatchNorm2d": (1, 512), "add": (1, 512), "MaxPool2d": (1, 128)}
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_profile_json_is_a_workload_file(capsys, net_file, tmp_path):

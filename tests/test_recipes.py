@@ -235,7 +235,7 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     assert rc == 0
     assert "run directory:" in capsys.readouterr().out
     for name in ("recipe.yaml", "model.pt", "workload.json", "score.json", "input_workload.json", "input_score.json",
-                 "summary.md", "run.json", "energy_breakdown.png", "energy_breakdown_input.png", "tradeoff.png"):
+                 "summary.md", "run.json", "energy_breakdown.png", "energy_breakdown_baseline.png", "tradeoff.png"):
         assert (out / name).is_file(), name
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -267,6 +267,41 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     for layer in ("conv1", "conv2", "conv3", "conv4", "fc"):
         assert re.search(rf"^\| {layer} \| ", summary, re.MULTILINE)
     assert "## Final model per layer" in summary and "![accuracy vs energy and latency](tradeoff.png)" in summary
+    # the baseline is the trained model (after 1-train), not the untrained input
+    assert run["baseline"] == "1-train"
+    trained = next(t for t in run["timeline"] if t["label"] == "1-train")
+    final = run["timeline"][-1]
+    row = re.search(r"^\| energy \(x one 16-bit MAC, per batch of 1\) \| (.+?) \| (.+?) \| (.+?)× \| (.+?) \|$",
+                    summary, re.MULTILINE)
+    assert row, summary[:2000]
+    assert float(row.group(3)) == pytest.approx(final["energy"] / trained["energy"], abs=6e-4)
+    word = "(lower)" if final["energy"] < trained["energy"] else "(higher)"
+    assert row.group(4).endswith(word)
+    acc = re.search(r"^\| val accuracy \| ([0-9.]+) \| ([0-9.]+) \|\s*\| (.+?) \|$", summary, re.MULTILINE)
+    assert acc and float(acc.group(1)) == pytest.approx(trained["accuracy"], abs=1e-4)
+    change = 100 * (final["accuracy"] - trained["accuracy"])
+    if round(change, 2) != 0:  # the word matches the sign
+        assert acc.group(3) == f"{change:+.2f} points, {'a rise' if change > 0 else 'a drop'}"
+    # stage times are measured (the report stage too) and add up to the total
+    times = dict(re.findall(r"^\| (\S+) \| ([0-9.]+) \|", summary.split("## Stages")[1], re.MULTILINE))
+    assert float(times["6-report"]) > 0.0
+    parts = sum(float(v) for k, v in times.items() if k != "**total**")
+    assert parts == pytest.approx(float(times["**total**"]), abs=0.1 * len(times))
+    # every energy in the summary carries its unit and batch
+    for line in summary.splitlines():
+        if re.search(r"\benergy\b", line) and ("|" in line and "---" not in line) and line.startswith("| ") \
+                and not line.startswith("| energy") and "energy" in line.split("|")[1]:
+            assert "MAC" in line or "mJ" in line, line
+    # training curves next to the plugin's energy curves in the train stage's TensorBoard run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(out / "tensorboard" / "1-train"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train/loss", "train/accuracy", "train/lr", "energy/total", "latency/total_ms"} <= tags
+    steps = [e.step for e in ea.Scalars("train/loss")]
+    assert steps == list(range(1, len(steps) + 1))
+    assert {e.step for e in ea.Scalars("energy/total")} <= {0, *steps}
     # the same --out again is refused: runs never overwrite
     rc = main(["run", str(RECIPES / "quickstart.yaml"), "--out", str(out), *[f"--set={s}" for s in TINY]])
     assert rc == 2

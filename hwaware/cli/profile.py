@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise HwawareError(f"--batches must be a positive integer, got {args.batches}")
     if args.batch_size < 1:
         raise HwawareError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    seen: dict[str, Any] = {}
     if is_workload_file(args.target):
         given = [flag for flag, v in (("--input-size", args.input_size), ("--data", args.data),
                                       ("--batches", args.batches)) if v is not None]
@@ -58,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
         wl = Workload.load(args.target)
         title = f"workload file {args.target} (zero fractions as given in the file)"
     else:
-        wl, title = workload_from_args(args)
+        wl, title = workload_from_args(args, keep=seen)
     print(workload_table(wl, title=title))
+    if seen:
+        print(not_modeled_text(seen["model"], seen["example"], wl))
     if args.json:
         from .._io import write_json
 
@@ -68,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def workload_from_args(args: argparse.Namespace) -> tuple[Workload, str]:
-    """Profile the model named by the parsed ``profile``/``score`` arguments (random input or --data)."""
+def workload_from_args(args: argparse.Namespace, *, keep: dict[str, Any] | None = None) -> tuple[Workload, str]:
+    """Profile the model named by the parsed ``profile``/``score`` arguments (random input or --data).
+    ``keep``: receives the loaded ``model`` and one ``example`` input batch."""
     import torch
 
     from ..modelref import default_input_size, load_model
@@ -86,6 +90,8 @@ def workload_from_args(args: argparse.Namespace) -> tuple[Workload, str]:
 
         loader = make_loader(args.data, "test", batch_size=args.batch_size)
         wl = profile(model, loader, batches=k, source=args.target)
+        if keep is not None:
+            keep.update(model=model, example=next(iter(loader))[0])
         title = (f"{args.target} on {args.data} (test split, {k} batch{'es' if k > 1 else ''} of "
                  f"up to {args.batch_size}; zero fractions measured on this data)")
         return wl, title
@@ -97,6 +103,8 @@ def workload_from_args(args: argparse.Namespace) -> tuple[Workload, str]:
     batches = (torch.randn(size, generator=gen) for _ in range(k))
     size_text = "x".join(map(str, size))
     wl = profile(model, batches, batches=k, source=args.target)  # names the size if it does not fit
+    if keep is not None:
+        keep.update(model=model, example=torch.randn(size, generator=torch.Generator().manual_seed(args.seed)))
     title = (f"{args.target}, input {size_text} (random normal input: activation zero fractions "
              "come from random data, not real images; use --data for real ones)")
     return wl, title
@@ -145,6 +153,82 @@ def workload_table(wl: Workload, *, title: str = "") -> str:
     else:
         lines.append("unmodeled ops: none (every MAC is in a profiled Conv/Linear layer)")
     return "\n".join(lines)
+
+
+# Element-wise functions (outside any module) that carry no MACs: counted as "not modeled".
+_ELEMENTWISE = ("add", "add_", "__add__", "__iadd__", "__radd__", "mul", "mul_", "__mul__", "__imul__",
+                "cat", "relu", "relu_", "sigmoid", "hardswish", "gelu", "silu", "softmax", "flatten")
+_LAYOUT = {"flatten", "cat"}  # data layout only: no arithmetic
+
+
+def not_modeled_ops(model: Any, example: Any) -> dict[str, tuple[int, int]]:
+    """``{kind: (calls, output values)}`` of the operations the workload leaves out because they
+    carry no multiply-accumulates: leaf modules other than Conv/Linear (BatchNorm, ReLU, pooling,
+    ...) and element-wise tensor functions called outside modules (residual adds, ...). One forward
+    pass under ``torch.no_grad()`` with hooks removed afterwards; the model is not modified."""
+    from collections import defaultdict
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from ..profiler import COUNTED
+
+    found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    depth = [0]
+
+    def pre(mod: Any, _args: Any) -> None:
+        depth[0] += 1
+
+    def post(mod: Any, _args: Any, out: Any) -> None:
+        depth[0] -= 1
+        if not isinstance(mod, COUNTED) and not list(mod.children()):
+            name = type(mod).__name__
+            if name in ("Identity", "Flatten", "Dropout", "Dropout2d"):
+                return
+            rec = found[name]
+            rec[0] += 1
+            rec[1] += out.numel() if isinstance(out, torch.Tensor) else 0
+
+    class Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", "")
+            if depth[0] == 0 and name in _ELEMENTWISE and name not in _LAYOUT and isinstance(out, torch.Tensor):
+                rec = found[name.strip("_").rstrip("_")]
+                rec[0] += 1
+                rec[1] += out.numel()
+            return out
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [h for m in leaves for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), Mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+def not_modeled_text(model: Any, example: Any, wl: Workload) -> str:
+    """What the workload leaves out (no MACs) and why it matters little, with the numbers."""
+    ops = not_modeled_ops(model, example)
+    if not ops:
+        return "not modeled: nothing (every operation of the model is a profiled Conv/Linear layer)"
+    values = sum(v for _, v in ops.values())
+    listed = ", ".join(f"{k} x{n}" for k, (n, _) in sorted(ops.items(), key=lambda kv: -kv[1][1]))
+    macs = wl.macs + wl.unmodeled_macs
+    share = values / macs if macs else 0.0
+    return (f"not modeled (no MACs, not scored): {listed}; {format_si(values)} element operations in all, "
+            f"{format_pct(share, 2)} of the {format_si(macs)} MACs.\n"
+            "Why it matters little: each is one cheap operation per activation (BatchNorm folds into the "
+            "preceding conv's weights and bias at inference; ReLU and pooling are applied as a conv's "
+            "output is written back), against hundreds of MACs per activation in a conv. Not counted: the "
+            "extra buffer/DRAM traffic when such an op is not fused into its conv (its activations read and "
+            "written once more), which can matter for networks with many element-wise layers.")
 
 
 def _pair(a: int, b: int) -> str:

@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
     from ..recipes.run import run_recipe
 
     result = run_recipe(recipe, runs_dir=args.runs_dir, out=args.out, progress=not args.quiet)
-    first, final = result.input, result.final
+    base, final = result.baseline, result.final
     acc = f", val accuracy {final.accuracy:.4f}" if final.accuracy is not None else ""
-    print(f"run finished in {result.seconds:.1f} s: energy {final.energy:.4g} ({final.energy / first.energy:.3f}x "
-          f"of the input model), latency {final.total_latency_ms:.3f} ms{acc}")
+    what = "the input model" if base is result.input else f"the model after '{base.label}'"
+    print(f"run finished in {result.seconds:.1f} s: energy {final.energy:.4g} per batch ({final.energy / base.energy:.3f}x "
+          f"of {what}), latency {final.total_latency_ms:.3f} ms{acc}")
     print(f"run directory: {result.run_dir}  (summary: {result.run_dir / 'summary.md'})")
     return 0

@@ -66,6 +66,7 @@ class QuantizeResult:
     rounding: str
     overflow: str
     trials: tuple[Trial, ...] = field(default=())
+    batch: int = 1  # images per batch the energies are scored at
 
     @property
     def saved_vs_16(self) -> float:
@@ -89,7 +90,7 @@ class QuantizeResult:
             lines.append(f"{name[:24]:<24} {100 * self.energy_share[name]:>11.1f}% {self.bits[name]:>5}")
         lines += [
             "",
-            f"{'':<14} {'top-1':>7} {'energy':>12}",
+            f"{'':<14} {'top-1':>7} {'energy':>12}   (Eyeriss model, x one 16-bit MAC, per batch of {self.batch})",
             f"{'float':<14} {100 * self.float_accuracy:>6.2f}%",
             f"{'uniform 16':<14} {100 * self.accuracy_16:>6.2f}% {self.energy_16:>12.4g}",
             f"{'uniform 8':<14} {100 * self.accuracy_8:>6.2f}% {self.energy_8:>12.4g}",
@@ -186,7 +187,8 @@ class BitWidthSearch:
             accuracy_16=acc16, accuracy_8=self.accuracy(8),
             accuracy=acc,
             energy_16=self.energy({}), energy_8=self.energy({k: 8 for k in self.order}),
-            energy=self.energy(bits), max_drop=self.max_drop, trials=tuple(trials), **self.arith)
+            energy=self.energy(bits), max_drop=self.max_drop, trials=tuple(trials),
+            batch=self.workload.layers[0].N, **self.arith)
 
 
 def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, max_drop: float = 1.0,

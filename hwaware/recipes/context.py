@@ -23,6 +23,8 @@ class Snapshot(ModelMetrics):
     images, normalized to one 16-bit MAC; latency in ms on the Eyeriss model; accuracy top-1 on val)."""
 
     label: str
+    energy_J: float = 0.0  # the same energy in joules (per batch)
+    dram_MB: float = 0.0  # DRAM traffic per batch
 
 
 class RunContext:
@@ -56,6 +58,7 @@ class RunContext:
         self._accuracy: float | None = None
         self._accuracy_valid = False
         self.timeline: list[Snapshot] = []
+        self.reports: list[Any] = []  # the ScoreReport of each timeline snapshot
         self.families: dict[str, list[Any]] = {}
         self.results: list[StageResult] = []
         self.input_score: tuple[Any, Any] | None = None
@@ -186,8 +189,10 @@ class RunContext:
 
     def snapshot(self, label: str) -> Snapshot:
         wl, rep = self.current_score()
-        snap = Snapshot.from_report(rep, wl, accuracy=self.accuracy(), label=label)
+        snap = Snapshot.from_report(rep, wl, accuracy=self.accuracy(), label=label,
+                                    energy_J=float(rep.total.energy_J), dram_MB=float(rep.total.dram_MB))
         self.timeline.append(snap)
+        self.reports.append(rep)
         if self.writer is not None:
             i = len(self.timeline) - 1
             self.writer.add_scalar("pipeline/energy", snap.energy, i)

@@ -14,7 +14,7 @@ with an exclusive ``mkdir``, so no run ever overwrites another):
 ``workload.json``          the final model's workload (shapes and measured sparsity)
 ``score.json``             its Eyeriss score; ``input_workload.json``/``input_score.json``: the input model's
 ``summary.md``             the Markdown report with per-layer tables
-``*.png``                  energy breakdown by level and by data type per layer (input, final);
+``*.png``                  energy breakdown by level and by data type per layer (baseline, final);
                            accuracy versus energy and latency (pipeline, pruning, NetAdapt)
 ``run.json``               every stage's metrics, timings and output files
 ``tensorboard/``           run-level scalars and the training plugin's logs
@@ -69,6 +69,13 @@ class RunResult:
     @property
     def final(self) -> Snapshot:
         return self.timeline[-1]
+
+    @property
+    def baseline(self) -> Snapshot:
+        """The model compression started from (after training; the input if no stage trained it)."""
+        from .report import baseline_index
+
+        return self.timeline[baseline_index(self.timeline, self.stages)]
 
 
 
@@ -154,7 +161,8 @@ def run_recipe(recipe: Recipe, *, runs_dir: str | os.PathLike[str] = "runs", out
                 continue
             res = STAGE_RUNNERS[st.name](ctx, st)
             ctx.results.append(res)
-            ctx.log(f"    {st.name}: {res.summary} ({res.seconds:.1f} s)")
+            if st.name != "report":  # the report is written (and timed) after the last stage
+                ctx.log(f"    {st.name}: {res.summary} ({res.seconds:.1f} s)")
         ctx.snapshot("final")
         write_report(ctx, seconds=time.perf_counter() - t_start)
     except BaseException as exc:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..._io import write_json
+from ...report_table import signed_points
 from ..options import Option, dataclass_options
 from .base import StageDef, StageResult, register_stage
 
@@ -64,7 +65,10 @@ def run_prune(ctx: RunContext, stage: Stage) -> StageResult:
         log(step, pruner)
         if step.accepted:
             m = step.metrics
-            points.append(Point(m.energy, m.latency_ms, m.accuracy, f"{step.kind} {step.target}"))
+            if step.kind == "prune":
+                points.append(Point(m.energy, m.latency_ms, m.accuracy, f"{step.kind} {step.target}"))
+            else:  # a kept fine-tune: the same sparsity, new accuracy (the path stays monotone in energy)
+                points[-1] = Point(m.energy, m.latency_ms, m.accuracy, points[-1].label + " + fine-tune")
     result = pruner.result()
     ctx.set_model(result.model)
     ctx.masks = result.masks
@@ -78,9 +82,16 @@ def run_prune(ctx: RunContext, stage: Stage) -> StageResult:
         outputs["history"] = ctx.rel(d / "history.json")
     ctx.snapshot(stage.label)
     drop = result.accuracy_drop
-    drop_text = f", accuracy drop {drop:.2f} points" if drop is not None else ""
+    acc_text = ""
+    if drop is not None:
+        acc_text = (f", val accuracy {base.accuracy:.4f} -> {result.final.accuracy:.4f} "
+                    f"({signed_points(-drop)})")
+    # the loop's message was written before its final fine-tune: quote only its reason, not its number
+    reason = ("target reached" if result.target_reached
+              else result.message.split(":")[0].split(" at energy")[0])
     return StageResult(stage.label, stage.name, time.perf_counter() - t0,
-                       f"energy {result.energy_ratio:.3f} of the start{drop_text}; {result.message}", outputs,
+                       f"energy {result.energy_ratio:.3f} of the model it started from (target "
+                       f"{cfg.target_energy}: {reason}){acc_text}", outputs,
                        {"energy_ratio": result.energy_ratio, "accuracy_drop": drop,
                         "target_reached": result.target_reached})
 

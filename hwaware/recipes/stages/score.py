@@ -26,8 +26,8 @@ def run_score(ctx: RunContext, stage: Stage) -> StageResult:
         outputs["score"] = ctx.rel(d / "score.json")
     tot = rep.total
     return StageResult(stage.label, stage.name, time.perf_counter() - t0,
-                       f"energy {tot.energy_total:.4g} (x one MAC), {tot.energy_J * 1e3:.4g} mJ, latency "
-                       f"{tot.total_latency_ms:.3f} ms per batch of {rep.batch}", outputs)
+                       f"energy {tot.energy_total:.4g} (x one 16-bit MAC) = {tot.energy_J * 1e3:.4g} mJ, latency "
+                       f"{tot.total_latency_ms:.3f} ms, per batch of {rep.batch}", outputs)
 
 
 def describe_score(ctx: RunContext, stage: Stage) -> str:

@@ -46,6 +46,7 @@ def run_train(ctx: RunContext, stage: Stage) -> StageResult:
     from ...plugin import attach
     from ...train import fit
 
+    t0 = time.perf_counter()  # the stage's time includes the plugin's first score
     o = stage.options
     masks_before = ctx.masks
     hw = None
@@ -61,14 +62,21 @@ def run_train(ctx: RunContext, stage: Stage) -> StageResult:
         if hw is not None:
             hw.step()
 
-    t0 = time.perf_counter()
+    # training loss/accuracy/lr go into the stage's TensorBoard run, on the plugin's step axis
+    writer, own_writer = (hw.writer if hw is not None else None), False
+    if writer is None and ctx.run_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer, own_writer = SummaryWriter(log_dir=str(ctx.run_dir / "tensorboard" / stage.label)), True
     try:
         res = fit(ctx.model, ctx.train_loader, epochs=o["epochs"], lr=o["lr"], optimizer=o["optimizer"],
                   momentum=o["momentum"], weight_decay=o["weight_decay"], schedule=o["lr_schedule"],
-                  max_steps=o["max_steps"], progress=ctx.progress, after_step=after_step)
+                  max_steps=o["max_steps"], progress=ctx.progress, after_step=after_step, writer=writer)
     finally:
         if hw is not None:
             hw.close()
+        if own_writer:
+            writer.close()
     ctx.model.eval()
     if hw is not None and hw.masks is not None:
         from ...compress.magnitude import Masks
@@ -82,7 +90,7 @@ def run_train(ctx: RunContext, stage: Stage) -> StageResult:
     snap = ctx.snapshot(stage.label)
     acc = f", val accuracy {snap.accuracy:.4f}" if snap.accuracy is not None else ""
     pruned = f", {ctx.masks.sparsity():.1%} of weights pruned" if ctx.masks is not None else ""
-    outputs = {"tensorboard": ctx.rel(ctx.run_dir / "tensorboard" / stage.label)} if hw is not None else {}
+    outputs = {"tensorboard": ctx.rel(ctx.run_dir / "tensorboard" / stage.label)} if writer is not None else {}
     return StageResult(stage.label, stage.name, time.perf_counter() - t0,
                        f"{res.steps} steps ({res.epochs:.2f} epochs), train loss {res.loss:.4f}{acc}{pruned}",
                        outputs, {"steps": res.steps, "loss": res.loss, "train_accuracy": res.train_accuracy,
