@@ -49,8 +49,8 @@ def test_greedy_search_order_limits_and_energy(setup):
     rejected = [t.layer for t in trials if not t.accepted]
     assert len(rejected) == len(set(rejected))
     # the chosen widths keep the accuracy (measured again, independently of the search)
-    fixed = convert(model, calib, bits={k: v for k, v in res.bits.items() if v < 16}, mode="wide",
-                    rounding="nearest", overflow="saturate", samples=32)
+    fixed = convert(model, calib, bits={k: v for k, v in res.bits.items() if v < 16}, mode=res.mode,
+                    rounding=res.rounding, overflow=res.overflow, samples=32)
     acc = evaluate(fixed, val)
     assert acc == pytest.approx(res.accuracy) and 100 * (res.float_accuracy - acc) <= 2.0
     assert res.float_accuracy == 1.0

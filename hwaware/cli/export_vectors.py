@@ -11,14 +11,13 @@ import argparse
 from typing import Any
 
 from ..errors import HwawareError
+from ._flags import add_arithmetic_flags, add_quiet_flag
 
 HELP = "write bit-exact int16 test vectors (npz + $readmemh hex + manifest) of every Conv/Linear layer"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
 
 
 def register(subparsers: Any) -> None:
-    from ..fixedpoint.format import MODES, OVERFLOWS, ROUNDINGS
-
     p = subparsers.add_parser("export-vectors", help=HELP, description=HELP + ". The arithmetic is "
                               "the contract in docs/fixedpoint.md.",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
@@ -33,13 +32,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch", type=int, default=1, metavar="N", help="images in the vectors (default 1)")
     p.add_argument("--samples", type=int, default=64, metavar="K",
                    help="calibration images that set the formats (default 64)")
-    p.add_argument("--mode", choices=MODES, default="eyeriss", help="accumulation (default eyeriss)")
-    p.add_argument("--rounding", choices=ROUNDINGS, default="floor", help="default floor")
-    p.add_argument("--overflow", choices=OVERFLOWS, default="wrap", help="default wrap")
+    add_arithmetic_flags(p)
     p.add_argument("--calibrate-bn", action="store_true",
                    help="first re-estimate BatchNorm statistics on the calibration data (for random weights)")
     p.add_argument("--no-hex", action="store_true", help="write only the .npz files and the manifest")
     p.add_argument("--seed", type=int, default=0, help="seed of random data and fresh weights (default 0)")
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"target": args.target, "data": args.data or "random normal", "seed": args.seed}
     vs = export_vectors(model, args.out, inputs=inputs, calibration_data=calib, mode=args.mode,
                         rounding=args.rounding, overflow=args.overflow, samples=args.samples,
-                        hex_files=not args.no_hex, meta=meta, progress=True)
+                        hex_files=not args.no_hex, meta=meta, progress=not args.quiet)
     _print(vs, args)
     return 0
 

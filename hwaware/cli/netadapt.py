@@ -13,18 +13,18 @@ from typing import Any
 import yaml
 
 from ..errors import HwawareError
+from ._flags import add_config_flags, add_quiet_flag, config_options
 
-# flag -> NetAdaptConfig option
-_OPTION_FLAGS = {
-    "delta": float, "decay": float, "channel_step": int, "min_channels": int,
-    "short_term_steps": int, "long_term_steps": int, "lr": float, "batch_size": int,
-    "holdout": int, "train_size": int, "pick": str, "seed": int, "hardware": str,
-    "max_iterations": int,
-}
+# NetAdaptConfig fields with their own flag (name, type, default and help from the class); any
+# other field is set with --set KEY=VALUE
+_OPTION_FLAGS = ("delta", "decay", "channel_step", "min_channels", "short_term_steps", "long_term_steps", "lr",
+                 "batch_size", "holdout", "train_size", "pick", "seed", "hardware", "max_iterations")
 
 
 def register(subparsers: Any) -> None:
     from ..eyeriss.dataflows import DATAFLOW_HELP
+    from ..netadapt.config import PICK_RULES, NetAdaptConfig
+
     p = subparsers.add_parser(
         "netadapt",
         help="adapt a trained network to latency/energy/MAC budgets with NetAdapt (resumable)",
@@ -45,28 +45,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the job in --workdir after an interruption")
     p.add_argument("--logdir", metavar="DIR", help="TensorBoard directory (default WORKDIR/tb)")
     g = p.add_argument_group("NetAdapt options (defaults: docs/netadapt.md)")
-    g.add_argument("--delta", metavar="F", type=float, help="first resource step ΔR_1 as a fraction of the original (0.025)")
-    g.add_argument("--decay", metavar="F", type=float, help="ΔR_i = ΔR_1 * decay^(i-1) (0.96)")
-    g.add_argument("--channel-step", metavar="N", type=int, help="filters removed in multiples of this (8)")
-    g.add_argument("--min-channels", metavar="N", type=int, help="never shrink a block below this (1)")
-    g.add_argument("--short-term-steps", metavar="N", type=int, help="SGD steps fine-tuning each proposal (20)")
-    g.add_argument("--long-term-steps", metavar="N", type=int, help="SGD steps fine-tuning the final network (0)")
-    g.add_argument("--lr", metavar="F", type=float, help="fine-tune learning rate (0.01)")
-    g.add_argument("--batch-size", metavar="N", type=int, help="fine-tune batch size (32)")
-    g.add_argument("--holdout", metavar="N", type=int, help="training images held out to rank proposals (500)")
-    g.add_argument("--train-size", metavar="N", type=int, help="cap on the fine-tune images (all the rest)")
-    g.add_argument("--pick", choices=("accuracy", "efficiency"),
-                   help="accuracy: most accurate proposal (paper); efficiency: least accuracy lost per resource saved")
-    g.add_argument("--seed", metavar="N", type=int, help="seed of the held-out split and every fine-tune (0)")
-    g.add_argument("--hardware", metavar="NAME", help="Eyeriss preset or hardware YAML for latency/energy (eyeriss_v1)")
+    add_config_flags(g, NetAdaptConfig, _OPTION_FLAGS, choices={"pick": PICK_RULES})
     g.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
-    g.add_argument("--max-iterations", metavar="N", type=int, help="safety stop (200)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other option, e.g. --set profile_images=16 --set test_eval=false")
     x = p.add_argument_group("execution (does not change the result)")
     x.add_argument("--device", choices=("cpu", "cuda"), help="where fine-tunes run (cpu; cuda per rank under torchrun)")
     x.add_argument("--threads", metavar="N", type=int, help="torch threads per process (set it for reproducible numbers)")
-    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet_flag(x)
     p.set_defaults(func=run)
 
 
@@ -81,10 +67,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
             opts[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise HwawareError(f"--set {item!r}: cannot read the value '{raw}'") from None
-    for key in _OPTION_FLAGS:
-        value = getattr(args, key)
-        if value is not None:
-            opts[key] = value
+    opts.update(config_options(args, _OPTION_FLAGS))
     if getattr(args, "dataflow", None):
         from ..eyeriss.dataflows import hardware_spec
 
@@ -102,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     config = NetAdaptConfig.from_dict(options_from_args(args), where="netadapt options")
     model = load_model(args.target)
     result = netadapt(model, budgets=budgets, data=args.data, workdir=args.workdir, resume=args.resume,
-                      logdir=args.logdir, config=config, progress=not args.no_progress,
+                      logdir=args.logdir, config=config, progress=not args.quiet,
                       device=args.device, threads=args.threads)
     if result.outputs:  # rank 0 wrote them; other ranks stay quiet
         print(result.table())

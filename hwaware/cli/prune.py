@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HwawareError
+from ._flags import add_config_flags, add_quiet_flag, config_options
 
 HELP = "prune a network: energy-aware (CVPR 2017), magnitude (Han 2015) or structured channels"
 
-# flags that set the PruneConfig field of the same name
+# PruneConfig fields with a flag of the same name (type, default and help from PruneConfig itself)
+_MAIN_FLAGS = ("method", "target_energy", "max_drop")
 _OPTION_FLAGS = ("step", "min_step", "local_steps", "global_steps", "finetune_every", "final_steps", "lr",
-                 "max_steps", "ridge", "round_to", "hardware", "seed")
+                 "max_steps", "restore", "ridge", "restore_max_flops", "round_to", "hardware", "batch", "seed")
 
 def register(subparsers: Any) -> None:
-    from ..compress.prune import METHODS
+    from ..compress.prune import METHODS, PruneConfig
     from ..eyeriss.dataflows import DATAFLOW_HELP
 
     p = subparsers.add_parser(
@@ -34,11 +36,8 @@ def register(subparsers: Any) -> None:
                     "energy) or when nothing more can be pruned, and keeps the best model found.")
     p.add_argument("target", metavar="TARGET",
                    help="the model: a saved model .pt (trained), path.py[:callable], torchvision:NAME")
-    p.add_argument("--method", choices=METHODS, default="energy", help="pruning method (default energy)")
-    p.add_argument("--target-energy", type=float, default=0.3, metavar="FRAC",
-                   help="stop when the energy is this fraction of the start (default 0.3)")
-    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
-                   help="validation top-1 accuracy points allowed below the start (default 1.0)")
+    add_config_flags(p, PruneConfig, _MAIN_FLAGS, choices={"method": METHODS},
+                     metavars={"target_energy": "FRAC", "max_drop": "POINTS"})
     p.add_argument("--data", required=True, metavar="REF",
                    help="builtin:shapes, cifar10:PATH, imagefolder:PATH, or 'random' (random images; "
                         "'accuracy' = agreement with the unpruned model, for random-weight models)")
@@ -48,22 +47,9 @@ def register(subparsers: Any) -> None:
                         "(default OUT with suffix .ckpt.pt; removed when the run completes)")
     p.add_argument("--logdir", metavar="DIR", help="TensorBoard scalars: energy by level and data type, "
                                                    "accuracy, per-layer sparsity")
-    g = p.add_argument_group("loop options (defaults: docs/pruning.md)")
-    g.add_argument("--step", type=float, help="fraction of remaining weights/channels one step removes (0.3)")
-    g.add_argument("--min-step", type=float, help="a layer whose step halves below this is done (0.04)")
-    g.add_argument("--local-steps", type=int, help="fine-tuning steps after each proposal (10)")
-    g.add_argument("--global-steps", type=int, help="whole-network fine-tuning every --finetune-every "
-                                                    "accepted steps (50)")
-    g.add_argument("--finetune-every", type=int, help="accepted steps between global fine-tunes (4)")
-    g.add_argument("--final-steps", type=int, help="whole-network fine-tuning at the end (150)")
-    g.add_argument("--lr", type=float, help="fine-tuning learning rate (0.003)")
-    g.add_argument("--max-steps", type=int, help="proposals at most (60)")
-    g.add_argument("--no-restore", action="store_true", help="energy method: skip the least-squares restoration")
-    g.add_argument("--ridge", type=float, help="ridge of the least-squares restoration (1e-3)")
-    g.add_argument("--round-to", type=int, help="structured: channel counts rounded up to a multiple (1)")
-    g.add_argument("--hardware", help="Eyeriss preset or hardware YAML (eyeriss_v1)")
+    g = p.add_argument_group("loop options (docs/pruning.md)")
+    add_config_flags(g, PruneConfig, _OPTION_FLAGS)
     g.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
-    g.add_argument("--seed", type=int, help="seed of data order, sampling and a fresh model's weights (0)")
     d = p.add_argument_group("data")
     d.add_argument("--batch-size", type=int, default=64, metavar="B", help="fine-tuning batch size (64)")
     d.add_argument("--calib-size", type=int, default=64, metavar="K",
@@ -71,7 +57,7 @@ def register(subparsers: Any) -> None:
     d.add_argument("--val-limit", type=int, metavar="K", help="validation images deciding each step (all)")
     d.add_argument("--train-limit", type=int, metavar="K", help="training images used for fine-tuning (all)")
     d.add_argument("--threads", type=int, metavar="T", help="torch threads")
-    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet_flag(d)
     p.set_defaults(func=run)
 
 
@@ -83,13 +69,12 @@ def run(args: argparse.Namespace) -> int:
     from ..compress.prune_log import PruneLog
     from ..modelref import load_model
 
-    options = {k: getattr(args, k) for k in _OPTION_FLAGS if getattr(args, k) is not None}
+    options = config_options(args, _MAIN_FLAGS + _OPTION_FLAGS)
     if args.dataflow:
         from ..eyeriss.dataflows import hardware_spec
 
         options["hardware"] = hardware_spec(options.get("hardware"), args.dataflow)
-    config = PruneConfig(method=args.method, target_energy=args.target_energy, max_drop=args.max_drop,
-                         restore=not args.no_restore, **options)
+    config = PruneConfig(**options)
     out = Path(args.out)
     if out.suffix.lower() not in (".pt", ".pth"):
         raise HwawareError(f"--out '{out}' must end in .pt (a saved hwaware model)")
@@ -111,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     writer = _writer(args.logdir)
     bar = None
-    if not args.no_progress:
+    if not args.quiet:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.max_steps, desc=f"prune ({config.method})", unit="step", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``hwaware quantize``: per-layer bit widths chosen greedily from the largest energy share down.
 
     hwaware quantize models/small_cnn.py --data builtin:shapes --max-drop 1.0 --out quant.json
-    hwaware quantize runs/trained.pt --data cifar10:data/cifar --widths 8,6,4 --out q.json --mode eyeriss
+    hwaware quantize runs/trained.pt --data cifar10:data/cifar --widths 8,6,4 --out q.json --mode wide
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import argparse
 from typing import Any
 
 from ..errors import HwawareError
+from ._flags import add_arithmetic_flags, add_quiet_flag
 
 HELP = "energy-aware quantization: narrowest per-layer widths (16 down to 4) within an accuracy drop"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
 
 
 def register(subparsers: Any) -> None:
-    from ..fixedpoint.format import MODES, OVERFLOWS, ROUNDINGS
-
     p = subparsers.add_parser("quantize", help=HELP, description=HELP + ". Accuracy is measured with the "
                               "integer backend on the validation split; energy with the Eyeriss model.",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
@@ -32,11 +31,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--samples", type=int, default=256, metavar="K", help="calibration images (default 256)")
     p.add_argument("--val-samples", type=int, default=1000, metavar="K",
                    help="validation images per accuracy measurement (default 1000)")
-    p.add_argument("--mode", choices=MODES, default="wide", help="accumulation (default wide)")
-    p.add_argument("--rounding", choices=ROUNDINGS, default="nearest", help="default nearest")
-    p.add_argument("--overflow", choices=OVERFLOWS, default="saturate", help="default saturate")
+    add_arithmetic_flags(p)
     p.add_argument("--hardware", default="eyeriss_v1", help="hardware preset or file (default eyeriss_v1)")
     p.add_argument("--seed", type=int, default=0, help="seed of fresh weights and sampling (default 0)")
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     val = make_loader(args.data, "val", batch_size=250, limit=args.val_samples, seed=args.seed)
     res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
                    mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=args.hardware,
-                   samples=args.samples, progress=True)
+                   samples=args.samples, progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
     print(f"{args.target} on {args.data}")
     print(res.table())

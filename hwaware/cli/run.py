@@ -18,6 +18,8 @@ import argparse
 import sys
 from typing import Any
 
+from ._flags import add_quiet_flag
+
 HELP = "run a recipe: train, profile, score, prune, quantize, NetAdapt, report (see recipes/)"
 
 
@@ -33,7 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="parent of new run directories (default runs)")
     p.add_argument("--explain", nargs="?", const="", metavar="STAGE",
                    help="print the recipe keys and stage options (of one STAGE) and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 

@@ -28,14 +28,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE",
                    help=f"hardware preset ({', '.join(PRESETS)}) or a YAML hardware file (default eyeriss_v1)")
     p.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
-    p.add_argument("--batch", type=int, metavar="N", help="batch size N for every layer (default: as profiled)")
+    p.add_argument("--batch", type=int, metavar="N", help="images per inference N the hardware scores, for every layer (default: as profiled)")
     p.add_argument("--objective", default="energy", choices=OBJECTIVES,
                    help="what the mapper minimizes per layer (default energy)")
     p.add_argument("--tolerance", type=float, metavar="FRAC",
                    help="near-optimality slack of the mapper (default 0.02; 0 = strict optimum)")
     p.add_argument("--input-size", metavar="SIZE", help="random input NxCxHxW for a model (default: its INPUT_SIZE)")
     p.add_argument("--data", metavar="REF", help="profile on real data: builtin:shapes, cifar10:PATH, imagefolder:PATH")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="loader batch size with --data (default 16)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="data loader batch size while profiling with --data (default 16)")
     p.add_argument("--batches", type=int, metavar="K", help="batches to profile (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.add_argument("--strict", action="store_true", help="fail on a layer the hardware cannot run (default: list it)")

@@ -61,25 +61,47 @@ METHODS = tuple(CRITERIA)  # registered pruning criteria (hwaware.compress.crite
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Options of one pruning run (see the module docstring for what each step does)."""
+    """Options of one pruning run (see the module docstring for what each step does).
+
+    method           energy (CVPR 2017: most energy-hungry layer first, least-squares restore), magnitude,
+                     or structured (whole channels); any registered criterion (hwaware.compress.criteria)
+    target_energy    stop at this fraction of the starting energy, in (0, 1]
+    max_drop         accuracy points (top-1, %) allowed below the start
+    step             fraction of the remaining weights (channels) one step removes
+    min_step         a layer whose step falls below this is done
+    local_steps      fine-tuning steps after each proposal
+    global_steps     whole-network fine-tuning steps every finetune_every accepted steps
+    finetune_every   accepted steps between whole-network fine-tunes
+    final_steps      whole-network fine-tuning steps at the end
+    lr               fine-tuning learning rate (a trained net's sharp minimum dislikes larger steps)
+    max_steps        proposals at most
+    restore          least-squares restoration of the output feature maps (energy method)
+    ridge            ridge regularization of the restoration
+    restore_max_flops   larger layers skip restoration (noted in the step message)
+    round_to         structured: channel counts rounded up to a multiple of this
+    hardware         Eyeriss preset or hardware YAML the energy is scored on
+    batch            images per inference the energy is scored at (1: energy per inference)
+    seed             seed of the restoration's sampling (hwaware prune: also of the data order and a
+                     fresh model's weights)
+    """
 
     method: str = "energy"
-    target_energy: float = 0.3  # stop at this fraction of the starting energy
-    max_drop: float = 1.0  # accuracy points (top-1, percent) allowed below the start
-    step: float = 0.3  # fraction of the remaining weights (channels) one step removes
-    min_step: float = 0.04  # a layer whose step falls below this is done
-    local_steps: int = 10  # fine-tuning steps after each proposal
-    global_steps: int = 50  # whole-network fine-tuning every `finetune_every` accepted steps
+    target_energy: float = 0.3
+    max_drop: float = 1.0
+    step: float = 0.3
+    min_step: float = 0.04
+    local_steps: int = 10
+    global_steps: int = 50
     finetune_every: int = 4
-    final_steps: int = 150  # whole-network fine-tuning at the end
-    lr: float = 0.003  # fine-tuning; a trained net's sharp minimum dislikes larger steps
-    max_steps: int = 60  # proposals at most
-    restore: bool = True  # least-squares restoration (energy method)
+    final_steps: int = 150
+    lr: float = 0.003
+    max_steps: int = 60
+    restore: bool = True
     ridge: float = 1e-3
-    restore_max_flops: float = 2e10  # larger layers skip restoration (noted in the step message)
-    round_to: int = 1  # structured: channel counts rounded up to a multiple of this
+    restore_max_flops: float = 2e10
+    round_to: int = 1
     hardware: str = "eyeriss_v1"
-    batch: int = 1  # N the energy is scored at (energy per inference at N=1)
+    batch: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:

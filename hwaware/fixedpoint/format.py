@@ -113,6 +113,32 @@ def check_arith(mode: str, rounding: str, overflow: str) -> None:
             raise HwawareError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Arithmetic:
+    """How the integer backend computes: ``mode`` (``eyeriss``: 16-bit products and adder, as the
+    chip; ``wide``: exact accumulation), ``rounding`` of shifted products (``floor``, ``nearest``)
+    and what an out-of-range value does (``wrap``, ``saturate``). :data:`DEFAULT_ARITHMETIC` is the
+    chip's (eyeriss/floor/wrap): conversion, test vectors, the bit-width search, the CLI verbs and
+    the recipe stages all default to it, so one job never mixes two arithmetics by accident."""
+
+    mode: str = DEFAULT_MODE
+    rounding: str = DEFAULT_ROUNDING
+    overflow: str = DEFAULT_OVERFLOW
+
+    def __post_init__(self) -> None:
+        check_arith(self.mode, self.rounding, self.overflow)
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"mode": ..., "rounding": ..., "overflow": ...}`` (the keyword arguments of convert etc.)."""
+        return {"mode": self.mode, "rounding": self.rounding, "overflow": self.overflow}
+
+    def __str__(self) -> str:
+        return f"{self.mode}/{self.rounding}/{self.overflow}"
+
+
+DEFAULT_ARITHMETIC = Arithmetic()
+
+
 # --- primitives (NumPy int64 arrays or torch int64 tensors) --------------------------------------
 
 def shift(v: Any, s: int, rounding: str) -> Any:

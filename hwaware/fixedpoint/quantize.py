@@ -13,8 +13,10 @@
    movement and MAC energy); products still accumulate as the fixed-point backend says.
 
 Accuracy is measured with the integer backend (:func:`hwaware.fixedpoint.convert` with
-``bits={layer: width}``), by default in mode ``wide`` with ``nearest`` rounding and ``saturate``
-overflow: the study varies operand widths, not the chip's per-product truncation.
+``bits={layer: width}``), by default in the chip's arithmetic (:data:`~hwaware.fixedpoint.format.DEFAULT_ARITHMETIC`,
+eyeriss/floor/wrap), the same that conversion, test vectors and recipes use, so the widths found are the
+widths the exported vectors run at; pass ``mode="wide", rounding="nearest", overflow="saturate"`` to
+study operand widths alone, without the chip's per-product truncation.
 
     >>> search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=1.0)
     >>> for trial in search.steps():      # one Trial per accuracy measurement
@@ -32,7 +34,7 @@ import torch
 
 from ..errors import HwawareError
 from .convert import _collect_inputs, convert
-from .format import check_arith
+from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING, check_arith
 
 WIDTHS = (12, 10, 8, 6, 4)
 
@@ -106,8 +108,8 @@ class BitWidthSearch:
     """The greedy search as a step API: iterate :meth:`steps`, then read :attr:`result`."""
 
     def __init__(self, model: torch.nn.Module, *, calibration_data: Any, val_data: Any,
-                 max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = "wide",
-                 rounding: str = "nearest", overflow: str = "saturate", hardware: Any = "eyeriss_v1",
+                 max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE,
+                 rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1",
                  samples: int | None = 256) -> None:
         from ..eyeriss import Scorer
         from ..profiler import profile
@@ -192,8 +194,8 @@ class BitWidthSearch:
 
 
 def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, max_drop: float = 1.0,
-             widths: Sequence[int] = WIDTHS, mode: str = "wide", rounding: str = "nearest",
-             overflow: str = "saturate", hardware: Any = "eyeriss_v1", samples: int | None = 256,
+             widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING,
+             overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1", samples: int | None = 256,
              progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm

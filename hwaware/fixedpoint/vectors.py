@@ -31,6 +31,7 @@ from torch import nn
 from .._io import atomic_open, write_json, write_text
 from ..errors import HwawareError
 from .convert import ConvOp, FixedPointModel, convert
+from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING
 
 FORMAT = "hwaware-vectors/1"
 
@@ -82,8 +83,8 @@ def _hex_lines(a: np.ndarray, digits: int) -> str:
 
 
 def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tensor,
-                   calibration_data: Any = None, mode: str = "eyeriss", rounding: str = "floor",
-                   overflow: str = "wrap", samples: int | None = 256, hex_files: bool = True,
+                   calibration_data: Any = None, mode: str = DEFAULT_MODE,
+                   rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, samples: int | None = 256, hex_files: bool = True,
                    meta: dict[str, Any] | None = None, progress: bool = False) -> VectorSet:
     """Convert ``model`` (unless it is a :class:`FixedPointModel`), run ``inputs``, write vectors.
 

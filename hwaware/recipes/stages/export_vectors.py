@@ -38,9 +38,10 @@ def _spec() -> StageDef:
 
 def _arith(ctx: RunContext, stage: Stage) -> dict[str, str]:
     """The stage's arithmetic: its own options, else the quantize stage's, else the default."""
-    return {k: stage.options[k] or ctx.extra.get("arith", {}).get(k) or {"mode": "eyeriss", "rounding": "floor",
-                                                                         "overflow": "wrap"}[k]
-            for k in ("mode", "rounding", "overflow")}
+    from ...fixedpoint.format import DEFAULT_ARITHMETIC
+
+    default = DEFAULT_ARITHMETIC.as_dict()
+    return {k: stage.options[k] or ctx.extra.get("arith", {}).get(k) or default[k] for k in default}
 
 
 def run_export_vectors(ctx: RunContext, stage: Stage) -> StageResult:

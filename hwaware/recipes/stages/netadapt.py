@@ -3,7 +3,6 @@ and one member continues the pipeline. Options mirror :class:`~hwaware.netadapt.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,24 +27,10 @@ def _check_budgets(value: list[str]) -> str | None:
 
 
 def netadapt_options() -> tuple[Option, ...]:
-    import re
-
+    from ..._config import config_docs
     from ...netadapt import NetAdaptConfig
 
-    docs: dict[str, str] = {}
-    last: list[str] = []
-    for line in (NetAdaptConfig.__doc__ or "").splitlines():  # "    delta   ΔR_1, the first step" -> docs
-        m = re.match(r"^\s{4}([a-z_]+(?:,\s*[a-z_]+)*)\s+(\S.*)$", line)
-        fields_ = {f.name for f in dataclasses.fields(NetAdaptConfig)}
-        if m and all(n.strip() in fields_ for n in m.group(1).split(",")):
-            last = [n.strip() for n in m.group(1).split(",")]
-            for n in last:
-                docs[n] = m.group(2).strip()
-        elif line.startswith(" " * 6) and line.strip() and last:  # continuation of the last entry
-            for n in last:
-                docs[n] += " " + line.strip()
-        else:
-            last = []
+    docs = config_docs(NetAdaptConfig)
     budgets = Option("budgets", "list[str]", REQUIRED, "resource budgets, e.g. [latency=0.5] or "
                      "[energy=60%, macs=abs:2e6]; NetAdapt stops when every one is met", check=_check_budgets)
     member = Option("member", "int", -1, "which family member continues the pipeline (-1: the last)")

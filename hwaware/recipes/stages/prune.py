@@ -18,28 +18,10 @@ if TYPE_CHECKING:
 
 
 def prune_options() -> tuple[Option, ...]:
+    from ..._config import config_docs
     from ...compress.prune import PruneConfig
 
-    docs = {
-        "method": "energy (CVPR 2017: most energy-hungry layer first, least-squares restore), magnitude, "
-                  "or structured (whole channels)",
-        "target_energy": "stop at this fraction of the starting energy, in (0, 1]",
-        "max_drop": "accuracy points (top-1, %) allowed below the start",
-        "step": "fraction of the remaining weights (channels) one step removes",
-        "min_step": "a layer whose step falls below this is done",
-        "local_steps": "fine-tuning steps after each proposal",
-        "global_steps": "whole-network fine-tuning steps every finetune_every accepted steps",
-        "finetune_every": "accepted steps between whole-network fine-tunes",
-        "final_steps": "whole-network fine-tuning steps at the end",
-        "lr": "fine-tuning learning rate",
-        "max_steps": "proposals at most",
-        "restore": "least-squares restoration of the output feature maps (energy method)",
-        "ridge": "ridge regularization of the restoration",
-        "restore_max_flops": "larger layers skip restoration",
-        "round_to": "structured: channel counts rounded up to a multiple of this",
-        "seed": "seed of the restoration's sampling",
-    }
-    return dataclass_options(PruneConfig, docs, skip=("hardware", "batch"))
+    return dataclass_options(PruneConfig, config_docs(PruneConfig), skip=("hardware", "batch"))
 
 
 def build_prune(opts: dict[str, Any], recipe: dict[str, Any]) -> Any:

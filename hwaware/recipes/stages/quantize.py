@@ -27,12 +27,13 @@ def _check_widths(value: list[int]) -> str | None:
 
 
 def arith_options() -> tuple[Option, ...]:
+    from ...fixedpoint.format import DEFAULT_ARITHMETIC as D
     from ...fixedpoint.format import MODES, OVERFLOWS, ROUNDINGS
 
     return (
-        Option("mode", "str", "eyeriss", "accumulation: eyeriss (16-bit products and adder) or wide", choices=MODES),
-        Option("rounding", "str", "floor", "rounding of shifted products", choices=ROUNDINGS),
-        Option("overflow", "str", "wrap", "what a value out of range does", choices=OVERFLOWS),
+        Option("mode", "str", D.mode, "accumulation: eyeriss (16-bit products and adder) or wide", choices=MODES),
+        Option("rounding", "str", D.rounding, "rounding of shifted products", choices=ROUNDINGS),
+        Option("overflow", "str", D.overflow, "what a value out of range does", choices=OVERFLOWS),
     )
 
 def _spec() -> StageDef:

@@ -1,0 +1,71 @@
+"""Flags several verbs share, defined once: a config dataclass's options (name, type, default and
+help from the class itself), the fixed-point arithmetic, and ``--quiet``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._config import config_defaults, config_docs
+
+__all__ = ["add_arithmetic_flags", "add_config_flags", "add_quiet_flag", "config_options"]
+
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
+_METAVARS = {int: "N", float: "X", str: "NAME"}
+
+
+def add_config_flags(group: Any, cls: type, names: Iterable[str], *, choices: Mapping[str, Iterable[str]] | None = None,
+                     metavars: Mapping[str, str] | None = None) -> None:
+    """One ``--field-name`` flag per field of config dataclass ``cls`` in ``names``: type, help and
+    the shown default come from ``cls`` (its docstring table and field defaults). A flag not given
+    leaves the field at the class's default (the parsed value is ``None``); a ``bool`` field that
+    defaults to true becomes ``--no-field-name``."""
+    docs, defaults = config_docs(cls), config_defaults(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        f = fields[name]
+        flag = "--" + name.replace("_", "-")
+        doc = docs.get(name, "").replace("%", "%%")  # argparse formats help with %
+        default = defaults.get(name)
+        ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if ann == "bool":
+            if default:
+                group.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false", default=None,
+                                   help=f"do not: {doc}" if doc else None)
+            else:
+                group.add_argument(flag, dest=name, action="store_true", default=None, help=doc or None)
+            continue
+        typ = _TYPES.get(ann, str)
+        shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else str(default)
+        kw: dict[str, Any] = {"type": typ, "default": None, "help": f"{doc} (default {shown})".lstrip()}
+        if choices and name in choices:
+            kw["choices"] = tuple(choices[name])
+        else:
+            kw["metavar"] = (metavars or {}).get(name, _METAVARS.get(typ, "VALUE"))
+        group.add_argument(flag, dest=name, **kw)
+
+
+def config_options(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The config fields the user gave (flags left out are absent, so the class default applies)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def add_arithmetic_flags(parser: Any) -> None:
+    """``--mode``, ``--rounding``, ``--overflow``, defaulting to the chip's arithmetic
+    (:data:`hwaware.fixedpoint.format.DEFAULT_ARITHMETIC`, eyeriss/floor/wrap) in every verb."""
+    from ..fixedpoint.format import DEFAULT_ARITHMETIC as D
+    from ..fixedpoint.format import MODES, OVERFLOWS, ROUNDINGS
+
+    parser.add_argument("--mode", choices=MODES, default=D.mode,
+                        help=f"accumulation: eyeriss (16-bit products and adder, as the chip) or wide (default {D.mode})")
+    parser.add_argument("--rounding", choices=ROUNDINGS, default=D.rounding,
+                        help=f"rounding of shifted products (default {D.rounding})")
+    parser.add_argument("--overflow", choices=OVERFLOWS, default=D.overflow,
+                        help=f"what a value out of range does (default {D.overflow})")
+
+
+def add_quiet_flag(parser: Any) -> None:
+    """``--quiet`` (no progress bars); ``--no-progress`` is the same flag under its older name."""
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
