@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._fx import is_same_pad_conv
 from .errors import HwawareError
 from .workload import Layer, UnmodeledOp, Workload
 
@@ -524,8 +525,14 @@ def _layer_for(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> Layer
     n = inp.shape[0] if batched else 1
     sizes = list(inp.shape[-spatial:])
     kernel, stride = list(module.kernel_size), list(module.stride)
-    if isinstance(module.padding, str):  # 'valid', or 'same' (stride 1; odd totals pad more after)
-        totals = [0 if module.padding == "valid" else k - 1 for k in kernel]
+    same_pad = is_same_pad_conv(module)  # timm Conv2dSame: TF "SAME" padding applied in forward
+    if isinstance(module.padding, str) or same_pad:  # odd totals pad one more after
+        if same_pad:
+            totals = [max((-(-i // s) - 1) * s + (k - 1) * d + 1 - i, 0)
+                      for i, k, s, d in zip(sizes, kernel, stride, module.dilation)]
+            op += "[same padding in forward]"
+        else:  # 'valid', or 'same' (stride 1)
+            totals = [0 if module.padding == "valid" else k - 1 for k in kernel]
         pads = [t // 2 for t in totals]
         for i, t in enumerate(totals):
             if t % 2:  # the extra trailing row/column is folded into the input size

@@ -171,3 +171,193 @@ def concat(xs, *, fxs, fy: FixedFormat, dim: int = 1, rounding: str = "floor",
 def flatten(x, start_dim: int = 1) -> OpResult:
     x = np.asarray(x)
     return OpResult(x.reshape(*x.shape[:start_dim], -1))
+
+
+# --- activations, multiply, pooling forms (docs/fixedpoint.md, "Activations" and "Pooling") ------
+
+def _floor_div(num: int, den: int, rounding: str) -> int:
+    """num / den (den > 0) as Python integers: floor, or nearest with halves up."""
+    return (2 * num + den) // (2 * den) if rounding == "nearest" else num // den
+
+
+def _scaled(num: int, scale: int, den: int, rounding: str) -> int:
+    """round(num * 2**scale / den)."""
+    if scale >= 0:
+        return _floor_div(num * 2**scale, den, rounding)
+    return _floor_div(num, den * 2 ** (-scale), rounding)
+
+
+def _finish(vals: list[int], shape, bits: int, overflow: str) -> OpResult:
+    y, n = _cut(np.array(vals, dtype=object).reshape(shape), bits, overflow)
+    return OpResult(y.astype(np.int16), 0, n)
+
+
+def clamp(x, lo: float, hi: float, *, fx: FixedFormat) -> OpResult:
+    """ReLU6/Hardtanh: codes clamped to [ceil(lo * 2**fx), floor(hi * 2**fx)] within the format."""
+    import math
+
+    f = fx.frac_bits
+    qlo = fx.qmin if lo == -math.inf else max(fx.qmin, math.ceil(lo * 2.0**f))
+    qhi = fx.qmax if hi == math.inf else min(fx.qmax, math.floor(hi * 2.0**f))
+    return OpResult(np.array([min(max(int(v), qlo), qhi) for v in np.asarray(x).ravel()],
+                             dtype=np.int16).reshape(np.shape(x)))
+
+
+def leaky_relu(x, slope_code: int, fs: int, *, fx: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+               overflow: str = "wrap") -> OpResult:
+    """x >= 0: x moved from fx to fy; x < 0: x * slope_code (at fs bits) moved from fx + fs to fy."""
+    out = []
+    for v in np.asarray(x).ravel().tolist():
+        if v >= 0:
+            out.append(_scaled(v, fy.frac_bits - fx.frac_bits, 1, rounding))
+        else:
+            out.append(_scaled(v * slope_code, fy.frac_bits - fx.frac_bits - fs, 1, rounding))
+    return _finish(out, np.shape(x), fy.bits, overflow)
+
+
+def hardsigmoid(x, *, fx: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+                overflow: str = "wrap") -> OpResult:
+    """round(min(max(x + 3, 0), 6) / 6 * 2**fy) with x the exact input value."""
+    from fractions import Fraction
+
+    out = []
+    for v in np.asarray(x).ravel().tolist():
+        val = Fraction(v) / Fraction(2) ** fx.frac_bits
+        c = min(max(val + 3, Fraction(0)), Fraction(6))
+        r = c / 6 * Fraction(2) ** fy.frac_bits
+        out.append(_floor_div(r.numerator, r.denominator, rounding))
+    return _finish(out, np.shape(x), fy.bits, overflow)
+
+
+def hardswish(x, *, fx: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+              overflow: str = "wrap") -> OpResult:
+    """round(x * min(max(x + 3, 0), 6) / 6 * 2**fy) with x the exact input value."""
+    from fractions import Fraction
+
+    out = []
+    for v in np.asarray(x).ravel().tolist():
+        val = Fraction(v) / Fraction(2) ** fx.frac_bits
+        c = min(max(val + 3, Fraction(0)), Fraction(6))
+        r = val * c / 6 * Fraction(2) ** fy.frac_bits
+        out.append(_floor_div(r.numerator, r.denominator, rounding))
+    return _finish(out, np.shape(x), fy.bits, overflow)
+
+
+_GATE_FUNCS = {
+    "sigmoid": ("sigmoid", False), "tanh": ("tanh", False), "silu": ("sigmoid", True), "gelu": ("phi", True),
+}
+
+
+def _gate(name: str, v: float) -> float:
+    import math
+
+    if name == "sigmoid":
+        return 1.0 / (1.0 + math.exp(-v))
+    if name == "tanh":
+        return math.tanh(v)
+    return 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+def lut(x, fn: str, *, fx: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+        overflow: str = "wrap") -> OpResult:
+    """Table gate: entries T[k] = round(g(-16 + k/16) * 2**15), k = 0..512; the input at 16
+    fractional bits (floor) u in [-16, 16) picks segment k = floor(u * 16) and is interpolated
+    T[k] + floor((T[k+1] - T[k]) * frac / 4096); below -16 / from 16 on the gate is g(-inf) / g(+inf).
+    sigmoid/tanh: the gate moved from 15 bits to fy; silu/gelu: x * gate moved from fx + 15 to fy."""
+    import math
+
+    gate, times_x = _GATE_FUNCS[fn]
+    table = [math.floor(_gate(gate, -16 + k / 16) * 2**15 + 0.5) for k in range(513)]
+    ends = {"sigmoid": (0, 2**15), "tanh": (-(2**15), 2**15), "phi": (0, 2**15)}[gate]
+    out = []
+    for v in np.asarray(x).ravel().tolist():
+        u = v * 2 ** (16 - fx.frac_bits) if fx.frac_bits <= 16 else v // 2 ** (fx.frac_bits - 16)
+        if u < -16 * 2**16:
+            g = ends[0]
+        elif u >= 16 * 2**16:
+            g = ends[1]
+        else:
+            pos = u + 16 * 2**16
+            k, frac = pos // 4096, pos % 4096
+            g = table[k] + ((table[k + 1] - table[k]) * frac) // 4096
+        if times_x:
+            out.append(_scaled(v * g, fy.frac_bits - fx.frac_bits - 15, 1, rounding))
+        else:
+            out.append(_scaled(g, fy.frac_bits - 15, 1, rounding))
+    return _finish(out, np.shape(x), fy.bits, overflow)
+
+
+def mul(a, b, *, fa: FixedFormat, fb: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+        overflow: str = "wrap") -> OpResult:
+    """a * b (NumPy broadcasting), the exact product moved from fa + fb to fy, one cut."""
+    a, b = np.broadcast_arrays(np.asarray(a).astype(object), np.asarray(b).astype(object))
+    s = fy.frac_bits - fa.frac_bits - fb.frac_bits
+    out = [_scaled(int(p) * int(q), s, 1, rounding) for p, q in zip(a.ravel(), b.ravel())]
+    return _finish(out, a.shape, fy.bits, overflow)
+
+
+def _torch_windows(n: int, k: int, s: int, p: int, ceil_mode: bool) -> list[tuple[int, int, int]]:
+    """PyTorch's pooling windows along one dim: (start, end, padded size), start/end inside [0, n)."""
+    span = n + 2 * p - k
+    o = (span + s - 1) // s + 1 if ceil_mode else span // s + 1
+    if ceil_mode and (o - 1) * s >= n + p:
+        o -= 1
+    wins = []
+    for i in range(o):
+        a = i * s - p
+        b = min(a + k, n + p)
+        wins.append((max(a, 0), min(b, n), b - a))
+    return wins
+
+
+def _adaptive(n: int, o: int) -> list[tuple[int, int, int]]:
+    wins = []
+    for i in range(o):
+        a, b = (i * n) // o, -((-(i + 1) * n) // o)
+        wins.append((a, b, b - a))
+    return wins
+
+
+def _average(x, rows, cols, count_padded: bool, fx, fy, rounding, overflow) -> OpResult:
+    x = np.asarray(x, dtype=np.int64)
+    N, C = x.shape[:2]
+    out = []
+    for n in range(N):
+        for c in range(C):
+            for r0, r1, rp in rows:
+                for c0, c1, cp in cols:
+                    total = int(x[n, c, r0:r1, c0:c1].sum())
+                    den = rp * cp if count_padded else (r1 - r0) * (c1 - c0)
+                    out.append(_scaled(total, fy.frac_bits - fx.frac_bits, den, rounding))
+    return _finish(out, (N, C, len(rows), len(cols)), fy.bits, overflow)
+
+
+def avg_pool2d_ext(x, kernel, stride=None, padding=0, *, ceil_mode: bool = False,
+                   count_include_pad: bool = True, fx: FixedFormat, fy: FixedFormat,
+                   rounding: str = "floor", overflow: str = "wrap") -> OpResult:
+    """AvgPool2d with PyTorch's ceil_mode and count_include_pad: window sum / divisor, rounded once."""
+    (R, S), (U, Uw), (P, Pw) = pair(kernel, "kernel"), pair(stride or kernel, "stride"), pair(padding, "padding")
+    H, W = np.shape(x)[2:]
+    return _average(x, _torch_windows(H, R, U, P, ceil_mode), _torch_windows(W, S, Uw, Pw, ceil_mode),
+                    count_include_pad, fx, fy, rounding, overflow)
+
+
+def adaptive_avg_pool2d(x, output_size, *, fx: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+                        overflow: str = "wrap") -> OpResult:
+    """AdaptiveAvgPool2d: rows [floor(i*H/o), ceil((i+1)*H/o)); ``mean`` over H, W is output 1x1."""
+    oh, ow = pair(output_size, "output_size")
+    H, W = np.shape(x)[2:]
+    return _average(x, _adaptive(H, oh), _adaptive(W, ow), True, fx, fy, rounding, overflow)
+
+
+def max_pool2d_ext(x, kernel, stride=None, padding=0, *, ceil_mode: bool = False) -> OpResult:
+    """MaxPool2d with ceil_mode: maximum over PyTorch's windows cut to the input."""
+    (R, S), (U, Uw), (P, Pw) = pair(kernel, "kernel"), pair(stride or kernel, "stride"), pair(padding, "padding")
+    x = np.asarray(x, dtype=np.int64)
+    N, C, H, W = x.shape
+    rows, cols = _torch_windows(H, R, U, P, ceil_mode), _torch_windows(W, S, Uw, Pw, ceil_mode)
+    y = np.zeros((N, C, len(rows), len(cols)), dtype=np.int64)
+    for i, (r0, r1, _) in enumerate(rows):
+        for j, (c0, c1, _) in enumerate(cols):
+            y[:, :, i, j] = x[:, :, r0:r1, c0:c1].max(axis=(2, 3))
+    return OpResult(y.astype(np.int16))

@@ -1,0 +1,72 @@
+"""Structured surgery on timm and torchvision models (bench/zoo.py runs the whole zoo).
+
+For each model: hwaware finds at least Torch-Pruning's channel groups, and shrinking every
+prunable group at once equals the original with the removed channels zeroed, in float64. Fast tests
+take a representative subset at 32x32 (BatchNormAct2d, squeeze-excitation, DropPath,
+LayerNorm2d + layer-scale, ghost/cat, stochastic_depth); the rest of the zoo is marked slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("timm")  # a dev extra (pyproject); CI installs it
+pytest.importorskip("torch_pruning")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _zoo():
+    spec = importlib.util.spec_from_file_location("_bench_zoo", ROOT / "bench" / "zoo.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+zoo = _zoo()
+
+FAST = ["timm:mobilenetv2_100", "timm:efficientnet_b0", "timm:convnext_atto"]
+#: known gaps, asserted to still fail so a fix is noticed
+GAPS = {"timm:mixnet_s": "MixedConv2d splits its input with literal sizes (torch.split(x, self.splits)); "
+                         "surgery blocks those groups instead of rewriting the sizes"}
+SLOW = [pytest.param(m, marks=pytest.mark.xfail(reason=GAPS[m], strict=True)) if m in GAPS else m
+        for m in zoo.ZOO if m not in FAST]
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _check(spec: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = zoo.build(spec).eval()
+    x = torch.randn(1, 3, size, size)
+    graph, sc = zoo.check_shrink(model, x)
+    tp_groups = zoo.torch_pruning_groups(model, x)
+    if isinstance(tp_groups, int):
+        assert sc.prunable >= tp_groups, (spec, sc.prunable, tp_groups)
+    assert sc.ok, (spec, sc.max_rel_error)
+    assert sc.exact > 0
+    for g in graph.groups:  # every group either prunable or blocked with a reason
+        assert g.prunable or g.reason, g
+
+
+@pytest.mark.parametrize("spec", FAST)
+def test_zoo_surgery_fast(spec):
+    _check(spec, 32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SLOW)
+def test_zoo_surgery_slow(spec):
+    _check(spec, 64)
