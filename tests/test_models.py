@@ -17,11 +17,8 @@ from hwaware.errors import HwawareError
 from hwaware.modelref import default_input_size, is_workload_file, load_model
 
 REPO = Path(__file__).resolve().parents[1]
-# Eyeriss JSSC 2017 Tables III/V as data: the copy shipped in the package, else the project's
-# shared reference folder next to the checkout.
-_CANDIDATES = [REPO / "hwaware" / "eyeriss" / "data" / "eyeriss_jssc2017_alexnet.json",
-               REPO.parent / "shared" / "reference" / "eyeriss_jssc2017_alexnet.json"]
-REFERENCE = next((p for p in _CANDIDATES if p.is_file()), _CANDIDATES[0])
+# Eyeriss JSSC 2017 Tables III/V as data, shipped inside the package (a fresh clone has it)
+REFERENCE = REPO / "hwaware" / "eyeriss" / "data" / "eyeriss_jssc2017_alexnet.json"
 
 
 def _conv_linear_records(model, input_size):

@@ -171,13 +171,11 @@ def test_resnet50_v1_matches_table_ii(resnet50_models):
 # --- the paper's AlexNet -------------------------------------------------------------------------
 
 def _reference_json() -> Path:
-    """The paper's Table III/V as data: the copy shipped with the package, else the shared one."""
-    candidates = [ROOT / "hwaware" / "eyeriss" / "data" / REFERENCE_NAME,
-                  ROOT.parent / "shared" / "reference" / REFERENCE_NAME]
-    for p in candidates:
-        if p.is_file():
-            return p
-    pytest.fail(f"{REFERENCE_NAME} not found in {', '.join(map(str, candidates))}")
+    """The paper's Table III/V as data: the copy shipped inside the package."""
+    path = ROOT / "hwaware" / "eyeriss" / "data" / REFERENCE_NAME
+    if not path.is_file():
+        pytest.fail(f"{REFERENCE_NAME} is missing from the package ({path})")
+    return path
 
 
 def test_paper_alexnet_conv_shapes_match_eyeriss_table_iii():
