@@ -43,7 +43,7 @@ def main() -> None:
     from hwaware.data import make_loader
     from hwaware.modelref import load_model
     from hwaware.netadapt import NetAdaptConfig, ResourceMeter
-    from hwaware.netadapt.loop import _Data
+    from hwaware.netadapt.split import HeldoutSplit as _Data
     from hwaware.train import SMALL_CNN_EPOCHS, SMALL_CNN_RECIPE, evaluate, fit, trained_small_cnn
 
     out = Path(args.out)

@@ -23,309 +23,35 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import HwawareError
-from .budget import Budget, BudgetSpec, parse_budgets
+from .budget import BudgetSpec, parse_budgets
 from .config import NetAdaptConfig
 from .distributed import DistContext, setup, teardown
+from .family import FamilyMember, NetAdaptResult, Proposal
 from .resources import ResourceContext, ResourceMeter, resource_info
+from .rules import (
+    RESOURCE_EPS,
+    budgets_met,
+    candidate_units,
+    choose_units,
+    derive_seed,
+    lowers,
+    meets,
+    pick_proposal,
+    step_targets,
+)
+from .split import HeldoutSplit
 
-# relative slack when comparing resources (float noise of summed per-layer values)
-_EPS = 1e-9
+__all__ = ["FamilyMember", "NetAdapt", "NetAdaptResult", "Proposal", "candidate_units", "choose_units",
+           "derive_seed", "netadapt", "pick_proposal", "step_targets"]
 
-
-# ----------------------------------------------------------------------------------------------
-# value types
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One block's proposal in one iteration (after its short-term fine-tune)."""
-
-    index: int  # position among the prunable blocks (fixes its seed and its rank)
-    block: str
-    channels: int  # output channels of the block's first producer after the removal
-    removed: int  # channels removed
-    before: dict[str, float]  # resources right after surgery
-    resources: dict[str, float]  # resources after the fine-tune (sparsity may move)
-    accuracy: float  # held-out top-1 after the fine-tune
-    eligible: bool = True
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "block": self.block, "channels": self.channels,
-                "removed": self.removed, "before": dict(self.before), "resources": dict(self.resources),
-                "accuracy": self.accuracy, "eligible": self.eligible, "note": self.note}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Proposal:
-        return cls(**{k: d[k] for k in ("index", "block", "channels", "removed", "before", "resources",
-                                       "accuracy", "eligible", "note")})
-
-
-@dataclass(frozen=True)
-class FamilyMember:
-    """One network of the family: what it is, its resources and accuracy.
-
-    ``kind``: ``original`` (iteration 0), ``iteration`` or ``long_term`` (the final network after
-    the long-term fine-tune). ``accuracy`` is held-out (from the training split);
-    ``test_accuracy`` is filled in at the end of the job when the data has a test split.
-    """
-
-    iteration: int
-    kind: str
-    block: str | None
-    channels: dict[str, int]
-    resources: dict[str, float]
-    accuracy: float
-    step: float = 0.0  # ΔR_i as a fraction of the original value (after any halving)
-    targets: dict[str, float] = field(default_factory=dict)
-    proposals: tuple[Proposal, ...] = ()
-    model: str | None = None  # checkpoint path relative to the workdir
-    seconds: float = 0.0
-    test_accuracy: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "kind": self.kind, "block": self.block,
-                "channels": dict(self.channels), "resources": dict(self.resources),
-                "accuracy": self.accuracy, "test_accuracy": self.test_accuracy, "step": self.step,
-                "targets": dict(self.targets), "proposals": [p.to_dict() for p in self.proposals],
-                "model": self.model, "seconds": self.seconds}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FamilyMember:
-        return cls(
-            iteration=int(d["iteration"]), kind=str(d["kind"]), block=d.get("block"),
-            channels={k: int(v) for k, v in d["channels"].items()},
-            resources={k: float(v) for k, v in d["resources"].items()}, accuracy=float(d["accuracy"]),
-            step=float(d.get("step", 0.0)), targets={k: float(v) for k, v in d.get("targets", {}).items()},
-            proposals=tuple(Proposal.from_dict(p) for p in d.get("proposals", [])),
-            model=d.get("model"), seconds=float(d.get("seconds", 0.0)), test_accuracy=d.get("test_accuracy"),
-        )
-
-
-@dataclass(frozen=True)
-class NetAdaptResult:
-    """A finished job: the family (original first), the budgets and where things were written."""
-
-    members: tuple[FamilyMember, ...]
-    budgets: tuple[Budget, ...]
-    initial: dict[str, float]
-    limits: dict[str, float]
-    workdir: Path | None
-    seconds: float
-    outputs: dict[str, str] = field(default_factory=dict)  # name -> file written
-    _models: tuple[Any, ...] = field(default=(), repr=False, compare=False)
-
-    @property
-    def original(self) -> FamilyMember:
-        return self.members[0]
-
-    @property
-    def final(self) -> FamilyMember:
-        """The last network (the long-term fine-tuned one when there is one)."""
-        return self.members[-1]
-
-    @property
-    def iterations(self) -> int:
-        return sum(1 for m in self.members if m.kind == "iteration")
-
-    def relative(self, member: FamilyMember, resource: str) -> float:
-        return member.resources[resource] / self.initial[resource]
-
-    def model(self, index: int = -1) -> Any:
-        """The network of ``members[index]`` (loaded from the workdir, or kept in memory)."""
-        member = self.members[index]
-        if self._models:
-            return copy.deepcopy(self._models[index])
-        if self.workdir is None or member.model is None:
-            raise HwawareError("this result kept no models (no workdir)")
-        from ..checkpoint import load_model_file
-
-        return load_model_file(self.workdir / member.model)[0]
-
-    def table(self) -> str:
-        from .report import family_table
-
-        return family_table(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"budgets": [b.to_dict() for b in self.budgets], "initial": dict(self.initial),
-                "limits": dict(self.limits), "seconds": self.seconds,
-                "members": [m.to_dict() for m in self.members], "outputs": dict(self.outputs)}
-
-
-# ----------------------------------------------------------------------------------------------
-# pure helpers (tested directly)
-
-
-def step_targets(current: Mapping[str, float], initial: Mapping[str, float], limits: Mapping[str, float],
-                 step: float) -> dict[str, float]:
-    """Per-resource targets of one iteration (``step`` = ΔR_i as a fraction of the initial value)."""
-    out = {}
-    for r, lim in limits.items():
-        cur = current[r]
-        out[r] = cur if cur <= lim * (1 + _EPS) else max(cur - step * initial[r], lim)
-    return out
-
-
-def meets(values: Mapping[str, float], targets: Mapping[str, float]) -> bool:
-    return all(values[r] <= t * (1 + _EPS) for r, t in targets.items())
-
-
-def budgets_met(values: Mapping[str, float], limits: Mapping[str, float]) -> bool:
-    return meets(values, limits)
-
-
-def candidate_units(size: int, unit_step: int, min_units: int) -> list[int]:
-    """Unit counts to try for a block of ``size`` units, largest first: size−step, size−2·step, ...,
-    then ``min_units`` (never below it)."""
-    out = []
-    k = size - unit_step
-    while k > min_units:
-        out.append(k)
-        k -= unit_step
-    if size > min_units:
-        out.append(min_units)
-    return out
-
-
-Scan = Sequence[tuple[int, Mapping[str, float]]]  # (units kept, resources), largest first
-
-
-def lowers(values: Mapping[str, float], current: Mapping[str, float], limits: Mapping[str, float]) -> bool:
-    """Whether ``values`` lowers every resource still above its budget and raises none within it
-    (then some small enough ΔR accepts it)."""
-    for r, lim in limits.items():
-        if current[r] <= lim * (1 + _EPS):
-            if values[r] > current[r] * (1 + _EPS):
-                return False
-        elif values[r] >= current[r]:
-            return False
-    return True
-
-
-def choose_units(scans: Mapping[int, Scan], current: Mapping[str, float], initial: Mapping[str, float],
-                 limits: Mapping[str, float], step: float
-                 ) -> tuple[float, dict[str, float], dict[int, int]] | None:
-    """Per block, the first (largest) unit count whose resources meet the step's targets.
-
-    When no block meets them, ΔR is halved until one does (the scans are complete in that case);
-    returns ``(step, targets, {block index: units})``, or None when no candidate lowers the
-    resources at all (the budgets cannot be reached from here).
-    """
-    if not any(lowers(v, current, limits) for scan in scans.values() for _, v in scan):
-        return None
-    while step > 1e-12:
-        targets = step_targets(current, initial, limits, step)
-        chosen = {}
-        for k, scan in scans.items():
-            for units, values in scan:
-                if meets(values, targets):
-                    chosen[k] = units
-                    break
-        if chosen:
-            return step, targets, chosen
-        step /= 2
-    return None
-
-
-def pick_proposal(proposals: Sequence[Proposal], *, rule: str, current_accuracy: float,
-                  current: Mapping[str, float], initial: Mapping[str, float],
-                  budgeted: Sequence[str]) -> Proposal | None:
-    """The chosen proposal among the eligible ones (None if none is eligible).
-
-    ``accuracy``: highest accuracy. ``efficiency``: smallest (accuracy lost) / (resource saved),
-    resource saved = mean over the budgeted resources of (current − new) / original. Ties go to
-    the lower block index.
-    """
-    ok = [p for p in proposals if p.eligible]
-    if not ok:
-        return None
-    if rule == "accuracy":
-        return min(ok, key=lambda p: (-p.accuracy, p.index))
-    if rule == "efficiency":
-        def cost(p: Proposal) -> float:
-            saved = sum((current[r] - p.resources[r]) / initial[r] for r in budgeted) / len(budgeted)
-            return (current_accuracy - p.accuracy) / saved if saved > 0 else math.inf
-        return min(ok, key=lambda p: (cost(p), p.index))
-    raise HwawareError(f"unknown pick rule '{rule}'; allowed: accuracy, efficiency")
-
-
-def derive_seed(seed: int, *parts: Any) -> int:
-    """A 63-bit seed from ``seed`` and the parts (iteration, block index, ...)."""
-    digest = hashlib.sha256(repr((int(seed),) + parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-# ----------------------------------------------------------------------------------------------
-# data
-
-
-class _Data:
-    """The training split cut into a fixed held-out part (ranking proposals) and the rest
-    (fine-tuning). The test split is only used at the very end, for the report."""
-
-    def __init__(self, data: Any, cfg: NetAdaptConfig) -> None:
-        import torch
-
-        from ..data import load_dataset
-
-        if isinstance(data, str):
-            self.ref: str | None = data
-            self.train = load_dataset(data, "train")
-            self.describe = data
-        else:
-            if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
-                raise HwawareError(f"data must be a dataset reference string or a Dataset of (image, label), "
-                                   f"got {type(data).__name__}")
-            self.ref = None
-            self.train = data
-            self.describe = f"{type(data).__qualname__}[{len(data)}]"
-        n = len(self.train)
-        if cfg.holdout >= n:
-            raise HwawareError(f"holdout={cfg.holdout} images must be fewer than the {n} training images "
-                               f"of {self.describe}")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "split")))
-        self.heldout_idx = sorted(perm[: cfg.holdout].tolist())
-        rest = perm[cfg.holdout:]
-        if cfg.train_size is not None:
-            rest = rest[: cfg.train_size]
-        self.train_idx = sorted(rest.tolist())
-        items = [self.train[i] for i in self.heldout_idx]
-        self.x = torch.stack([torch.as_tensor(x) for x, _ in items])
-        self.y = torch.as_tensor([int(y) for _, y in items])
-        self.profile_images = self.x[: cfg.profile_images]
-        self.example = self.x[:1]
-        self.batch_size = cfg.batch_size
-
-    def heldout_loader(self) -> list[tuple[Any, Any]]:
-        return [(self.x[i:i + 256], self.y[i:i + 256]) for i in range(0, len(self.y), 256)]
-
-    def train_loader(self, seed: int) -> Any:
-        import torch
-        from torch.utils.data import DataLoader, Subset
-
-        bs = min(self.batch_size, len(self.train_idx))
-        return DataLoader(Subset(self.train, self.train_idx), batch_size=bs, shuffle=True, num_workers=0,
-                          generator=torch.Generator().manual_seed(seed), drop_last=True)
-
-    def test_loader(self) -> Any | None:
-        if self.ref is None:
-            return None
-        from ..data import make_loader
-
-        try:
-            return make_loader(self.ref, "test", batch_size=256, shuffle=False)
-        except HwawareError:
-            return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,7 +110,7 @@ class NetAdapt:
         self._finished: NetAdaptResult | None = None
         try:
             with self._torch_settings():
-                self.data = _Data(data, self.cfg)
+                self.data = HeldoutSplit(data, self.cfg)
                 self._init(model, resume)
         except BaseException:
             self.close(clean=False)
@@ -574,7 +300,7 @@ class NetAdapt:
         for b in self.budgets:
             r = b.resource
             lim = b.limit(self.initial[r])
-            if smallest[r] > lim * (1 + _EPS):
+            if smallest[r] > lim * (1 + RESOURCE_EPS):
                 unit = f" {resource_info(r).unit}" if resource_info(r).unit else ""
                 raise HwawareError(
                     f"budget {b} cannot be met: with every prunable block cut to "
@@ -876,3 +602,4 @@ def netadapt(
     na = NetAdapt(model, budgets=budgets, data=data, config=config, workdir=workdir, resume=resume,
                   logdir=logdir, progress=progress, device=device, threads=threads)
     return na.finish()
+
