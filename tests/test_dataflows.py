@@ -10,11 +10,11 @@ import pytest
 from hwaware.cli import main
 from hwaware.errors import HwawareError
 from hwaware.eyeriss import Scorer, resolve_hardware
-from hwaware.eyeriss.dataflows import REGISTRY, with_dataflow
+from hwaware.eyeriss.dataflows import TAXONOMY, with_dataflow
 from hwaware.eyeriss.dataflows.compare import alexnet_isca, compare, isca_hardware, ratios
 from hwaware.workload import Layer, Workload
 
-OTHERS = [d for d in REGISTRY if d != "rs"]
+OTHERS = [d for d in TAXONOMY if d != "rs"]
 
 
 @pytest.fixture(scope="module")

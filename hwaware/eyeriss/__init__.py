@@ -5,10 +5,11 @@ Pieces: :mod:`.hardware` (description + presets), :mod:`.mapper` (exhaustive RS 
 :mod:`.cost` (access counts, energy, cycles), :mod:`.score` (reports, cached :class:`Scorer`).
 """
 
+from . import dataflows  # noqa: F401  (registers the eyeriss_v2 preset)
 from .cost import LEVELS, TYPES, Problem, evaluate
 from .hardware import PRESETS, Hardware, get_preset, register_preset, resolve_hardware
 from .mapper import OBJECTIVES, Mapping, search
-from .score import LayerScore, ScoreReport, Scorer, Unscored, rlc_ratio, score
+from .score import LayerScore, Scorer, ScoreReport, Unscored, rlc_ratio, score
 
 __all__ = [
     "LEVELS", "OBJECTIVES", "PRESETS", "TYPES", "Hardware", "LayerScore", "Mapping", "Problem",

@@ -24,7 +24,7 @@ from .._suggest import did_you_mean
 from ..errors import HwawareError
 
 # dataflows the model can score (hwaware.eyeriss.dataflows); "rs" is the chip's row stationary
-DATAFLOWS = ("rs", "ws", "os_a", "os_b", "os_c", "nlr")
+DATAFLOWS = ("rs", "ws", "os_a", "os_b", "os_c", "nlr", "v2")
 
 
 @dataclass(frozen=True)

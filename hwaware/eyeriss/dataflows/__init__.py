@@ -22,7 +22,8 @@ import numpy as np
 from ...errors import HwawareError
 from ...workload import Layer
 from ..cost import Problem
-from ..hardware import DATAFLOWS, Hardware
+from ..hardware import DATAFLOWS, PRESETS, Hardware, register_preset
+from . import eyeriss_v2 as v2
 from . import no_local_reuse as nlr
 from . import output_stationary as os_
 from . import weight_stationary as ws
@@ -45,7 +46,13 @@ REGISTRY: dict[str, Dataflow] = {
     "os_b": Dataflow("os_b", os_.VARIANTS["os_b"], "psum", lambda pb, hw: os_.candidates(pb, hw, "os_b")),
     "os_c": Dataflow("os_c", os_.VARIANTS["os_c"], "psum", lambda pb, hw: os_.candidates(pb, hw, "os_c")),
     "nlr": Dataflow("nlr", nlr.TITLE, "DRAM", nlr.candidates),
+    # Eyeriss v2's own model (row stationary plus, sparse PEs); it is a chip, not an area re-split
+    "v2": Dataflow("v2", "Eyeriss v2 row stationary plus", "", None),
 }
+# the dataflows of the ISCA 2016 comparison (everything but the v2 chip model)
+TAXONOMY = tuple(d for d in REGISTRY if d != "v2")
+if "eyeriss_v2" not in PRESETS:
+    register_preset(v2.PRESET)
 if set(REGISTRY) != set(DATAFLOWS):  # pragma: no cover - a developer error
     raise RuntimeError("hwaware.eyeriss.hardware.DATAFLOWS and the dataflow registry disagree")
 
@@ -73,7 +80,7 @@ def hardware_spec(hardware: str | None, dataflow: str | None, default: str = "ey
 
 
 DATAFLOW_HELP = ("dataflow on the hardware's array at equal storage area: rs (default), ws, os (= os_a), "
-                 "os_a, os_b, os_c, nlr; same as --hardware NAME:DATAFLOW")
+                 "os_a, os_b, os_c, nlr; same as --hardware NAME:DATAFLOW (Eyeriss v2: --hardware eyeriss_v2)")
 
 
 def with_dataflow(hw: Hardware, dataflow: str) -> Hardware:
@@ -81,6 +88,10 @@ def with_dataflow(hw: Hardware, dataflow: str) -> Hardware:
     df = canonical(dataflow)
     if df == hw.dataflow:
         return hw
+    if "v2" in (df, hw.dataflow):
+        raise HwawareError(f"dataflow '{dataflow}' on {hw.name}: Eyeriss v2 is a chip with its own model "
+                           "(--hardware eyeriss_v2, no --dataflow); the dataflows rs, ws, os_a/b/c, nlr apply "
+                           "to row-stationary hardware such as eyeriss_v1 or eyeriss_isca256")
     base = hw.name.split(":", 1)[0]
     out = storage_split(hw, df)
     return dataclasses.replace(out, dataflow=df, name=base if df == "rs" else f"{base}:{df}")
@@ -90,6 +101,8 @@ def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float,
                    rlc_of: float, rlc_w: float) -> tuple[DataflowMapping, dict[str, np.ndarray]]:
     """Search ``hw.dataflow``'s mappings of ``layer``; the best one and its result arrays (the keys
     of :func:`hwaware.eyeriss.cost.evaluate`)."""
+    if hw.dataflow == "v2":
+        return v2.evaluate_layer(layer, hw, objective, tolerance, rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
     df = REGISTRY[hw.dataflow]
     if df.candidates is None:
         raise HwawareError("the row-stationary dataflow is scored by hwaware.eyeriss.score directly")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ...workload import Layer, Workload
 from ..hardware import Hardware, resolve_hardware
 from ..score import Scorer, ScoreReport
-from . import REGISTRY, with_dataflow
+from . import TAXONOMY, with_dataflow
 
 # AlexNet (Krizhevsky 2012) as in JSSC Table III / survey Table II; H is the padded input size.
 _CONV = (("CONV1", 96, 3, 227, 11, 4, 1), ("CONV2", 256, 48, 31, 5, 1, 2), ("CONV3", 384, 256, 15, 3, 1, 1),
@@ -42,7 +42,7 @@ def isca_hardware(base: Hardware | str = "eyeriss_isca256") -> Hardware:
 
 
 def compare(workload: Workload, *, hardware: Hardware | str | None = None,
-            dataflows: Sequence[str] = tuple(REGISTRY), objective: str = "energy") -> dict[str, ScoreReport]:
+            dataflows: Sequence[str] = TAXONOMY, objective: str = "energy") -> dict[str, ScoreReport]:
     """``{dataflow: report}`` for ``workload`` on ``hardware`` (default :func:`isca_hardware`)."""
     hw = isca_hardware() if hardware is None else resolve_hardware(hardware)
     return {df: Scorer(with_dataflow(hw, df), objective).score(workload, on_unsupported="raise")
