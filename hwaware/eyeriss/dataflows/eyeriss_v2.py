@@ -34,6 +34,7 @@ from ...workload import Layer
 from ..cost import LEVELS, TYPES, evaluate
 from ..hardware import Hardware
 from ..mapper import make_problem, search
+from .framework import DataflowMapping, arrays
 
 CLUSTERS = 16
 PES_PER_CLUSTER = 12
@@ -51,9 +52,7 @@ def csc_ratio(zero_fraction: float) -> float:
 
 
 def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float, *, rlc_if: float,
-                   rlc_of: float, rlc_w: float):
-    from .framework import DataflowMapping
-
+                   rlc_of: float, rlc_w: float) -> tuple[DataflowMapping, dict[str, np.ndarray]]:
     # 8-bit data, as the chip processes it (a model profiled at other widths is run at 8 bits)
     lay8 = layer.replace(weight_bits=DATA_BITS, act_bits=DATA_BITS)
     c_if, c_w = csc_ratio(layer.ifmap_zeros), csc_ratio(layer.weight_zeros)
@@ -71,32 +70,19 @@ def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float,
     acc["RF"]["filter"] = layer.macs * nz * DATA_BITS / 16 * CSC_BITS / DATA_BITS
     for lv in LEVELS:
         acc[lv]["psum"] *= PSUM_BITS / 16
-    costs = hw.energy_costs()
-    out: dict[str, np.ndarray] = {}
-    total = 0.0
-    for lv in LEVELS:
-        e = 0.0
-        for ty in TYPES:
-            out[f"acc_{lv}_{ty}"] = np.array([acc[lv][ty]])
-            e += acc[lv][ty] * costs[lv]
-        out[f"energy_{lv}"] = np.array([e])
-        total += e
-    mac = layer.macs * nz * (DATA_BITS * DATA_BITS / 256) * costs["MAC"]
-    out["energy_MAC"] = np.array([mac])
-    out["energy"] = np.array([total + mac])
+    mac = layer.macs * nz * (DATA_BITS * DATA_BITS / 256) * hw.e_MAC
     # latency: flexible NoC -> parallelism of the layer's outputs, zero skipping in both operands
     P = hw.num_pes
     parallel = layer.groups * (layer.M // layer.groups) * layer.E * layer.F * layer.N
     active = int(min(P, parallel))
     compute = layer.macs * nz / (SIMD * active)
     # average NoC bandwidth (Eyexam step 6): the words each data type's source sends (GLB reads for
-    # iacts and psums, weights as loaded), over the 16 router clusters' routers of that type
+    # iacts and psums, weights as loaded), over the router clusters' routers of that type (one router
+    # cluster per PE cluster: 16 on the chip, pe_rows of the preset)
     sent = {"ifmap": acc["GLB"]["ifmap"], "filter": acc["DRAM"]["filter"], "psum": acc["GLB"]["psum"]}
-    noc = max(sent[ty] / (CLUSTERS * ROUTERS[ty]) for ty in TYPES)
-    out["cycles"] = np.array([max(compute, noc)])
-    out["stall_cycles"] = np.array([0.0])
-    out["active_pes"] = np.array([active])
-    out["passes"] = res["passes"]
+    noc = max(sent[ty] / (hw.pe_rows * ROUTERS[ty]) for ty in TYPES)
+    out = arrays(hw, acc, mac_energy=mac, cycles=max(compute, noc), stall_cycles=0.0, active_pes=active,
+                 passes=int(res["passes"][0]))
     mapping = DataflowMapping("v2", tuple(mp.as_dict().items()))
     return mapping, out
 

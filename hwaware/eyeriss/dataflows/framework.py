@@ -115,30 +115,41 @@ def counts(**kw: float) -> dict[str, dict[str, float]]:
     return acc
 
 
-def result(pb: Problem, hw: Hardware, cand: Candidate) -> dict[str, np.ndarray]:
-    """The candidate in the RS model's result keys (``acc_<level>_<type>``, ``energy_<level>``, ...)."""
+def arrays(hw: Hardware, acc: dict[str, dict[str, float]], *, mac_energy: float, cycles: float,
+           stall_cycles: float, active_pes: int, passes: int) -> dict[str, np.ndarray]:
+    """Access counts and timing in the RS model's result keys (``acc_<level>_<type>``,
+    ``energy_<level>``, ``energy_MAC``, ``energy``, ``cycles``, ...), as :func:`cost.evaluate` gives."""
     costs = hw.energy_costs()
     out: dict[str, np.ndarray] = {}
     total = 0.0
     for lv in LEVELS:
         level_total = 0.0
         for ty in TYPES:
-            out[f"acc_{lv}_{ty}"] = np.array([cand.acc[lv][ty]])
-            level_total += cand.acc[lv][ty] * costs[lv]
+            out[f"acc_{lv}_{ty}"] = np.array([acc[lv][ty]])
+            level_total += acc[lv][ty] * costs[lv]
         out[f"energy_{lv}"] = np.array([level_total])
         total += level_total
+    out["energy_MAC"] = np.array([mac_energy])
+    out["energy"] = np.array([total + mac_energy])
+    out["cycles"] = np.array([cycles])
+    out["stall_cycles"] = np.array([stall_cycles])
+    out["active_pes"] = np.array([active_pes])
+    out["passes"] = np.array([passes])
+    return out
+
+
+def result(pb: Problem, hw: Hardware, cand: Candidate) -> dict[str, np.ndarray]:
+    """The candidate in the RS model's result keys."""
     g_if, g_w = gates(pb, hw)
-    mac = pb.macs * g_if * g_w * pb.mac_scale * costs["MAC"]
-    out["energy_MAC"] = np.array([mac])
-    out["energy"] = np.array([total + mac])
     bw = hw.dram_words_per_cycle
     # filters stream from DRAM while the array computes; ifmap loads and ofmap dumps do not overlap
     # (the same rule as the RS latency model, JSSC Sec. VI-A)
-    out["cycles"] = np.array([max(cand.cycles, cand.acc["DRAM"]["filter"] / bw)])
-    out["stall_cycles"] = np.array([(cand.acc["DRAM"]["ifmap"] + cand.acc["DRAM"]["psum"]) / bw])
-    out["active_pes"] = np.array([cand.active_pes])
-    out["passes"] = np.array([cand.passes])
-    return out
+    return arrays(
+        hw, cand.acc, mac_energy=pb.macs * g_if * g_w * pb.mac_scale * hw.e_MAC,
+        cycles=max(cand.cycles, cand.acc["DRAM"]["filter"] / bw),
+        stall_cycles=(cand.acc["DRAM"]["ifmap"] + cand.acc["DRAM"]["psum"]) / bw,
+        active_pes=cand.active_pes, passes=cand.passes,
+    )
 
 
 def _timing(hw: Hardware, cand: Candidate) -> float:
