@@ -1,12 +1,15 @@
-"""Model vs chip: the Eyeriss model on AlexNet CONV1-5 against the JSSC 2017 measurements.
+"""Model vs chip: the Eyeriss model against the JSSC 2017 measurements, AlexNet and VGG-16.
 
-    python bench/fidelity.py            # table of every metric with % error, power fit, mappings
+    python bench/fidelity.py            # both tables, the mappings next to Table III, Eyexam bounds
 
-Prints, per layer and in total: active PEs, DRAM MB, GLB MB, processing and total latency, power,
-each with the model's value, the measured one and the error; then the chosen mappings next to
-Table III, and the same metrics when the model is given the chip's own Table III mappings
-(separating mapper choices from access-count modeling). Also refits the one power constant
-(pJ per normalized energy unit) on the AlexNet total and compares it with the preset.
+Prints, per layer and in total, every column the model shares with the chip's tables, each as
+model / chip (error):
+- AlexNet CONV1-5 (Table V, batch 4): active PEs, DRAM MB, GLB MB, processing and total latency, power;
+- VGG-16 CONV1-1..5-3 (Table VI, batch 3): active PEs and processing latency (the other Table VI
+  columns are withheld from this project; the model's values are printed for the record);
+then the chosen AlexNet mappings next to Table III, the model given the chip's own Table III mappings
+(separating mapper choices from the access-count model), the refit of the one power constant, and
+what bounds each layer (Eyexam). The targets of issue 10 are checked in tests/test_eyeriss_fidelity.py.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from hwaware.eyeriss import Scorer, evaluate, get_preset
+from hwaware.eyeriss.eyexam import binding_step
 from hwaware.eyeriss.mapper import make_problem
-from hwaware.eyeriss.reference import alexnet_workload, load_reference
+from hwaware.eyeriss.reference import alexnet_workload, load_reference, load_vgg16_reference, vgg16_workload
 from hwaware.report_table import format_table
 
 
@@ -23,37 +27,59 @@ def pct(model: float, chip: float) -> str:
     return f"{100.0 * (model - chip) / chip:+.1f}%"
 
 
-def main() -> None:
-    ref = load_reference()
-    wl = alexnet_workload(ref)
-    hw = get_preset("eyeriss_v1")
-    sc = Scorer(hw, "energy")
-    rep = sc.score(wl)
-    metrics = [("active PEs", "active_pes", "active_pes"), ("DRAM MB", "dram_MB", "dram_MB"),
-               ("GLB MB", "glb_MB", "glb_MB"), ("proc. latency ms", "processing_latency_ms", "processing_latency_ms"),
-               ("total latency ms", "total_latency_ms", "total_latency_ms"), ("power mW", "power_mW", "power_mW")]
+def cell(model: float, chip: float | None) -> str:
+    return f"{model:.4g}" if chip is None else f"{model:.4g} / {chip:g} ({pct(model, chip)})"
+
+
+def side_by_side(rep, ref, metrics) -> str:
     rows = []
     for ls, L in zip([*rep.layers, rep.total], [*ref["layers"], {"name": "total", "measured": ref["total"]}]):
         row = [L["name"]]
         for _, attr, key in metrics:
-            mv, cv = float(getattr(ls, attr)), float(L["measured"][key])
-            row.append(f"{mv:.4g} / {cv:g} ({pct(mv, cv)})")
+            chip = L["measured"].get(key)
+            row.append(cell(float(getattr(ls, attr)), None if chip is None else float(chip)))
+        mp = ls.mapping
+        row.append("" if mp is None else " ".join(f"{k}={v}" for k, v in mp.as_dict().items()))
+        row.append(ls.bound)
         rows.append(row)
-    print("Eyeriss model vs chip (JSSC 2017 Table V), AlexNet CONV1-5, batch 4, measured ifmap zeros; "
-          "model / chip (error)")
-    print(format_table(["layer", *[m[0] for m in metrics]], rows))
-    fps = rep.frames_per_s
-    print(f"\nframes/s {fps:.1f} / {ref['total']['frames_per_s']} ({pct(fps, ref['total']['frames_per_s'])}); "
-          f"GMAC/s {rep.gmacs:.1f} / {ref['total']['GMACS']}; DRAM access/MAC "
-          f"{rep.total.dram_MB * 1e6 / 2 / rep.total.macs:.4f} / {ref['total']['dram_access_per_mac']}")
+    return format_table(["layer", *[m[0] for m in metrics], "mapping m n e p q r t", "bound"], rows)
 
-    # power constant: chip power x model latency / model on-chip energy, on the AlexNet total
+
+def main() -> None:
+    hw = get_preset("eyeriss_v1")
+    sc = Scorer(hw, "energy")
+    ref = load_reference()
+    wl = alexnet_workload(ref)
+    rep = sc.score(wl)
+    common = [("active PEs", "active_pes", "active_pes"),
+              ("proc. latency ms", "processing_latency_ms", "processing_latency_ms")]
+    alex = [*common, ("DRAM MB", "dram_MB", "dram_MB"), ("GLB MB", "glb_MB", "glb_MB"),
+            ("total latency ms", "total_latency_ms", "total_latency_ms"), ("power mW", "power_mW", "power_mW")]
+    print("AlexNet CONV1-5 (JSSC 2017 Table V), batch 4, measured ifmap zeros; model / chip (error)")
+    print(side_by_side(rep, ref, alex))
+    fps = rep.frames_per_s
+    print(f"frames/s {fps:.1f} / {ref['total']['frames_per_s']} ({pct(fps, ref['total']['frames_per_s'])}); "
+          f"DRAM access/MAC {rep.total.dram_MB * 1e6 / 2 / rep.total.macs:.4f} / {ref['total']['dram_access_per_mac']}")
     onchip = rep.total.energy_onchip
     fit = ref["total"]["power_mW"] * 1e-3 * rep.total.total_latency_ms * 1e-3 / onchip * 1e12
     print(f"power calibration: {fit:.3f} pJ per normalized unit fitted on the AlexNet total "
           f"(preset eyeriss_v1.unit_pJ = {hw.unit_pJ:g})")
 
-    print("\nchosen mapping (objective=energy, tolerance 2%) vs JSSC Table III")
+    vref = load_vgg16_reference()
+    vrep = sc.score(vgg16_workload(vref))
+    vgg = [*common, ("DRAM MB", "dram_MB", "dram_MB"), ("GLB MB", "glb_MB", "glb_MB"),
+           ("total latency ms", "total_latency_ms", "total_latency_ms"), ("power mW", "power_mW", "power_mW")]
+    print("\nVGG-16 CONV layers (JSSC 2017 Table VI), batch 3, measured ifmap zeros; model / chip (error). "
+          "DRAM, GLB, total latency and power of Table VI are withheld: model values only")
+    print(side_by_side(vrep, vref, vgg))
+    t = vrep.total
+    print(f"text of the paper: 0.7 frames/s, 236 mW, 321.1 MB DRAM per batch, 0.0035 DRAM access/MAC; model "
+          f"{vrep.frames_per_s:.2f} frames/s, {t.power_mW:.0f} mW, {t.dram_MB:.1f} MB, "
+          f"{t.dram_MB * 1e6 / 2 / t.macs:.4f} access/MAC; CONV1-2 / CONV4-2 processing latency "
+          f"{vrep['CONV1-2'].processing_latency_ms / vrep['CONV4-2'].processing_latency_ms:.2f} "
+          f"(chip {810.6 / 210.0:.2f}, 'nearly four times')")
+
+    print("\nchosen AlexNet mapping (objective=energy, tolerance 2%) vs JSSC Table III")
     mrows = []
     for ls, L in zip(rep.layers, ref["layers"]):
         mp = ls.mapping.as_dict()
@@ -62,7 +88,7 @@ def main() -> None:
                       "same" if all(mp[k] == L["mapping"][k] for k in mp) else "differs"])
     print(format_table(["layer", "model", "Table III", ""], mrows, align="llll"))
 
-    print("\nwith the chip's own Table III mappings (access-count model alone); model / chip (error)")
+    print("\nwith the chip's own Table III mappings (access-count and latency model alone); model / chip (error)")
     rows = []
     nxt = [L.ifmap_zeros for L in wl.layers[1:]] + [None]
     for i, (lay, L) in enumerate(zip(wl.layers, ref["layers"])):
@@ -73,10 +99,13 @@ def main() -> None:
         glb = sum(float(res[f"acc_GLB_{t}"][0]) for t in ("ifmap", "filter", "psum")) * 2e-6
         proc = float(res["cycles"][0]) / (hw.core_MHz * 1e3)
         m = L["measured"]
-        rows.append([L["name"], f"{dram:.3g} / {m['dram_MB']:g} ({pct(dram, m['dram_MB'])})",
-                     f"{glb:.3g} / {m['glb_MB']:g} ({pct(glb, m['glb_MB'])})",
-                     f"{proc:.3g} / {m['processing_latency_ms']:g} ({pct(proc, m['processing_latency_ms'])})"])
+        rows.append([L["name"], cell(dram, m["dram_MB"]), cell(glb, m["glb_MB"]),
+                     cell(proc, m["processing_latency_ms"])])
     print(format_table(["layer", "DRAM MB", "GLB MB", "proc. latency ms"], rows))
+
+    print("\nEyexam: binding step per layer (MACs/cycle after step 7; `hwaware score ... --eyexam` for all steps)")
+    print("  " + "; ".join(f"{ls.name} {ls.eyexam[-1].macs_per_cycle:.0f} "
+                           f"(step {binding_step(ls.eyexam, hw.num_pes).step})" for ls in [*rep.layers, *vrep.layers]))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,13 @@ def test_json_report_contract(alexnet_json):
         s = L["shape"]
         assert L["macs"] == s["N"] * s["M"] * s["C"] * s["E"] * s["F"] * s["R"] * s["S"]
         assert L["shape"]["N"] == 4
+    for L in d["layers"]:  # Eyexam: seven non-increasing bounds, in order (issue 10)
+        assert [b["step"] for b in L["eyexam"]] == list(range(1, 8))
+        assert [b["name"] for b in L["eyexam"]][:3] == ["layer shape", "dataflow", "number of PEs"]
+        bounds = [b["macs_per_cycle"] for b in L["eyexam"]]
+        assert all(a >= b for a, b in zip(bounds, bounds[1:]))
+        ms = L["processing_latency_ms"]
+        assert bounds[-1] == pytest.approx(L["macs"] / (ms * 1e-3 * 200e6), rel=1e-9)
     t = d["total"]
     for key in ("macs", "energy_total", "dram_MB", "glb_MB", "processing_latency_ms", "total_latency_ms"):
         assert t[key] == pytest.approx(sum(L[key] for L in d["layers"]), rel=1e-9)
@@ -85,3 +92,11 @@ def test_timeloop_export(tmp_path):
     # paper AlexNet CONV2 per group: 128 filters of 48 channels, 5x5, 27x27 output, batch 4
     assert (conv2["M"], conv2["C"], conv2["R"], conv2["P"], conv2["N"]) == (128, 48, 5, 27, 4)
     assert "groups: 2" in files[1].read_text()
+
+
+def test_eyexam_flag_prints_bounds_and_writes_png(tmp_path, capsys):
+    png = tmp_path / "eyexam.png"
+    assert main(["score", "models/alexnet.py", "--batch", "4", "--eyexam-png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "Eyexam bounds" in out and "instantaneous bandwidth" in out and "binding step" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

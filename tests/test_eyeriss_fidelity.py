@@ -1,68 +1,157 @@
-"""The Eyeriss model judged against real silicon: JSSC 2017 Table V, AlexNet CONV1-5 at batch 4.
+"""The Eyeriss model judged against real silicon: JSSC 2017 Table V (AlexNet, batch 4) and Table VI
+(VGG-16, batch 3; active PEs and processing latency only -- the other columns are withheld).
 
-Expected values are the chip's measurements (the reference JSON); the tolerances are the ones the
-project promises: active PEs equal, per-layer DRAM MB, GLB MB and processing latency within 25%,
-their totals within 15%. The reference file is also checked against the copy in ../shared when
-that folder is present, so the shipped copy cannot drift.
+Expected values are the chip's measurements, shipped as package data. Targets (issue 10): active PEs
+exact on all 18 layers; processing latency within 10% per layer and 5% in total on both networks;
+AlexNet DRAM and GLB traffic within 10% per layer. A target the model does not meet yet is marked
+``xfail(strict=True)`` with the measured miss in its reason (docs/eyeriss_model.md, "Fidelity"):
+it is reported on every run, and the marker fails the suite the day the target is met, so it
+cannot silently stay.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from hwaware.eyeriss import Scorer
-from hwaware.eyeriss.reference import alexnet_workload, find_reference, load_reference
+from hwaware.eyeriss.reference import alexnet_workload, load_reference, load_vgg16_reference, vgg16_workload
 
-REF = load_reference()
+ALEX = load_reference()
+VGG = load_vgg16_reference()
+
+
+def _miss(reason: str):
+    return pytest.mark.xfail(strict=True, reason=f"target not met: {reason}")
 
 
 @pytest.fixture(scope="module")
-def report():
-    return Scorer("eyeriss_v1", "energy").score(alexnet_workload(REF))
+def alexnet():
+    return Scorer("eyeriss_v1", "energy").score(alexnet_workload(ALEX))
 
 
-def test_shipped_reference_matches_shared_copy():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "reference" / "eyeriss_jssc2017_alexnet.json"
-    if not shared.is_file():
-        pytest.skip("../shared/reference not present beside this checkout")
-    assert json.loads(shared.read_text()) == json.loads(find_reference().read_text())
+@pytest.fixture(scope="module")
+def vgg16():
+    return Scorer("eyeriss_v1", "energy").score(vgg16_workload(VGG))
 
 
-def test_workload_matches_table_iii_shapes():
-    wl = alexnet_workload(REF)
-    for layer, L in zip(wl.layers, REF["layers"]):
-        assert (layer.Hp, layer.R, layer.E, layer.C, layer.M, layer.U) == (L["H"], L["R"], L["E"], L["C"], L["M"], L["U"])
-        # Table V MAC counts (0.42G, 0.90G, ...) at two significant digits
-        assert layer.macs / 1e9 == pytest.approx(L["measured"]["macs_G"], abs=0.006)
+def test_shipped_tables_hold_the_papers_facts():
+    """Facts from the paper's text, written here independently of the JSON files."""
+    assert ALEX["batch"] == 4 and VGG["batch"] == 3
+    assert [L["name"] for L in ALEX["layers"]] == [f"CONV{i}" for i in range(1, 6)]
+    assert len(VGG["layers"]) == 13
+    assert ALEX["total"]["power_mW"] == 278 and ALEX["total"]["processing_latency_ms"] == 103.5
+    # VGG-16 CONV layers: 15.35 GMACs per 224x224 frame (3x3 convolutions, padding 1), batch 3
+    macs = sum(3 * L["M"] * L["C"] * 9 * L["E"] ** 2 for L in VGG["layers"])
+    assert macs / 1e9 == pytest.approx(VGG["total"]["macs_G"], rel=0.01)
+    assert sum(L["measured"]["processing_latency_ms"] for L in VGG["layers"]) == pytest.approx(
+        VGG["total"]["processing_latency_ms"], abs=0.2)
 
+
+def test_workloads_match_the_tables_shapes():
+    for wl, ref in ((alexnet_workload(ALEX), ALEX), (vgg16_workload(VGG), VGG)):
+        for layer, L in zip(wl.layers, ref["layers"]):
+            assert (layer.Hp, layer.R, layer.E, layer.C, layer.M, layer.U) == (L["H"], L["R"], L["E"], L["C"], L["M"], L["U"])
+            # the tables' MAC counts (0.42G, 5.55G, ...) at their printed precision
+            assert layer.macs / 1e9 == pytest.approx(L["measured"]["macs_G"], abs=0.006)
+
+
+# --- active PEs: exact on all 18 layers -------------------------------------------------------------
 
 @pytest.mark.parametrize("i", range(5))
-def test_layer_against_chip(report, i):
-    ls, m = report.layers[i], REF["layers"][i]["measured"]
-    assert ls.active_pes == m["active_pes"]
-    assert ls.dram_MB == pytest.approx(m["dram_MB"], rel=0.25)
-    assert ls.glb_MB == pytest.approx(m["glb_MB"], rel=0.25)
-    assert ls.processing_latency_ms == pytest.approx(m["processing_latency_ms"], rel=0.25)
+def test_alexnet_active_pes(alexnet, i):
+    assert alexnet.layers[i].active_pes == ALEX["layers"][i]["measured"]["active_pes"]
 
 
-def test_totals_against_chip(report):
-    t, m = report.total, REF["total"]
-    assert t.dram_MB == pytest.approx(m["dram_MB"], rel=0.15)
-    assert t.glb_MB == pytest.approx(m["glb_MB"], rel=0.15)
-    assert t.processing_latency_ms == pytest.approx(m["processing_latency_ms"], rel=0.15)
-    assert t.total_latency_ms == pytest.approx(m["total_latency_ms"], rel=0.15)
-    assert report.frames_per_s == pytest.approx(m["frames_per_s"], rel=0.15)
+_VGG_PE_MISS = {5: "168 vs 156 (e=14 strips chosen)", 6: "168 vs 156 (e=14 strips chosen)"}
+
+
+@pytest.mark.parametrize("i", [pytest.param(i, marks=_miss(_VGG_PE_MISS[i])) if i in _VGG_PE_MISS else i
+                               for i in range(13)])
+def test_vgg16_active_pes(vgg16, i):
+    assert vgg16.layers[i].active_pes == VGG["layers"][i]["measured"]["active_pes"]
+
+
+# --- processing latency: 10% per layer, 5% in total ---------------------------------------------------
+
+@pytest.mark.parametrize("i", range(5))
+def test_alexnet_processing_latency(alexnet, i):
+    m = ALEX["layers"][i]["measured"]
+    assert alexnet.layers[i].processing_latency_ms == pytest.approx(m["processing_latency_ms"], rel=0.10)
+
+
+def test_alexnet_processing_latency_total(alexnet):
+    assert alexnet.total.processing_latency_ms == pytest.approx(ALEX["total"]["processing_latency_ms"], rel=0.05)
+
+
+_VGG_LAT_MISS = {2: "-52%", 3: "-52%", 4: "-43%", 5: "-56%", 6: "-56%", 7: "-17%", 8: "-17%", 9: "-17%"}
+
+
+@pytest.mark.parametrize("i", [pytest.param(i, marks=_miss(_VGG_LAT_MISS[i])) if i in _VGG_LAT_MISS else i
+                               for i in range(13)])
+def test_vgg16_processing_latency(vgg16, i):
+    m = VGG["layers"][i]["measured"]
+    assert vgg16.layers[i].processing_latency_ms == pytest.approx(m["processing_latency_ms"], rel=0.10)
+
+
+@_miss("-35% in total (CONV2-x, CONV3-x, CONV4-x too fast)")
+def test_vgg16_processing_latency_total(vgg16):
+    assert vgg16.total.processing_latency_ms == pytest.approx(VGG["total"]["processing_latency_ms"], rel=0.05)
+
+
+def test_vgg16_early_layers_are_slower_per_mac(vgg16):
+    """The paper's text: CONV1-2 takes 'nearly four times longer' than CONV4-2 for the same MACs."""
+    ratio = vgg16["CONV1-2"].processing_latency_ms / vgg16["CONV4-2"].processing_latency_ms
+    assert 3.0 < ratio < 5.0
+
+
+# --- AlexNet traffic: 10% per layer ------------------------------------------------------------------
+
+_DRAM_MISS = {0: "+12.7% (CONV1: filters and the dense input)", 2: "+10.3%"}
+_GLB_MISS = {2: "-11.8% (CONV3 mapping differs from Table III)"}
+
+
+@pytest.mark.parametrize("i", [pytest.param(i, marks=_miss(_DRAM_MISS[i])) if i in _DRAM_MISS else i for i in range(5)])
+def test_alexnet_dram(alexnet, i):
+    assert alexnet.layers[i].dram_MB == pytest.approx(ALEX["layers"][i]["measured"]["dram_MB"], rel=0.10)
+
+
+@pytest.mark.parametrize("i", [pytest.param(i, marks=_miss(_GLB_MISS[i])) if i in _GLB_MISS else i for i in range(5)])
+def test_alexnet_glb(alexnet, i):
+    assert alexnet.layers[i].glb_MB == pytest.approx(ALEX["layers"][i]["measured"]["glb_MB"], rel=0.10)
+
+
+def test_alexnet_totals_and_power(alexnet):
+    t, m = alexnet.total, ALEX["total"]
+    assert t.dram_MB == pytest.approx(m["dram_MB"], rel=0.10)
+    assert t.glb_MB == pytest.approx(m["glb_MB"], rel=0.10)
+    assert t.total_latency_ms == pytest.approx(m["total_latency_ms"], rel=0.10)
     # the power constant was fitted on this total; the per-layer trend is a real check
     assert t.power_mW == pytest.approx(m["power_mW"], rel=0.05)
-    for ls, L in zip(report.layers, REF["layers"]):
+    for ls, L in zip(alexnet.layers, ALEX["layers"]):
         assert ls.power_mW == pytest.approx(L["measured"]["power_mW"], rel=0.25)
 
 
-def test_processing_latency_is_not_below_ideal(report):
-    """No layer can beat MACs / (active PEs x 200 MHz): the ideal bound of Eyexam's step 4."""
-    for ls in report.layers:
-        ideal_ms = ls.macs / (ls.active_pes * 200e6) * 1e3
-        assert ls.processing_latency_ms >= ideal_ms
+def test_alexnet_mappings_match_table_iii_where_the_rules_decide(alexnet):
+    """The mapper reproduces the chip's own Table III mappings on CONV1, 2, 4 and 5."""
+    for i in (0, 1, 3, 4):
+        assert alexnet.layers[i].mapping.as_dict() == ALEX["layers"][i]["mapping"]
+
+
+# --- Eyexam -------------------------------------------------------------------------------------------
+
+def test_eyexam_bounds_are_ordered_and_end_at_the_latency_model(alexnet, vgg16):
+    for ls in (*alexnet.layers, *vgg16.layers):
+        steps = [s.macs_per_cycle for s in ls.eyexam]
+        assert [s.step for s in ls.eyexam] == list(range(1, 8))
+        assert all(a >= b for a, b in zip(steps, steps[1:]))
+        cycles = ls.processing_latency_ms * 1e-3 * 200e6
+        assert steps[-1] == pytest.approx(ls.macs / cycles, rel=1e-9)
+        assert steps[2] == pytest.approx(min(steps[1], 168))
+        # step 5 runs the chosen mapping's active PEs at one MAC per cycle at best
+        assert steps[4] <= ls.active_pes * (1 + 1e-9)
+
+
+def test_processing_latency_is_not_below_ideal(alexnet, vgg16):
+    """No layer beats MACs / (active PEs x 200 MHz)."""
+    for ls in (*alexnet.layers, *vgg16.layers):
+        assert ls.processing_latency_ms >= ls.macs / (ls.active_pes * 200e6) * 1e3

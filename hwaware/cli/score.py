@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.add_argument("--strict", action="store_true", help="fail on a layer the hardware cannot run (default: list it)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--eyexam", action="store_true",
+                   help="also print Eyexam's seven MAC/cycle bounds per layer and the binding step")
+    p.add_argument("--eyexam-png", metavar="PATH", help="write the roofline-style Eyexam figure (implies --eyexam)")
     p.add_argument("--export-timeloop", metavar="DIR", help="also write each layer as a Timeloop problem file")
     p.set_defaults(func=run)
 
@@ -66,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
     report = scorer.score(wl, batch=args.batch, on_unsupported="raise" if args.strict else "report")
     print(source)
     print(report.table())
+    if args.eyexam or args.eyexam_png:
+        print()
+        print(report.eyexam_table())
+    if args.eyexam_png:
+        from ..plots import save_png
+
+        save_png(report.eyexam_figure(), args.eyexam_png)
+        print(f"wrote {args.eyexam_png}")
     if args.json:
         from .._io import write_json
 

@@ -144,38 +144,59 @@ def energy(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarr
 def cycles(pb: Problem, hw: Hardware, e, n, p, q, r, t, acc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Processing cycles, stalls, passes and active PEs (the second half of :func:`evaluate`).
 
-    Eyexam-style bounds: a pass takes the longest of its compute and its NoC deliveries, plus its
-    ramp-up; the layer takes at least its filter DRAM traffic over the DRAM bandwidth.
+    A layer runs ``G*ceil(N/n)*ceil(M/pt)`` (image, filter) tiles; each sweeps ``ceil(E/e)`` strips
+    (the last one ``E - e*floor(E/e)`` rows wide when E is not a multiple of e) and each strip takes
+    ``ceil(C/qr)`` processing passes. A pass lasts the longest of (JSSC Sec. V-B, V-C):
+
+    - compute: ``n*p*q*F*S`` MACs per PE at one MAC per cycle;
+    - ifmap delivery: ``n*q*r*h*Wp`` words on the 16-bit ifmap GIN (1 word/cycle, multicast);
+    - psum delivery: ``n*p*t*e*F`` psums read in on the 64-bit psum GIN and as many written out on
+      the 64-bit GON (4 words/cycle each, in parallel);
+
+    plus its ramp-up: the pass's ``p*t*q*r*R*S`` filter words on the 64-bit filter GIN and the first
+    ``q*S``-wide window of each ifmap row before the PEs can start. The layer also takes at least its
+    DRAM traffic over the link (1.2 words/cycle). Returned totals (``*_cycles_total``) feed Eyexam.
     """
     e, n, p, q, r, t = (np.asarray(x, dtype=np.int64) for x in (e, n, p, q, r, t))
     G, N, M, C, Wp, R, S, E, F, U = pb.G, pb.N, pb.M, pb.C, pb.Wp, pb.R, pb.S, pb.E, pb.F, pb.U
     shape = np.broadcast(e, n, p, q, r, t).shape
     k_e = _ceil(E, e)
-    h_strip = U * (e - 1) + R
-    out: dict[str, np.ndarray] = {}
-    passes = G * _ceil(N, n) * k_e * _ceil(M, p * t) * _ceil(C, q * r)
+    k_full = E // e
+    e_last = E - k_full * e
+    c_passes = _ceil(C, q * r)
+    tiles = G * _ceil(N, n) * _ceil(M, p * t)
+    passes = tiles * k_e * c_passes
     compute = n * p * q * F * S  # MACs per PE per pass
-    filt_words = p * t * q * r * R * S  # unique filter words a pass loads
-    ifmap_words = n * q * r * h_strip * Wp  # ifmap words a pass streams (multicast)
-    psum_words = n * p * t * e * F  # psums a pass reads back and writes out
-    filt_cyc = _ceil(filt_words, hw.filter_bus_words)
-    busy = np.maximum.reduce([
-        np.broadcast_to(compute, shape),
-        np.broadcast_to(_ceil(ifmap_words, hw.ifmap_bus_words), shape),
-        np.broadcast_to(_ceil(psum_words, hw.psum_bus_words), shape),
-        np.broadcast_to(filt_cyc, shape),
-    ])
-    # ramp-up of a pass: filters into the spads, then the first q*S-wide ifmap window of every row
-    ramp = filt_cyc + _ceil(q * r * h_strip * S, hw.ifmap_bus_words)
-    cyc = passes * (busy + ramp)
+    filt_ramp = _ceil(p * t * q * r * R * S, hw.filter_bus_words)
+
+    def strip(width):
+        h = U * (width - 1) + R
+        ifmap = _ceil(n * q * r * h * Wp, hw.ifmap_bus_words)
+        psum = _ceil(n * p * t * width * F, hw.psum_bus_words)
+        ramp = filt_ramp + _ceil(q * r * h * S, hw.ifmap_bus_words)
+        busy = np.maximum(np.maximum(compute + 0 * width, ifmap), psum)
+        return c_passes * (busy + ramp), c_passes * ifmap, c_passes * psum, c_passes * ramp
+
+    full = strip(e)
+    last = strip(np.maximum(e_last, 1))
+    has_last = (e_last > 0).astype(np.int64)
+    per_tile = [k_full * a + has_last * b for a, b in zip(full, last)]
+    pass_cyc, ifmap_cyc, psum_cyc, ramp_cyc = (np.broadcast_to(tiles * x, shape).astype(np.float64) for x in per_tile)
+    compute_cyc = np.broadcast_to(passes * compute, shape).astype(np.float64)
     bw = hw.dram_words_per_cycle
-    # filters stream from DRAM during processing (prefetched into the filter buffer): a bound
-    cyc = np.maximum(cyc, acc["acc_DRAM_filter"] / bw)
+    dram_words = sum(np.broadcast_to(acc[f"acc_DRAM_{ty}"], shape) for ty in TYPES)
+    dram_cyc = dram_words / bw
+    out: dict[str, np.ndarray] = {}
     out["passes"] = np.broadcast_to(passes, shape)
-    out["cycles"] = np.asarray(cyc, dtype=np.float64)
+    # DRAM traffic overlaps processing (the chip's "processing latency", JSSC Sec. VI-A) but
+    # still has to fit through the link
+    out["cycles"] = np.maximum(pass_cyc, dram_cyc)
     # the chip does not compute while it loads ifmaps from DRAM or dumps ofmaps (JSSC Sec. VI-A)
     out["stall_cycles"] = np.broadcast_to(acc["acc_DRAM_ifmap"] + acc["acc_DRAM_psum"], shape) / bw
-    out["active_pes"] = np.broadcast_to(R * e * r * t, shape)
-    out["busy_cycles_per_pass"] = busy
-    out["ramp_cycles_per_pass"] = np.broadcast_to(ramp, shape)
+    out["active_pes"] = np.broadcast_to(R * np.minimum(e, E) * r * t, shape)
+    out["compute_cycles_total"] = compute_cyc
+    out["ifmap_noc_cycles_total"] = ifmap_cyc
+    out["psum_noc_cycles_total"] = psum_cyc
+    out["ramp_cycles_total"] = ramp_cyc
+    out["dram_cycles_total"] = np.asarray(dram_cyc, dtype=np.float64)
     return out

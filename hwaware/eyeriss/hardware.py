@@ -77,6 +77,9 @@ class Hardware:
     default_batch: int = 4
     # which dataflow runs on the array (hwaware.eyeriss.dataflows); resolve "PRESET:ws" to re-split storage
     dataflow: str = "rs"
+    # mapping policy: only mappings with at least this fraction of the most active PEs a layer can
+    # get are considered (the chip keeps its array filled; docs/eyeriss_model.md, "Mapping")
+    mapping_fill: float = 0.9
     notes: str = ""
 
     _POSITIVE_INT = ("pe_rows", "pe_cols", "spad_filter", "spad_ifmap", "spad_psum", "glb_banks",
@@ -99,6 +102,10 @@ class Hardware:
             if (k in self._POSITIVE_FLOAT and v <= 0) or v < 0:
                 raise HwawareError(f"{where}: '{k}' must be {'positive' if k in self._POSITIVE_FLOAT else 'non-negative'}, got {v}")
             object.__setattr__(self, k, float(v))
+        if isinstance(self.mapping_fill, bool) or not isinstance(self.mapping_fill, (int, float)) \
+                or not 0.0 <= self.mapping_fill <= 1.0:
+            raise HwawareError(f"{where}: 'mapping_fill' must be a number in [0, 1], got {self.mapping_fill!r}")
+        object.__setattr__(self, "mapping_fill", float(self.mapping_fill))
         for k in ("rlc_fmaps", "rlc_first_input", "gate_zero_ifmap", "gate_zero_weights", "compress_weights"):
             if not isinstance(getattr(self, k), bool):
                 raise HwawareError(f"{where}: '{k}' must be true or false, got {getattr(self, k)!r}")

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import UnsupportedLayerError
 from ..workload import Layer
-from .cost import Problem, energy, evaluate
+from .cost import Problem, evaluate
 from .hardware import Hardware
 
 OBJECTIVES = ("energy", "latency", "edp")
@@ -110,165 +110,78 @@ def make_problem(layer: Layer, hw: Hardware, *, rlc_if: float, rlc_of: float, rl
     )
 
 
-def _min_tiles(size: int) -> np.ndarray:
-    """The smallest tile for each tile count: {ceil(size/k) : k = 1..size}."""
-    return np.unique(-(-size // np.arange(1, size + 1)))
+def _divisors(x: int) -> np.ndarray:
+    d = np.arange(1, x + 1, dtype=np.int64)
+    return d[x % d == 0]
 
 
-@lru_cache(maxsize=64)
-def _rt_pairs(max_sets: int) -> tuple[np.ndarray, np.ndarray]:
-    r, t = [], []
-    for ri in range(1, max_sets + 1):
-        for ti in range(1, max_sets // ri + 1):
-            r.append(ri)
-            t.append(ti)
-    return np.array(r, dtype=np.int64), np.array(t, dtype=np.int64)
+def set_slots(R: int, e: int, hw: Hardware) -> tuple[int, int]:
+    """(vertical, horizontal) places for an R x e PE set on the array (JSSC Sec. IV-A, Fig. 5).
+
+    A set wider than the array is folded into ceil(e/pe_cols) segments stacked vertically.
+    """
+    seg = -(-e // hw.pe_cols)
+    vert = hw.pe_rows // (R * seg)
+    horiz = hw.pe_cols // e if e <= hw.pe_cols else 1
+    return vert, horiz
 
 
-@dataclass(frozen=True)
-class Space:
-    """The legal mapping space of one layer, factored so blocks of (p, q) can be expanded lazily."""
-
-    ps: np.ndarray  # legal (p, q) pairs
-    qs: np.ndarray
-    r_ok: np.ndarray  # r_ok[q, r]: r is a smallest tile of ceil(C/q) and q*r <= C
-    t_ok: np.ndarray  # t_ok[p, t] likewise for ceil(M/p)
-    e: np.ndarray  # (e, r, t) triples whose sets fit the array
-    r: np.ndarray
-    t: np.ndarray
-    ns: np.ndarray  # batch tiles
-
-    @property
-    def size(self) -> int:
-        return int(self.ps.size)
-
-
-def build_space(pb: Problem, hw: Hardware) -> Space | None:
-    # p, q: smallest value per pass count (ceil(M/p) drives passes, array reads and compute; a larger
-    # p with the same count only computes more per pass), within the spads
-    pv = _min_tiles(pb.M)
-    pv = pv[pv <= hw.spad_psum]
-    qv = _min_tiles(pb.C)
-    qv = qv[qv <= hw.spad_ifmap // pb.S]
-    if pv.size == 0 or qv.size == 0:
-        return None
-    P, Q = np.meshgrid(pv, qv, indexing="ij")
-    ok = P * Q * pb.S <= hw.spad_filter
-    ps, qs = P[ok], Q[ok]
-    max_sets = (hw.pe_rows // pb.R) * hw.pe_cols
-    r_ok = np.zeros((int(qv.max()) + 1, max_sets + 1), dtype=bool)
-    for q in qv:
-        r = _min_tiles(-(-pb.C // int(q)))
-        r_ok[q, r[(r <= max_sets) & (r * q <= pb.C)]] = True
-    t_ok = np.zeros((int(pv.max()) + 1, max_sets + 1), dtype=bool)
-    for p in pv:
-        t = _min_tiles(-(-pb.M // int(p)))
-        t_ok[p, t[(t <= max_sets) & (t * p <= pb.M)]] = True
-    r_any, t_any = r_ok.any(axis=0), t_ok.any(axis=0)
-    es, rs, ts = [], [], []
-    for e in _min_tiles(pb.E):
-        if e <= hw.pe_cols:
-            sets = (hw.pe_rows // pb.R) * (hw.pe_cols // e)
-        else:
-            sets = hw.pe_rows // (pb.R * math.ceil(e / hw.pe_cols))
-        if sets < 1:
-            continue
-        r, t = _rt_pairs(int(sets))
-        keep = r_any[r] & t_any[t]
-        es.append(np.full(int(keep.sum()), e))
-        rs.append(r[keep])
-        ts.append(t[keep])
-    if not es:
-        return None
-    return Space(ps, qs, r_ok, t_ok, np.concatenate(es), np.concatenate(rs), np.concatenate(ts), _min_tiles(pb.N))
-
-
-def expand(pb: Problem, hw: Hardware, space: Space, pq_index: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Candidate arrays (e, n, p, q, r, t, m) for the chosen (p, q) pairs (all when None)."""
-    ps, qs = (space.ps, space.qs) if pq_index is None else (space.ps[pq_index], space.qs[pq_index])
-    # cross (e, r, t) x (p, q), keeping only the legal (q, r) and (p, t) combinations
-    i, j = np.nonzero(space.r_ok[qs][:, space.r].T & space.t_ok[ps][:, space.t].T)
-    e, r, t, p, q = space.e[i], space.r[i], space.t[i], ps[j], qs[j]
-    ns = space.ns
-    if ns.size > 1:
-        i = np.repeat(np.arange(e.size), ns.size)
-        e, r, t, p, q = e[i], r[i], t[i], p[i], q[i]
-        n = np.tile(ns, e.size // ns.size)
-    else:
-        n = np.full(e.size, int(ns[0]))
-    # GLB: ifmap banks, then the largest m (multiple of p*t) that the remaining banks hold
-    bank = hw.glb_bank_words
-    h = pb.U * (e - 1) + pb.R
-    ifmap_banks = -(-(n * q * r * h * pb.Wp) // bank)
-    psum_cap = (hw.glb_banks - ifmap_banks) * bank
-    pt = p * t
-    m_fit = (psum_cap // (n * e * pb.F)) // pt * pt
-    m_full = -(-pb.M // pt) * pt  # all filters of the group (rounded up to whole passes)
-    m = np.minimum(m_fit, m_full)
-    keep = (ifmap_banks < hw.glb_banks) & (m >= pt)
-    m = np.minimum(m, pb.M)  # report m as channels really held
-    return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
+def max_sets(R: int, e: int, hw: Hardware) -> int:
+    """How many sets the chip replicates: stacked vertically when two or more fit (the r sets must
+    be, since psums accumulate up the vertical local network, Sec. V-B), otherwise side by side
+    (t sets sharing the ifmap, as CONV1 in Fig. 5)."""
+    vert, horiz = set_slots(R, e, hw)
+    return vert if vert >= 2 else vert * horiz
 
 
 def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
-    """All legal (e, n, p, q, r, t, m) after the dominance reductions, as flat int arrays."""
-    space = build_space(pb, hw)
-    return {} if space is None else expand(pb, hw, space)
+    """Every legal mapping (e, n, p, q, r, t, m) of the chip's rules, as flat int arrays.
 
-
-def energy_lower_bound(pb: Problem, hw: Hardware, space: Space) -> np.ndarray:
-    """A lower bound of :func:`cost.energy` over every candidate of each (p, q) pair.
-
-    Each term of the energy is bounded at the most favourable value of the parameters it shares
-    with other pairs: the fewest ifmap rows read (one strip, or one row per strip when U > R) and
-    one filter fetch, n = N, m = M, and r, t at their largest legal values for that pair. The bound is tested against the exhaustive minimum.
+    Rules (docs/eyeriss_model.md, "Mapping"): sets placed by :func:`max_sets`, r sets stacked
+    vertically; spads p*q*S <= filter, q*S <= ifmap, p <= psum; passes tile the layer exactly
+    (q*r divides C, p*t divides m, m divides M, n divides N, as the pass schedule of Fig. 7);
+    GLB ifmap and psum tiles in whole banks; m the largest legal value.
     """
-    p, q = space.ps, space.qs
-    r_max = np.array([np.flatnonzero(space.r_ok[qq]).max() for qq in q])
-    t_max = np.array([np.flatnonzero(space.t_ok[pp]).max() for pp in p])
-    n_if, n_w, n_of = float(pb.n_if), float(pb.n_w), float(pb.n_of)
-    si, sw = pb.ifmap_scale, pb.weight_scale
-    # rows read, U*(E-k) + R*k, is linear in the strip count k: its minimum is at k = 1 or k = E
-    rows_min = min(pb.U * (pb.E - 1) + pb.R, pb.R * pb.E)
-    halo = rows_min / pb.Hp
-    costs = hw.energy_costs()
-    gate_if = (1.0 - pb.ifmap_zeros) if hw.gate_zero_ifmap else 1.0
-    gate_w = (1.0 - pb.weight_zeros) if hw.gate_zero_weights else 1.0
-    macs = float(pb.macs)
-    dram = n_if * halo * pb.rlc_if * si + n_w * pb.rlc_w * sw + n_of * pb.rlc_of * si
-    glb = n_if * halo * (1 + -(-pb.M // (p * t_max))) * si + 2.0 * n_of * -(-pb.C // (q * r_max))
-    array = n_if * -(-pb.M // p) * (pb.R * pb.E / pb.Hp) * si + n_w * pb.E * sw \
-        + n_of * (-(-pb.C // q) * pb.R - -(-pb.C // q))
-    rf = macs * si + macs * gate_if * sw + 2.0 * n_of * np.maximum(pb.C * pb.R * pb.S - -(-pb.C // q) * pb.R, 0)
-    return (dram * costs["DRAM"] + glb * costs["GLB"] + array * costs["array"] + rf * costs["RF"]
-            + macs * gate_if * gate_w * pb.mac_scale * costs["MAC"])
-
-
-def _search_energy(pb: Problem, hw: Hardware, space: Space, tolerance: float) -> dict[str, np.ndarray]:
-    """Branch and bound over (p, q) blocks: every mapping within ``tolerance`` of the minimum."""
-    lb = energy_lower_bound(pb, hw, space)
-    order = np.argsort(lb, kind="stable")
-    best = np.inf
-    kept: list[dict[str, np.ndarray]] = []
-    chunk = 8  # small chunks in bound order: the incumbent tightens and prunes the rest early
-    for start in range(0, order.size, chunk):
-        block = order[start:start + chunk]
-        block = block[lb[block] <= best * (1.0 + tolerance) * (1 + 1e-12)]
-        if block.size == 0:
-            break  # sorted by bound: no later pair can hold a near-optimal mapping
-        cand = expand(pb, hw, space, block)
-        if cand["e"].size == 0:
-            continue
-        en = energy(pb, hw, *(cand[k] for k in "enpqrtm"))["energy"]
-        best = min(best, float(en.min()))
-        near = en <= best * (1.0 + tolerance) * (1 + 1e-12)
-        kept.append({k: v[near] for k, v in cand.items()})
-    if not kept:
+    R, S, E = pb.R, pb.S, pb.E
+    es, rs, ts = [], [], []
+    for e in range(1, min(E, (hw.pe_rows // R) * hw.pe_cols) + 1):
+        sets = max_sets(R, e, hw)
+        vert, _ = set_slots(R, e, hw)
+        for r in range(1, min(vert, sets) + 1):
+            if pb.C % r:
+                continue
+            for t in range(1, sets // r + 1):
+                if pb.M % t == 0:
+                    es.append(e)
+                    rs.append(r)
+                    ts.append(t)
+    if not es:
         return {}
-    cand = {k: np.concatenate([c[k] for c in kept]) for k in kept[0]}
-    en = energy(pb, hw, *(cand[k] for k in "enpqrtm"))["energy"]
-    near = en <= en.min() * (1.0 + tolerance) * (1 + 1e-12)
-    return {k: v[near] for k, v in cand.items()}
+    e0, r0, t0 = (np.array(x, dtype=np.int64) for x in (es, rs, ts))
+    pv = _divisors(pb.M)
+    pv = pv[pv <= hw.spad_psum]
+    qv = _divisors(pb.C)
+    qv = qv[qv * S <= hw.spad_ifmap]
+    nv = _divisors(pb.N)
+    P, Q, Nn = (a.ravel() for a in np.meshgrid(pv, qv, nv, indexing="ij"))
+    ok = P * Q * S <= hw.spad_filter
+    P, Q, Nn = P[ok], Q[ok], Nn[ok]
+    i = np.repeat(np.arange(e0.size), P.size)
+    j = np.tile(np.arange(P.size), e0.size)
+    e, r, t, p, q, n = e0[i], r0[i], t0[i], P[j], Q[j], Nn[j]
+    ok = (pb.C % (q * r) == 0) & (pb.M % (p * t) == 0)
+    e, r, t, p, q, n = e[ok], r[ok], t[ok], p[ok], q[ok], n[ok]
+    # GLB: ifmap banks, then the largest m (a divisor of M, multiple of p*t) the other banks hold
+    bank = hw.glb_bank_words
+    h = pb.U * (e - 1) + pb.R
+    ifmap_banks = -(-(n * q * r * h * pb.Wp) // bank)
+    m_fit = np.maximum(hw.glb_banks - ifmap_banks, 0) * bank // (n * np.minimum(e, E) * pb.F)
+    pt = p * t
+    m = np.zeros_like(e)
+    for d in _divisors(pb.M):
+        m[(d <= m_fit) & (d % pt == 0)] = d
+    keep = (ifmap_banks < hw.glb_banks) & (m >= pt)
+    return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
 
 
 def objective_value(res: dict[str, np.ndarray], objective: str) -> np.ndarray:
@@ -300,27 +213,23 @@ def search(pb: Problem, hw: Hardware, objective: str = "energy", tolerance: floa
         from ..errors import HwawareError
 
         raise HwawareError(f"tolerance must be >= 0, got {tolerance}")
-    space = build_space(pb, hw)
-    if space is None:
-        cand: dict[str, np.ndarray] = {}
-    elif objective == "energy":
-        # energy by branch and bound; cycles only for the near-optimal mappings it returns
-        cand = _search_energy(pb, hw, space, tolerance)
-    else:
-        cand = expand(pb, hw, space)
+    cand = candidates(pb, hw)
     if not cand or cand["e"].size == 0:
         raise UnsupportedLayerError(
             f"no legal row-stationary mapping on {hw.name} (R={pb.R}, S={pb.S}, E={pb.E}, F={pb.F}, "
             f"Wp={pb.Wp}): the smallest PE set or its GLB tile does not fit"
         )
     res = evaluate(pb, hw, cand["e"], cand["n"], cand["p"], cand["q"], cand["r"], cand["t"], cand["m"])
-    primary = objective_value(res, objective)
-    latency = res["cycles"] + res["stall_cycles"]
-    secondary = latency if objective != "latency" else res["energy"]
-    near = np.flatnonzero(primary <= primary.min() * (1.0 + tolerance) * (1 + 1e-12))
+    # the chip keeps the array filled: only mappings within hw.mapping_fill of the most active PEs
+    pes = res["active_pes"]
+    full = np.flatnonzero(pes >= hw.mapping_fill * pes.max())
+    primary = objective_value(res, objective)[full]
+    latency = (res["cycles"] + res["stall_cycles"])[full]
+    secondary = latency if objective != "latency" else res["energy"][full]
+    near_f = np.flatnonzero(primary <= primary.min() * (1.0 + tolerance) * (1 + 1e-12))
     # within the near-optimal set: secondary metric, then the primary, then more active PEs
-    order = np.lexsort((-res["active_pes"][near], _round(primary[near]), _round(secondary[near])))
-    b = int(near[order[0]])
+    order = np.lexsort((-pes[full][near_f], _round(primary[near_f]), _round(secondary[near_f])))
+    b = int(full[near_f[order[0]]])
     return Mapping(**{k: int(cand[k][b]) for k in ("m", "n", "e", "p", "q", "r", "t")})
 
 

@@ -25,7 +25,8 @@ import numpy as np
 from ..errors import HwawareError, UnsupportedLayerError
 from ..workload import Layer, Workload, as_workload
 from ..workload.rlc import rlc_ratio
-from .cost import LEVELS, TYPES, evaluate
+from .cost import LEVELS, TYPES, Problem, evaluate
+from .eyexam import EyexamStep, bounds, limiting_resource
 from .hardware import Hardware, resolve_hardware
 from .mapper import DEFAULT_TOLERANCE, OBJECTIVES, Mapping, check_native, make_problem, search
 
@@ -55,6 +56,8 @@ class LayerScore:
     energy_J: float
     passes: int = 0
     note: str = ""
+    eyexam: tuple[EyexamStep, ...] = ()  # Eyexam's seven MAC/cycle bounds (eyexam.py)
+    bound: str = ""  # what limits the processing latency: compute, ifmap NoC, psum NoC, DRAM link, ramp-up
 
     @property
     def energy_onchip(self) -> float:
@@ -86,6 +89,9 @@ class LayerScore:
         d["processing_latency_ms"] = self.processing_latency_ms
         d["total_latency_ms"] = self.total_latency_ms
         d["power_mW"] = self.power_mW
+        if self.eyexam:
+            d["eyexam"] = [st.to_dict() for st in self.eyexam]
+            d["bound"] = self.bound
         if self.note:
             d["note"] = self.note
         return d
@@ -176,6 +182,19 @@ class ScoreReport:
 
         return format_report(self)
 
+    def eyexam_table(self) -> str:
+        """Eyexam's seven MAC/cycle bounds per layer, the binding step and the limiting resource."""
+        from .table import format_eyexam
+
+        return format_eyexam(self)
+
+    def eyexam_figure(self, *, title: str = "") -> Any:
+        """Roofline-style figure of the seven bounds per layer (a matplotlib Figure; save with
+        :func:`hwaware.plots.save_png`)."""
+        from ..plots import eyexam_figure
+
+        return eyexam_figure(self, title=title)
+
 
 class Scorer:
     """Scores workloads on one hardware/objective; caches mappings and results by layer shape.
@@ -243,7 +262,7 @@ class Scorer:
             mapping = search(pb_key, hw, self.objective, self.tolerance)
             self._mapping_cache[mkey] = mapping
         res = evaluate(pb, hw, *(np.array([getattr(mapping, k)]) for k in ("e", "n", "p", "q", "r", "t", "m")))
-        ls = _layer_score(layer, mapping, res, hw, note=check_native(layer, hw).note)
+        ls = _layer_score(layer, mapping, res, hw, note=check_native(layer, hw).note, pb=pb)
         self._score_cache[key] = ls
         return ls
 
@@ -281,7 +300,8 @@ class Scorer:
         return {"mappings": len(self._mapping_cache), "layers": len(self._score_cache)}
 
 
-def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw: Hardware, note: str) -> LayerScore:
+def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw: Hardware, note: str,
+                 pb: Problem | None = None) -> LayerScore:
     def v(key: str) -> float:
         return float(np.asarray(res[key]).ravel()[0])
 
@@ -303,6 +323,9 @@ def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw:
         energy_total=total, dram_MB=sum(accesses["DRAM"].values()) * _MB,
         glb_MB=sum(accesses["GLB"].values()) * _MB, processing_latency_ms=proc_ms, total_latency_ms=tot_ms,
         power_mW=power, energy_J=total * hw.unit_pJ * 1e-12, passes=int(v("passes")), note=note,
+        # Eyexam needs the RS latency model's breakdown (other dataflows report no bounds)
+        eyexam=bounds(pb, hw, res) if pb is not None and "compute_cycles_total" in res else (),
+        bound=limiting_resource(res) if "compute_cycles_total" in res else "",
     )
 
 

@@ -69,3 +69,22 @@ def format_report(rep: ScoreReport) -> str:
         for op in rep.unmodeled:
             lines.append(f"  {op.name} ({op.op}): {format_si(op.macs)} MACs - no hardware model for this op")
     return "\n".join(lines)
+
+
+def format_eyexam(rep: ScoreReport) -> str:
+    """One row per layer: the seven Eyexam bounds (MACs/cycle), the binding step, what limits step 7."""
+    from .eyexam import STEPS, binding_step
+
+    hw = rep.hardware
+    headers = ["layer", *[f"{i + 1} {name}" for i, name in enumerate(STEPS)], "binding step", "limited by"]
+    rows: list[list[str] | None] = []
+    for ls in rep.layers:
+        if not ls.eyexam:
+            continue
+        b = binding_step(ls.eyexam, hw.num_pes)
+        rows.append([ls.name, *[f"{s.macs_per_cycle:.4g}" for s in ls.eyexam], f"{b.step} {b.name}", ls.bound])
+    return "\n".join([
+        f"Eyexam bounds on {hw.name} (MACs per cycle; {hw.num_pes} PEs = peak {hw.num_pes}); each step "
+        "can only lower the one before, step 7 = MACs / modeled processing cycles",
+        format_table(headers, rows),
+    ])
