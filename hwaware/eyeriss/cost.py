@@ -155,7 +155,7 @@ def cycles(pb: Problem, hw: Hardware, e, n, p, q, r, t, acc: dict[str, np.ndarra
 
     plus its ramp-up: the pass's ``p*t*q*r*R*S`` filter words on the 64-bit filter GIN and the first
     ``q*S``-wide window of each ifmap row before the PEs can start. The layer also takes at least its
-    DRAM traffic over the link (1.2 words/cycle). Returned totals (``*_cycles_total``) feed Eyexam.
+    filter DRAM traffic over the link (1.2 words/cycle), streamed during processing. Returned totals (``*_cycles_total``) feed Eyexam.
     """
     e, n, p, q, r, t = (np.asarray(x, dtype=np.int64) for x in (e, n, p, q, r, t))
     G, N, M, C, Wp, R, S, E, F, U = pb.G, pb.N, pb.M, pb.C, pb.Wp, pb.R, pb.S, pb.E, pb.F, pb.U
@@ -184,12 +184,11 @@ def cycles(pb: Problem, hw: Hardware, e, n, p, q, r, t, acc: dict[str, np.ndarra
     pass_cyc, ifmap_cyc, psum_cyc, ramp_cyc = (np.broadcast_to(tiles * x, shape).astype(np.float64) for x in per_tile)
     compute_cyc = np.broadcast_to(passes * compute, shape).astype(np.float64)
     bw = hw.dram_words_per_cycle
-    dram_words = sum(np.broadcast_to(acc[f"acc_DRAM_{ty}"], shape) for ty in TYPES)
-    dram_cyc = dram_words / bw
+    # filters stream from DRAM while the array works (the filter buffer preloads the next pass,
+    # JSSC Sec. V-A); ifmap loads and ofmap dumps are the separate stall below
+    dram_cyc = np.broadcast_to(acc["acc_DRAM_filter"], shape) / bw
     out: dict[str, np.ndarray] = {}
     out["passes"] = np.broadcast_to(passes, shape)
-    # DRAM traffic overlaps processing (the chip's "processing latency", JSSC Sec. VI-A) but
-    # still has to fit through the link
     out["cycles"] = np.maximum(pass_cyc, dram_cyc)
     # the chip does not compute while it loads ifmaps from DRAM or dumps ofmaps (JSSC Sec. VI-A)
     out["stall_cycles"] = np.broadcast_to(acc["acc_DRAM_ifmap"] + acc["acc_DRAM_psum"], shape) / bw

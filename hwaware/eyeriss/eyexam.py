@@ -11,7 +11,7 @@ Each step adds one constraint and can only lower the bound of the step before it
 5. storage capacity -- the mapping the spads and the GLB admit (the chosen one): its active PEs and
    its pass tiling, every PE computing at one MAC per cycle;
 6. average bandwidth -- also each channel's total traffic over its width: ifmap GIN (1 word/cycle),
-   psum GIN/GON (4 words/cycle) and the DRAM link (1.2 words/cycle);
+   psum GIN/GON (4 words/cycle) and the filters' DRAM link (1.2 words/cycle);
 7. instantaneous bandwidth -- pass by pass, the slowest of compute and deliveries plus each pass's
    ramp-up (filter load and first ifmap windows). This equals MACs / the latency model's cycles.
 
