@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--calibrate-bn", action="store_true",
                    help="first re-estimate BatchNorm statistics on the calibration data (for random weights)")
     p.add_argument("--no-hex", action="store_true", help="write only the .npz files and the manifest")
-    p.add_argument("--seed", type=int, default=0, help="seed of random data and fresh weights (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of random data and fresh weights (default 0)")
     add_quiet_flag(p)
     p.set_defaults(func=run)
 

@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
                    help="batch size with --data (default 16)")
     p.add_argument("--batches", type=int, metavar="K",
                    help="number of batches to profile (default 1)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the random input and of a freshly built model's weights "
                         "(default 0)")
     p.add_argument("--json", metavar="PATH",

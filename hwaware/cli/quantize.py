@@ -32,8 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--val-samples", type=int, default=1000, metavar="K",
                    help="validation images per accuracy measurement (default 1000)")
     add_arithmetic_flags(p)
-    p.add_argument("--hardware", default="eyeriss_v1", help="hardware preset or file (default eyeriss_v1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of fresh weights and sampling (default 0)")
+    p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE", help="hardware preset or file (default eyeriss_v1)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of fresh weights and sampling (default 0)")
     add_quiet_flag(p)
     p.set_defaults(func=run)
 

@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", metavar="REF", help="profile on real data: builtin:shapes, cifar10:PATH, imagefolder:PATH")
     p.add_argument("--batch-size", type=int, default=16, metavar="B", help="data loader batch size while profiling with --data (default 16)")
     p.add_argument("--batches", type=int, metavar="K", help="batches to profile (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random input (default 0)")
     p.add_argument("--strict", action="store_true", help="fail on a layer the hardware cannot run (default: list it)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--eyexam", action="store_true",
