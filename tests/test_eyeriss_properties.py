@@ -165,13 +165,42 @@ def test_lower_bit_width_scales_data_and_mac_costs():
 
 
 def test_warm_rescore_remaps_only_the_changed_layer():
+    from hwaware.eyeriss.score import clear_mapping_cache
+
+    clear_mapping_cache()
     wl = Workload(tuple(Layer(f"L{i}", N=1, M=32 + 8 * i, C=16, H=28, W=28, R=3, S=3, padding=1) for i in range(6)))
     sc = Scorer(HW)
     sc.score(wl)
-    before = sc.cache_info()["mappings"]
+    before = sc.cache_info()
+    assert before["searched"] == before["mappings"] == 6
     changed = wl.replace_layer(3, wl.layers[3].replace(M=24))
     sc.score(changed)
-    assert sc.cache_info()["mappings"] == before + 1
+    assert sc.cache_info()["searched"] == 7 and sc.cache_info()["mappings"] == 7
+
+
+def test_mappings_are_shared_by_every_scorer_in_the_process(monkeypatch):
+    import hwaware
+    import sys
+
+    import hwaware.eyeriss.score  # noqa: F401 (the module; the package exports a function of that name)
+    score_mod = sys.modules["hwaware.eyeriss.score"]
+
+    score_mod.clear_mapping_cache()
+    wl = Workload(tuple(Layer(f"L{i}", N=1, M=16 * (i + 1), C=8, H=20, W=20, R=3, S=3, padding=1) for i in range(4)))
+    first = hwaware.score(wl, hardware=HW)
+    calls = []
+    real = score_mod.search
+    monkeypatch.setattr(score_mod, "search", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = hwaware.score(wl, hardware=HW)  # a new Scorer inside: every mapping comes from the cache
+    other = Scorer(HW)
+    other.score(wl)
+    assert calls == [] and other.cache_info() == {"mappings": 4, "searched": 0, "layers": 4}
+    assert again.to_dict() == first.to_dict()  # a hit is exactly what a search returns
+    Scorer(HW, objective="latency").score(wl)  # another objective is another key
+    assert len(calls) == 4
+    score_mod.clear_mapping_cache()
+    Scorer(HW).score(wl)
+    assert len(calls) == 8
 
 
 def test_rlc_ratio_matches_exact_expectation():
@@ -181,6 +210,16 @@ def test_rlc_ratio_matches_exact_expectation():
         for z in (0.0, 0.3, 0.6, 0.9):
             exact = 4 * expected_words(n, z) / n
             assert rlc_ratio(n, z) == pytest.approx(exact, rel=0.015)
+    for n in (1, 2, 3):  # one word, exactly, whatever the zeros
+        for z in (0.0, 0.5, 0.9375, 1.0):
+            assert rlc_ratio(n, z) == pytest.approx(4 * expected_words(n, z) / n, rel=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 5000), st.floats(0, 1), st.floats(0, 1))
+def test_rlc_ratio_never_rises_with_sparsity(n, z1, z2):
+    lo, hi = sorted((z1, z2))
+    assert rlc_ratio(n, hi) <= rlc_ratio(n, lo) * (1 + 1e-12)
 
 
 def test_large_filter_rows_are_split_not_dropped():

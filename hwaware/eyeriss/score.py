@@ -16,6 +16,7 @@ Rules for data statistics (documented in docs/eyeriss_model.md):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,12 +197,51 @@ class ScoreReport:
         return eyexam_figure(self, title=title)
 
 
+class _MappingCache:
+    """The mappings searched in this process, shared by every :class:`Scorer` (so by
+    :func:`score`, the plugin and every loop): the key is the hardware, objective, tolerance,
+    layer shape, bit widths and the rounded statistics the search ran on, so a hit is exactly
+    what a new search would return. Bounded (least recently added entries go first); thread-safe."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._data: dict[tuple[Any, ...], Mapping] = {}
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, key: tuple[Any, ...]) -> Mapping | None:
+        return self._data.get(key)
+
+    def put(self, key: tuple[Any, ...], mapping: Mapping) -> None:
+        with self._lock:
+            while len(self._data) >= self.max_entries:
+                self._data.pop(next(iter(self._data)))
+            self._data[key] = mapping
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_MAPPINGS = _MappingCache()
+
+
+def clear_mapping_cache() -> None:
+    """Forget every mapping searched in this process (the next score searches again)."""
+    _MAPPINGS.clear()
+
+
 class Scorer:
-    """Scores workloads on one hardware/objective; caches mappings and results by layer shape.
+    """Scores workloads on one hardware/objective; caches results by layer, mappings process-wide.
 
     >>> sc = Scorer("eyeriss_v1")
-    >>> rep = sc.score(workload)          # cold: maps every distinct shape
+    >>> rep = sc.score(workload)          # cold: maps every distinct shape not mapped in this process
     >>> rep = sc.score(workload2)         # warm: only changed layers are remapped
+
+    Mappings live in one process-wide cache (see :func:`clear_mapping_cache`), so a second
+    ``Scorer`` or ``hwaware.score`` call on the same hardware reuses every mapping already searched.
     """
 
     def __init__(self, hardware: Hardware | str | None = "eyeriss_v1", objective: str = "energy",
@@ -213,7 +253,8 @@ class Scorer:
         self.tolerance = float(tolerance)
         self.hardware = resolve_hardware(hardware)
         self.objective = objective
-        self._mapping_cache: dict[tuple[Any, ...], Mapping] = {}
+        self._mapping_keys: set[tuple[Any, ...]] = set()  # the mappings this scorer used
+        self._searches = 0  # mapper searches this scorer ran (misses of the process-wide cache)
         self._score_cache: dict[tuple[Any, ...], LayerScore] = {}
 
     # -- per layer ----------------------------------------------------------------------------
@@ -254,13 +295,15 @@ class Scorer:
         # it is a pure function of the key: results never depend on what was scored before.
         stats = (round(layer.ifmap_zeros, 2), round(layer.weight_zeros, 2), round(rlc_if, 2),
                  round(rlc_of, 2), round(rlc_w, 2))
-        mkey = (layer.shape_key(), layer.weight_bits, layer.act_bits, stats)
-        mapping = self._mapping_cache.get(mkey)
+        mkey = (hw, self.objective, self.tolerance, layer.shape_key(), layer.weight_bits, layer.act_bits, stats)
+        self._mapping_keys.add(mkey)
+        mapping = _MAPPINGS.get(mkey)
         if mapping is None:
             rounded = layer.replace(ifmap_zeros=stats[0], weight_zeros=stats[1])
             pb_key = make_problem(rounded, hw, rlc_if=stats[2], rlc_of=stats[3], rlc_w=stats[4])
             mapping = search(pb_key, hw, self.objective, self.tolerance)
-            self._mapping_cache[mkey] = mapping
+            self._searches += 1
+            _MAPPINGS.put(mkey, mapping)
         res = evaluate(pb, hw, *(np.array([getattr(mapping, k)]) for k in ("e", "n", "p", "q", "r", "t", "m")))
         ls = _layer_score(layer, mapping, res, hw, note=check_native(layer, hw).note, pb=pb)
         self._score_cache[key] = ls
@@ -297,7 +340,9 @@ class Scorer:
                            tuple(unscored), tuple(wl.unmodeled), batch=n)
 
     def cache_info(self) -> dict[str, int]:
-        return {"mappings": len(self._mapping_cache), "layers": len(self._score_cache)}
+        """``mappings``: distinct mappings this scorer used; ``searched``: how many of them it had to
+        search (the rest came from the process-wide cache); ``layers``: scored layers it keeps."""
+        return {"mappings": len(self._mapping_keys), "searched": self._searches, "layers": len(self._score_cache)}
 
 
 def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw: Hardware, note: str,

@@ -254,10 +254,13 @@ def rlc_ratio(n_values: int, zero_fraction: float) -> float:
     run) and E[words] ~ (E[pairs] + 1)/3; within 1.5% of the exact expectation
     (:func:`expected_words`, a Markov-chain computation too slow for the hardware model's
     inner loop) for streams of 1000+ values, and tested against it. Dense data grows by 4/3: three
-    16-bit values per 64-bit word.
+    16-bit values per 64-bit word. Streams of at most 3 values are one word (exact); from 4 values
+    on the expression falls as ``zero_fraction`` rises, so more zeros never cost more.
     """
     if n_values <= 0:
         return 1.0
+    if n_values <= 3:  # exact: 1 to 3 values are 1 to 3 pairs, i.e. one 64-bit word whatever the zeros
+        return 4.0 / n_values
     z = min(max(float(zero_fraction), 0.0), 1.0)
     z32 = z**32
     if z32 < 1.0:
