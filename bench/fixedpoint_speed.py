@@ -46,27 +46,39 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def peak_rss_mb(fn) -> float | None:
-    """The process's peak resident memory (MB) while ``fn`` runs, or None where Linux's
-    clear_refs cannot reset the high-water mark."""
+def peak_rss_mb(fn) -> tuple[float, float] | None:
+    """(peak resident memory of the process while ``fn`` runs, its growth over the resident memory
+    just before) in MB, or None where Linux's clear_refs cannot reset the high-water mark."""
     gc.collect()
+
+    def status(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+        raise OSError(key)
+
     try:
         Path("/proc/self/clear_refs").write_text("5")
+        before = status("VmRSS:")
         fn()
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+        peak = status("VmHWM:")
     except OSError:
         return None
-    return None
+    return peak, peak - before
+
+
+def simd() -> bool:
+    return getattr(_native, "simd", lambda: False)()
 
 
 def kernels(mode: str) -> str:
+    if not hasattr(_native, "simd"):
+        return "the kernels before issue 18 (C im2col + 4 int8 GEMMs / scalar C eyeriss loop)"
     if _native.library() is None:
         return "torch only (no compiled kernel)"
     if mode == "wide":
         return "C NHWC im2col + 3 int8 GEMMs (torch._int_mm) + C combine"
-    if _native.simd():
+    if simd():
         return "C NHWC im2col + AVX-512 vpmullw/vpmulhw/vpshrdvw/vpdpwssd"
     return "C im2col + scalar C loop"
 
@@ -105,25 +117,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"{args.threads} threads, median of {args.repeats}; native kernel: "
           f"{'yes' if _native.library() is not None else 'NO'}, AVX-512 eyeriss loop: "
-          f"{'yes' if _native.simd() else 'no'}; load average {os.getloadavg()[0]:.1f}")
+          f"{'yes' if simd() else 'no'}; load average {os.getloadavg()[0]:.1f}")
     missed = []
     for label, model, x in models(args):
         with torch.no_grad():
             t_float = median_time(lambda: model(x), args.repeats)
             rss_float = peak_rss_mb(lambda: model(x))
-        print(f"\n{label}\n  float32        : {t_float:8.3f} s   peak RSS {rss_float or float('nan'):7.0f} MB")
+        nan = (float("nan"), float("nan"))
+        print(f"\n{label}\n  float32        : {t_float:8.3f} s   peak RSS {(rss_float or nan)[0]:7.0f} MB "
+              f"(+{(rss_float or nan)[1]:.0f} MB during the run)")
         for mode in ("wide", "eyeriss"):
             fixed = convert(model, x, mode=mode, samples=x.shape[0])
             t_fixed = median_time(lambda fixed=fixed: fixed(x), args.repeats)
             rss = peak_rss_mb(lambda fixed=fixed: fixed(x))
             ratio, target = t_fixed / t_float, TARGETS[mode]
-            mem = None if rss is None or rss_float is None else rss / rss_float
+            mem = None if rss is None or rss_float is None else rss[0] / rss_float[0]
             ok = ratio <= target and (mem is None or mem <= MEMORY_TARGET)
             if not ok:
                 missed.append(f"{label} {mode}")
             print(f"  {mode:<8} 16-bit : {t_fixed:8.3f} s   ratio {ratio:5.2f}x (target <= {target}x)   "
-                  f"peak RSS {rss or float('nan'):7.0f} MB ({mem or float('nan'):.2f}x, target <= "
-                  f"{MEMORY_TARGET}x)   {'met' if ok else 'NOT met'}   top-1 agreement "
+                  f"peak RSS {(rss or nan)[0]:7.0f} MB ({mem or float('nan'):.2f}x, target <= "
+                  f"{MEMORY_TARGET}x; +{(rss or nan)[1]:.0f} MB during the run)   {'met' if ok else 'NOT met'}   top-1 agreement "
                   f"{top1_agreement(model, fixed, x):.3f}\n      kernels: {kernels(mode)}")
             del fixed
             gc.collect()

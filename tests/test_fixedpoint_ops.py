@@ -122,7 +122,7 @@ def pool_cases(draw):
 
 @SETTINGS
 @given(case=pool_cases(), rounding=st.sampled_from(ROUNDINGS), overflow=st.sampled_from(OVERFLOWS))
-def test_pooling_matches_golden(case, rounding, overflow):
+def test_pooling_matches_golden(backend, case, rounding, overflow):
     x, k, stride, pad, fx, fy = case
     same(ops.max_pool2d(x, k, stride, pad), golden.max_pool2d(x, k, stride, pad))
     same(ops.avg_pool2d(x, k, stride, pad, fx=fx, fy=fy, rounding=rounding, overflow=overflow),
@@ -141,7 +141,7 @@ def test_pooling_matches_golden(case, rounding, overflow):
 @SETTINGS
 @given(data=st.data(), rounding=st.sampled_from(ROUNDINGS), overflow=st.sampled_from(OVERFLOWS),
        relu=st.booleans())
-def test_add_concat_requantize_flatten_relu_match_golden(data, rounding, overflow, relu):
+def test_add_concat_requantize_flatten_relu_match_golden(backend, data, rounding, overflow, relu):
     shape = (2, 3, 2, 2)
     a, b = codes(data.draw, shape), codes(data.draw, shape)
     f = [data.draw(st.integers(-30, 46)) for _ in range(3)]

@@ -100,6 +100,8 @@ def library() -> ctypes.CDLL | None:
     lib.hw_wide_finalize3.argtypes = [vp] * 4 + [i64, vp, vp, i64, i64, i64, i64] + [i32] * 4
     lib.hw_to_nhwc.restype = None
     lib.hw_to_nhwc.argtypes = [vp, vp, vp] + [i64] * 7 + [i32]
+    lib.hw_add.restype = i64
+    lib.hw_add.argtypes = [vp, vp, vp, i64, i64] + [i32] * 7
     lib.hw_simd.restype = i32
     lib.hw_simd.argtypes = []
     lib.hw_eyeriss_simd.restype = None
@@ -245,6 +247,24 @@ def to_nhwc(x: np.ndarray, P: int, Pw: int, *, limbs: bool) -> list[np.ndarray]:
 
     _parallel(part, N, torch_threads(), min_rows=1)
     return out
+
+
+def add(a: np.ndarray, b: np.ndarray, *, la: int, lb: int, s: int, nearest: bool, saturate: bool,
+        bits: int, relu: bool) -> tuple[np.ndarray, int] | None:
+    """``cut(shift((a << la) + (b << lb), s))`` then ReLU, for int16 ``a``, ``b`` of one shape and
+    shifts ``la, lb <= 40``: ``(y, outputs cut)``, or None when the kernel is missing."""
+    lib = library()
+    if lib is None:
+        return None
+    a = np.ascontiguousarray(a, dtype=np.int16)
+    b = np.ascontiguousarray(b, dtype=np.int16)
+    out = np.empty(a.shape, dtype=np.int16)
+
+    def part(i0: int, i1: int) -> int:
+        return lib.hw_add(a.ctypes.data, b.ctypes.data, out.ctypes.data, i0, i1, la, lb, s, int(nearest),
+                          int(saturate), bits, int(relu))
+
+    return out, int(sum(_parallel(part, a.size, torch_threads(), min_rows=1 << 16)))
 
 
 def torch_threads() -> int:

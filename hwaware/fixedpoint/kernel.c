@@ -464,3 +464,29 @@ void hw_to_nhwc(const int16_t *x, void *hi, int8_t *lo, int64_t C, int64_t H, in
     }
   }
 }
+
+/* Residual add, elements i0 <= i < i1: t = (a << la) + (b << lb) (exact in int64: la, lb <= 40),
+   then shift by s, cut to `bits` (shift_cut), ReLU. Returns how many outputs left the range. */
+int64_t hw_add(const int16_t *a, const int16_t *b, int16_t *out, int64_t i0, int64_t i1, int la, int lb,
+               int s, int nearest, int saturate, int bits, int relu) {
+  int64_t n_over = 0;
+  if (s >= 1 && s <= 62 && bits == 16) { /* the common case, in a loop the compiler vectorizes */
+    const int64_t rnd = nearest ? ((int64_t)1 << (s - 1)) : 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t q = ((((int64_t)a[i] << la) + ((int64_t)b[i] << lb)) + rnd) >> s;
+      n_over += (q < -32768) | (q > 32767);
+      int64_t y = saturate ? (q < -32768 ? -32768 : (q > 32767 ? 32767 : q)) : (int64_t)(int16_t)(uint16_t)(uint64_t)q;
+      if (relu && y < 0) y = 0;
+      out[i] = (int16_t)y;
+    }
+    return n_over;
+  }
+  for (int64_t i = i0; i < i1; ++i) {
+    int over = 0;
+    int64_t y = shift_cut(((int64_t)a[i] << la) + ((int64_t)b[i] << lb), s, nearest, saturate, bits, &over);
+    n_over += over;
+    if (relu && y < 0) y = 0;
+    out[i] = (int16_t)y;
+  }
+  return n_over;
+}

@@ -338,12 +338,14 @@ def relu(x) -> OpResult:
 
 
 def max_pool2d(x, kernel, stride=None, padding=0) -> OpResult:
-    """Maximum of each window; format unchanged (float32 holds int16 codes exactly)."""
+    """Maximum of each window; format unchanged."""
     x = _codes(x, "x")
     k = pair(kernel, "kernel")
     st = pair(stride if stride is not None else kernel, "stride")
-    y = torch.nn.functional.max_pool2d(torch.from_numpy(x).float(), k, st, pair(padding, "padding"))
-    return OpResult(y.to(torch.int16).numpy())
+    # on int16 directly: torch pads with the lowest int16, which never beats a real code (a window
+    # always holds one, as PyTorch allows padding <= kernel/2)
+    y = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, st, pair(padding, "padding"))
+    return OpResult(y.numpy())
 
 
 def avg_pool2d(x, kernel, stride=None, padding=0, *, fx: FixedFormat, fy: FixedFormat,
@@ -375,6 +377,10 @@ def add(a, b, *, fa: FixedFormat, fb: FixedFormat, fy: FixedFormat, rounding: st
     F = max(fa.frac_bits, fb.frac_bits)
     if max(F - fa.frac_bits, F - fb.frac_bits) > 40:
         return golden.add(a, b, fa=fa, fb=fb, fy=fy, rounding=rounding, overflow=overflow, relu=relu)
+    res = _native.add(a, b, la=F - fa.frac_bits, lb=F - fb.frac_bits, s=F - fy.frac_bits,
+                      nearest=rounding == "nearest", saturate=overflow == "saturate", bits=fy.bits, relu=relu)
+    if res is not None:
+        return OpResult(res[0], 0, res[1])
     t = (torch.from_numpy(a).long() << (F - fa.frac_bits)) + (torch.from_numpy(b).long() << (F - fb.frac_bits))
     y, over = shift_cut(t, F - fy.frac_bits, rounding, overflow, fy.bits)
     if relu:
