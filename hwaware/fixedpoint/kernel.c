@@ -304,7 +304,8 @@ int hw_simd(void) { return 1; }
    then writes 32767 or -32768 by the sign); s >= 16: hi >> (s - 16), which always fits
    (|x*w| <= 2**30). */
 static inline __attribute__((always_inline)) __m512i cut_products(
-    __m512i xb, __m512i wv, const int s16, const int nearest, const int saturate, __m512i *cnt,
+    __m512i xb, __m512i wv, const int s16, const int nearest, const int saturate, const int count,
+    __m512i *cnt,
     const __m512i clo, const __m512i chi, const __m512i vs, const __m512i hb, const __m512i top,
     const __m512i one, const __m128i sh) {
   __m512i lo = _mm512_mullo_epi16(xb, wv), hi = _mm512_mulhi_epi16(xb, wv);
@@ -315,6 +316,7 @@ static inline __attribute__((always_inline)) __m512i cut_products(
   }
   if (s16) return _mm512_sra_epi16(hi, sh);
   __m512i r = _mm512_shrdv_epi16(lo, hi, vs);
+  if (!count) return r; /* the caller proved that no product of this tile can leave 16 bits */
   const __mmask32 ov = _mm512_cmpge_epu16_mask(_mm512_add_epi16(hi, hb), top);
   *cnt = _mm512_mask_add_epi16(*cnt, ov, *cnt, one);
   if (saturate)
@@ -327,7 +329,7 @@ static inline __attribute__((always_inline)) __m512i cut_products(
    ones adds each lane pair into an int32 per channel (exact: |sum| <= K * 2**15 < 2**31). */
 static inline __attribute__((always_inline)) int64_t eyeriss_tile(
     const int16_t *x, int64_t ldx, const int16_t *wb, int64_t Kp, const int rb, const int nb, int s,
-    const int s16, const int nearest, const int saturate, int32_t *res) {
+    const int s16, const int nearest, const int saturate, const int count, int32_t *res) {
   const __m512i one = _mm512_set1_epi16(1);
   const int sl = s - 1 < 16 ? s - 1 : 0;
   const __m512i clo = _mm512_set1_epi16(s - 1 < 16 ? (int16_t)(uint16_t)(1u << (s - 1)) : 0);
@@ -351,7 +353,7 @@ static inline __attribute__((always_inline)) int64_t eyeriss_tile(
         const __m512i xb = _mm512_set1_epi32(pair);
         for (int j = 0; j < nb; ++j)
           acc[i][j] = _mm512_dpwssd_epi32(
-              acc[i][j], cut_products(xb, w[j], s16, nearest, saturate, &cnt, clo, chi, vs, hb, top, one, sh),
+              acc[i][j], cut_products(xb, w[j], s16, nearest, saturate, count, &cnt, clo, chi, vs, hb, top, one, sh),
               one);
       }
     }
@@ -365,6 +367,18 @@ static inline __attribute__((always_inline)) int64_t eyeriss_tile(
   return n_prod;
 }
 
+/* Largest |code| of n int16 values (32768 for -32768). */
+static int64_t max_abs16(const int16_t *v, int64_t n) {
+  int32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t a = v[i] < 0 ? -(int32_t)v[i] : v[i];
+    m = a > m ? a : m;
+  }
+  return m;
+}
+
+#define HW_TILE(RB, NB, COUNT) eyeriss_tile(x, ldx, wb, Kp, RB, NB, s, s16, nearest, saturate, COUNT, res)
+
 static inline __attribute__((always_inline)) void eyeriss_simd_body(
     const int16_t *X, int64_t ldx, const int16_t *Wp, int64_t Kp, int64_t M, const int32_t *bias,
     int16_t *out, int64_t p0, int64_t p1, int64_t EF, int s, int relu, int64_t *counts, const int s16,
@@ -372,19 +386,34 @@ static inline __attribute__((always_inline)) void eyeriss_simd_body(
   const int64_t nblk = (M + 15) / 16;
   int64_t cb = ((int64_t)1 << 20) / (Kp * 64); /* channel blocks whose weights fit ~1 MB of L2 */
   cb = cb < 2 ? 2 : cb & ~(int64_t)1;
+  if (cb > 64) cb = 64;
   int64_t n_prod = 0, n_out = 0;
   int32_t res[4 * 2 * 16];
+  /* A tile needs no overflow counting (nor saturation) when max|x| * max|w| < 2**(s+15) - 2**s:
+     then no product, rounded, leaves 16 bits. s >= 16 never overflows (|x*w| <= 2**30). */
+  const int64_t safe = s16 ? 0 : ((int64_t)1 << (s + 15)) - ((int64_t)1 << s);
+  int64_t wmax[64];
   for (int64_t b0 = 0; b0 < nblk; b0 += cb) {
     const int64_t b1 = b0 + cb < nblk ? b0 + cb : nblk;
+    for (int64_t b = b0; b < b1; b += 2)
+      wmax[b - b0] = max_abs16(Wp + b * Kp * 32, (b1 - b >= 2 ? 2 : 1) * Kp * 32);
     for (int64_t p = p0; p < p1;) {
       const int rb = p1 - p >= 4 ? 4 : 1;
+      const int64_t xmax = s16 ? 0 : max_abs16(X + (p - p0) * ldx, (rb - 1) * ldx + 2 * Kp);
       for (int64_t b = b0; b < b1; b += 2) {
         const int nb = b1 - b >= 2 ? 2 : 1;
         const int16_t *x = X + (p - p0) * ldx, *wb = Wp + b * Kp * 32;
-        if (rb == 4 && nb == 2) n_prod += eyeriss_tile(x, ldx, wb, Kp, 4, 2, s, s16, nearest, saturate, res);
-        else if (rb == 4) n_prod += eyeriss_tile(x, ldx, wb, Kp, 4, 1, s, s16, nearest, saturate, res);
-        else if (nb == 2) n_prod += eyeriss_tile(x, ldx, wb, Kp, 1, 2, s, s16, nearest, saturate, res);
-        else n_prod += eyeriss_tile(x, ldx, wb, Kp, 1, 1, s, s16, nearest, saturate, res);
+        if (!s16 && xmax * wmax[b - b0] >= safe) {
+          if (rb == 4 && nb == 2) n_prod += HW_TILE(4, 2, 1);
+          else if (rb == 4) n_prod += HW_TILE(4, 1, 1);
+          else if (nb == 2) n_prod += HW_TILE(1, 2, 1);
+          else n_prod += HW_TILE(1, 1, 1);
+        } else {
+          if (rb == 4 && nb == 2) HW_TILE(4, 2, 0);
+          else if (rb == 4) HW_TILE(4, 1, 0);
+          else if (nb == 2) HW_TILE(1, 2, 0);
+          else HW_TILE(1, 1, 0);
+        }
         for (int i = 0; i < rb; ++i) {
           const int64_t n = (p + i) / EF, ef = (p + i) % EF;
           int16_t *o = out + n * M * EF + ef;
@@ -406,6 +435,7 @@ static inline __attribute__((always_inline)) void eyeriss_simd_body(
   counts[0] += n_prod;
   counts[1] += n_out;
 }
+#undef HW_TILE
 
 /* Mode eyeriss, groups = 1, 1 <= s <= 30: rows p0 <= p < p1 of X ((p1 - p0) x ldx int16, the
    column matrix from row p0, K padded to even with zeros), Wp packed per 16-channel block
@@ -416,9 +446,8 @@ void hw_eyeriss_simd(const int16_t *X, int64_t ldx, const int16_t *Wp, int64_t K
 #define HW_EYE(S16, NR, SAT) \
   eyeriss_simd_body(X, ldx, Wp, Kp, M, bias, out, p0, p1, EF, s, relu, counts, S16, NR, SAT)
   const int s16 = s >= 16;
-  if (s16) {
-    if (nearest) { if (saturate) HW_EYE(1, 1, 1); else HW_EYE(1, 1, 0); }
-    else { if (saturate) HW_EYE(1, 0, 1); else HW_EYE(1, 0, 0); }
+  if (s16) { /* products never leave 16 bits: the overflow rule does not matter */
+    if (nearest) HW_EYE(1, 1, 0); else HW_EYE(1, 0, 0);
   } else {
     if (nearest) { if (saturate) HW_EYE(0, 1, 1); else HW_EYE(0, 1, 0); }
     else { if (saturate) HW_EYE(0, 0, 1); else HW_EYE(0, 0, 0); }
