@@ -109,3 +109,12 @@ def test_config_validation(kw: dict, fragment: str) -> None:
     with pytest.raises(HwawareError) as exc:
         NetAdaptConfig(**kw)
     assert fragment in str(exc.value)
+
+
+def test_budget_dict_errors_show_keys_not_raw_dicts() -> None:
+    from hwaware.errors import HwawareError
+    from hwaware.netadapt.budget import Budget
+
+    with pytest.raises(HwawareError, match=r"^budget \(resource=latency, valu=0.5\): unknown key 'valu'") as err:
+        Budget.from_dict({"resource": "latency", "valu": 0.5})
+    assert "{" not in str(err.value)

@@ -110,9 +110,9 @@ class Budget:
     def from_dict(cls, d: Mapping[str, Any]) -> Budget:
         unknown = sorted(set(d) - {"resource", "value", "relative"})
         if unknown:
-            raise HwawareError(f"budget {dict(d)!r}: unknown key '{unknown[0]}'; allowed: resource, value, relative")
+            raise HwawareError(f"budget ({_keys(d)}): unknown key '{unknown[0]}'; allowed: resource, value, relative")
         if "resource" not in d or "value" not in d:
-            raise HwawareError(f"budget {dict(d)!r}: needs 'resource' and 'value'")
+            raise HwawareError(f"budget ({_keys(d)}): needs 'resource' and 'value'")
         return cls(str(d["resource"]), d["value"], bool(d.get("relative", True)))
 
 
@@ -148,3 +148,8 @@ def parse_budgets(spec: Iterable[BudgetSpec] | Mapping[str, float | str] | str) 
             raise HwawareError(f"two budgets for '{b.resource}'; give one budget per resource")
         seen.add(b.resource)
     return tuple(items)
+
+
+def _keys(d: Mapping[str, Any]) -> str:
+    """``{'resource': 'latency', 'valu': 0.5}`` -> ``resource=latency, valu=0.5`` (errors show no raw dicts)."""
+    return ", ".join(f"{k}={v}" for k, v in d.items()) or "empty"
