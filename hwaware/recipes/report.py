@@ -91,7 +91,8 @@ def pipeline_points(ctx: Any, base: int) -> list[Any]:
 
     snaps = {s.label: s for s in ctx.timeline}
     b = ctx.timeline[base]
-    points = [Point(b.energy, b.total_latency_ms, b.accuracy, "trained (dense)" if base else "input")]
+    dense = ", dense" if b.nonzero_weights >= 0.999 * b.weights else ""
+    points = [Point(b.energy, b.total_latency_ms, b.accuracy, f"{b.label} (baseline{dense})")]
     labels = [r.label for r in ctx.results]
     after = labels.index(b.label) + 1 if b.label in labels else 0
     current = b
@@ -100,7 +101,7 @@ def pipeline_points(ctx: Any, base: int) -> list[Any]:
         if r.name == "quantize" and r.details.get("fixed_accuracy") is not None:
             s = snap or current
             bits = r.details.get("bits")
-            width = "16-bit" if bits == 16 or not bits else "mixed-width"
+            width = f"{bits}-bit" if isinstance(bits, int) else ("16-bit" if not bits else "mixed-width")
             points.append(Point(s.energy, s.total_latency_ms, r.details["fixed_accuracy"],
                                 f"{r.label} ({width} fixed point)"))
             current = s
