@@ -44,7 +44,7 @@ def test_small_cnn_top1_agreement(small_cnn, mode, rounding, minimum):
     assert top1_agreement(model, fixed, val.split(250)) >= minimum
 
 
-def test_formats_follow_the_max_rule_with_one_bit_of_headroom(small_cnn):
+def test_formats_follow_the_max_rule_with_half_a_bit_of_headroom(small_cnn):
     model, calib, _ = small_cnn
     seen: dict[str, float] = {}
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, float(o.abs().max())))
@@ -53,17 +53,45 @@ def test_formats_follow_the_max_rule_with_one_bit_of_headroom(small_cnn):
         model(calib)
     for h in hooks:
         h.remove()
-    fixed = convert(model, calib)
+    fixed = convert(model, calib, equalize=False)  # formats of the model's own tensors
     by_name = {lr.name: lr for lr in fixed.report.layers}
     for conv, after in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv4", "bn4"), ("fc", "fc"),
                         ("gap", "gap")):
         f, top = by_name[conv].f_y, seen[after]  # a fused ReLU: the range before it
-        # largest f with top * 2**f <= 32767 / 2 (one bit of headroom)
-        assert top * 2.0 ** f <= 32767 / 2 < top * 2.0 ** (f + 1), conv
+        # largest f with top * 2**f <= 32767 / sqrt(2) (half a bit of headroom)
+        assert top * 2.0 ** f <= 32767 / 2**0.5 < top * 2.0 ** (f + 1), conv
     for name in ("pool1", "pool2", "pool3"):  # max pooling keeps its input's format
         assert by_name[name].f_y == by_name[name].f_x[0]
     for lr in fixed.report.layers:
         assert lr.output_overflows == 0 and lr.max_abs_error < 0.05 * lr.max_abs_float + 1e-3
+
+
+def test_range_equalization_keeps_the_function_and_fills_each_format(small_cnn):
+    from hwaware.fixedpoint.equalize import DEFAULT_CAP, fold_and_equalize
+
+    model, calib, val = small_cnn
+    eq = fold_and_equalize(torch.fx.symbolic_trace(model), calib)
+    with torch.no_grad():
+        ref, got = model(val[:64]), eq(val[:64])
+    assert (ref - got).abs().max() < 1e-4 * ref.abs().max()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in eq.modules())
+
+    def channel_ranges(net, layer):
+        seen = {}
+        h = dict(net.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.update(o=o))
+        with torch.no_grad():
+            net(calib)
+        h.remove()
+        return seen["o"].abs().amax((0, 2, 3))
+
+    for layer, bn in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv4", "bn4")):
+        before, after = channel_ranges(model, bn), channel_ranges(eq, layer)
+        # each channel scaled up to the tensor's max, by at most the cap; the max itself unchanged
+        expected = torch.minimum(before * DEFAULT_CAP, before.max())
+        assert torch.allclose(after, expected, rtol=1e-4), layer
+    fixed_eq, fixed_plain = convert(model, calib), convert(model, calib, equalize=False)
+    err = {f: sum(lr.max_abs_error for lr in f.report.layers if lr.name == "fc") for f in (fixed_eq, fixed_plain)}
+    assert err[fixed_eq] < err[fixed_plain]
 
 
 @pytest.mark.parametrize("mode", ["eyeriss", "wide"])

@@ -88,3 +88,63 @@ def test_cli_quantize(tmp_path, capsys):
     assert "vs uniform 16 bits" in capsys.readouterr().out
     assert cli_main(["quantize", "models/small_cnn.py", "--data", "builtin:shapes", "--widths", "a",
                      "--out", str(out)]) == 2
+
+
+def test_fake_quantize_matches_the_backend_formats_and_rounding():
+    from hwaware.fixedpoint.format import FixedFormat
+    from hwaware.fixedpoint.qat import fake_quantize
+
+    x = torch.linspace(-3, 3, 241, dtype=torch.float64)
+    for f, b in ((2, 4), (0, 3), (5, 8)):
+        ref = FixedFormat(f, b).dequantize(FixedFormat(f, b).quantize(x.numpy()))  # nearest, saturate
+        assert torch.equal(fake_quantize(x, f, b), torch.from_numpy(ref))
+    x.requires_grad_(True)
+    fake_quantize(x, 2, 4).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # straight through
+
+
+def test_fake_quant_model_uses_the_integer_models_codes(setup):
+    from hwaware.fixedpoint.qat import FakeQuant, fold_batchnorm
+
+    model, calib, val = setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    bits = {"conv2": 4, "conv3": 5, "fc": 6}
+    fq = FakeQuant(folded, bits, calibration_data=calib)
+    w = folded.conv2.weight.detach().clone()  # the parametrized (fake-quantized) weight
+    x = torch.cat([xb for xb, _ in val])
+    with torch.no_grad():
+        y_fq = folded(x)
+    fq.remove()
+    fixed = convert(folded, calib, bits=bits, mode="wide", rounding="nearest", overflow="saturate",
+                    bias_correction=False, equalize=False)
+    ops = {op.name: op for op in fixed.int_ops}
+    # same weight codes, same input formats as the integer backend chose
+    assert torch.equal(torch.from_numpy(ops["conv2"].fw.dequantize(ops["conv2"].w)).float(), w)
+    assert {k: ops[k].fxq.frac_bits for k in bits} == fq.input_frac
+    with torch.no_grad():
+        y_int, y_float = fixed(x), folded(x)
+    # the fake-quantized model tracks the integer one far closer than the unquantized float model does
+    # (what is left: 16-bit intermediate codes moving values across a narrow format's rounding steps)
+    assert (y_int - y_fq).abs().mean() < 0.5 * (y_int - y_float).abs().mean()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_search_with_quantization_aware_finetuning(setup):
+    model, calib, val = setup
+    train = [(xb, yb) for xb, yb in val]
+    search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=5.0, widths=(6, 4),
+                            samples=32, train_data=train, finetune_steps=2, finetune_lr=0.001)
+    trials = list(search.steps())
+    res = search.result
+    assert trials and res.finetune_steps == 2 and res.model is not None
+    narrowed = {k: v for k, v in res.bits.items() if v < 16}
+    fixed = convert(res.model, calib, bits=narrowed or 16, mode="wide", rounding="nearest",
+                    overflow="saturate", samples=32, equalize=False)
+    assert evaluate(fixed, val) == pytest.approx(res.accuracy)  # reported accuracy = integer backend
+    assert 0.0 <= res.fake_quant_agreement <= 1.0
+    d = res.to_dict()
+    assert "model" not in d and d["finetune_steps"] == 2 and json.dumps(d)
+    assert "fake-quant" in res.table()
+    with pytest.raises(HwawareError, match="needs train_data"):
+        BitWidthSearch(model, calibration_data=calib, val_data=val, finetune_steps=3)

@@ -1,4 +1,5 @@
-"""``hwaware quantize``: per-layer bit widths chosen greedily from the largest energy share down.
+"""``hwaware quantize``: per-layer bit widths chosen greedily from the largest energy share down,
+with quantization-aware fine-tuning of each trial (``--finetune-steps``; 0 for post-training).
 
     hwaware quantize models/small_cnn.py --data builtin:shapes --max-drop 1.0 --out quant.json
     hwaware quantize runs/trained.pt --data cifar10:data/cifar --widths 8,6,4 --out q.json --mode wide
@@ -33,6 +34,11 @@ def register(subparsers: Any) -> None:
                    help="validation images per accuracy measurement (default 1000)")
     add_arithmetic_flags(p)
     p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE", help="hardware preset or file (default eyeriss_v1)")
+    p.add_argument("--finetune-steps", type=int, default=8, metavar="N",
+                   help="quantization-aware fine-tuning steps (batch 64, train split) per trial; 0: post-training "
+                        "search (default 8: a modest budget; more steps reach narrower widths)")
+    p.add_argument("--finetune-lr", type=float, default=0.01, metavar="LR",
+                   help="SGD learning rate of the fine-tuning (default 0.01)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of fresh weights and sampling (default 0)")
     add_quiet_flag(p)
     p.set_defaults(func=run)
@@ -53,13 +59,19 @@ def run(args: argparse.Namespace) -> int:
     for flag, v in (("--samples", args.samples), ("--val-samples", args.val_samples)):
         if v < 1:
             raise HwawareError(f"{flag} must be a positive integer, got {v}")
+    if args.finetune_steps < 0:
+        raise HwawareError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
+    if not args.finetune_lr > 0:
+        raise HwawareError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
     torch.manual_seed(args.seed)
     model = load_model(args.target)
     calib = make_loader(args.data, "train", batch_size=64, limit=args.samples, seed=args.seed)
     val = make_loader(args.data, "val", batch_size=250, limit=args.val_samples, seed=args.seed)
+    train = make_loader(args.data, "train", batch_size=64, shuffle=True, seed=args.seed) if args.finetune_steps else None
     res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
                    mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=args.hardware,
-                   samples=args.samples, progress=not args.quiet)
+                   samples=args.samples, train_data=train, finetune_steps=args.finetune_steps,
+                   finetune_lr=args.finetune_lr, progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
     print(f"{args.target} on {args.data}")
     print(res.table())

@@ -84,16 +84,24 @@ class FixedFormat:
         return f"Q{self.bits}.f{self.frac_bits}"
 
 
-def frac_bits_for(max_abs: float, bits: int = 16, *, headroom: int = 0) -> int:
-    """Largest ``f`` with ``max_abs * 2**f <= 2**(bits-1) - 1``, minus ``headroom`` bits.
+def frac_bits_for(max_abs: float, bits: int = 16, *, headroom: float = 0) -> int:
+    """Largest ``f`` with ``max_abs * 2**headroom * 2**f <= 2**(bits-1) - 1``.
 
     The max rule (not a percentile): with the default ``wrap`` overflow a value beyond the range
-    turns into a wrong-signed one, so the range must cover every value seen. Clamped to the allowed
-    range; an all-zero tensor gets the finest format. Example: max 1.0 at 16 bits -> f = 14.
+    turns into a wrong-signed one, so the range must cover every value seen, times a margin of
+    ``2**headroom`` for values the calibration data did not show (``headroom`` may be fractional:
+    0.5 covers 1.41x the maximum). Clamped to the allowed range; an all-zero tensor gets the finest
+    format. Examples at 16 bits: max 1.0 -> f = 14; max 1.0, headroom 0.5 -> f = 14; max 1.5,
+    headroom 0.5 -> f = 13; max 1.0, headroom 1 -> f = 13.
     """
     m = float(max_abs)
     if not math.isfinite(m):
         raise HwawareError(f"cannot choose a format: max |value| is {m}")
+    if not (math.isfinite(float(headroom)) and float(headroom) >= 0):
+        raise HwawareError(f"cannot choose a format: headroom must be >= 0 bits, got {headroom}")
+    if headroom != int(headroom):
+        m = m * 2.0 ** float(headroom)
+        headroom = 0
     qmax = (1 << (bits - 1)) - 1
     if m <= 0.0:
         return FRAC_MAX
@@ -102,7 +110,7 @@ def frac_bits_for(max_abs: float, bits: int = 16, *, headroom: int = 0) -> int:
         f -= 1
     while math.ldexp(m, f + 1) <= qmax:
         f += 1
-    return max(FRAC_MIN, min(FRAC_MAX, f - headroom))
+    return max(FRAC_MIN, min(FRAC_MAX, f - int(headroom)))
 
 
 def check_arith(mode: str, rounding: str, overflow: str) -> None:

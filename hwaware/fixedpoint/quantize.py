@@ -18,6 +18,14 @@ eyeriss/floor/wrap), the same that conversion, test vectors and recipes use, so 
 widths the exported vectors run at; pass ``mode="wide", rounding="nearest", overflow="saturate"`` to
 study operand widths alone, without the chip's per-product truncation.
 
+Quantization-aware fine-tuning (``finetune_steps > 0`` with ``train_data``): the search runs on a
+BN-folded copy of the model (:mod:`hwaware.fixedpoint.qat`). Each trial installs fake
+quantization of the candidate widths (the backend's formats and rounding, straight-through
+gradients), fine-tunes a copy of the weights accepted so far for ``finetune_steps`` SGD steps and
+measures the fake-quantized accuracy; an accepted trial keeps its fine-tuned weights. The result's
+``accuracy`` is then measured on the integer backend converted from the fine-tuned model
+(``result.model``), and ``fake_quant_agreement`` says how often the two agree on top-1.
+
     >>> search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=1.0)
     >>> for trial in search.steps():      # one Trial per accuracy measurement
     ...     print(trial)
@@ -27,7 +35,7 @@ study operand widths alone, without the chip's per-product truncation.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -37,6 +45,7 @@ from .convert import _collect_inputs, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING, check_arith
 
 WIDTHS = (12, 10, 8, 6, 4)
+QAT_WIDTHS = (8, 6, 5, 4, 3, 2)  # fine-tuning recovers what post-training narrowing loses below 8 bits
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,10 @@ class QuantizeResult:
     overflow: str
     trials: tuple[Trial, ...] = field(default=())
     batch: int = 1  # images per batch the energies are scored at
+    finetune_steps: int = 0  # per trial; 0: post-training search
+    fake_quant_accuracy: float | None = None  # fine-tuned fake-quantized model (finetune_steps > 0)
+    fake_quant_agreement: float | None = None  # top-1 agreement of that model with the integer one
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # fine-tuned, BN folded
 
     @property
     def saved_vs_16(self) -> float:
@@ -81,7 +94,8 @@ class QuantizeResult:
         return 1.0 - self.energy / self.energy_8
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "trials")}
+        d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
         d["trials"] = [asdict(t) for t in self.trials]
         d["saved_vs_16"], d["saved_vs_8"] = self.saved_vs_16, self.saved_vs_8
         return d
@@ -97,6 +111,9 @@ class QuantizeResult:
             f"{'uniform 16':<14} {100 * self.accuracy_16:>6.2f}% {self.energy_16:>12.4g}",
             f"{'uniform 8':<14} {100 * self.accuracy_8:>6.2f}% {self.energy_8:>12.4g}",
             f"{'chosen':<14} {100 * self.accuracy:>6.2f}% {self.energy:>12.4g}",
+            *([f"{'fake-quant':<14} {100 * self.fake_quant_accuracy:>6.2f}%   (top-1 agreement with the "
+               f"integer model {100 * self.fake_quant_agreement:.2f}%; {self.finetune_steps} fine-tuning "
+               f"steps per trial)"] if self.fake_quant_accuracy is not None else []),
             (f"energy saved: {100 * self.saved_vs_16:.1f}% vs uniform 16 bits, {100 * self.saved_vs_8:.1f}% "
              f"vs uniform 8 bits (max drop {self.max_drop} points; {len(self.trials)} trials; "
              f"mode={self.mode} rounding={self.rounding} overflow={self.overflow})"),
@@ -110,7 +127,8 @@ class BitWidthSearch:
     def __init__(self, model: torch.nn.Module, *, calibration_data: Any, val_data: Any,
                  max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE,
                  rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1",
-                 samples: int | None = 256) -> None:
+                 samples: int | None = 256, train_data: Any = None, finetune_steps: int = 0,
+                 finetune_lr: float = 0.01) -> None:
         from ..eyeriss import Scorer
         from ..profiler import profile
 
@@ -120,6 +138,13 @@ class BitWidthSearch:
         widths = sorted({int(w) for w in widths if int(w) < 16})
         if not widths or any(not 2 <= w <= 16 for w in widths):
             raise HwawareError(f"quantize: widths must be integers within 2..15 (16 is the start), got {widths}")
+        if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
+            raise HwawareError(f"quantize: finetune_steps must be an integer >= 0, got {finetune_steps!r}")
+        if finetune_steps and train_data is None:
+            raise HwawareError("quantize: finetune_steps > 0 needs train_data (batches of inputs and labels)")
+        if not float(finetune_lr) > 0.0:
+            raise HwawareError(f"quantize: finetune_lr must be > 0, got {finetune_lr}")
+        self.finetune_steps, self.finetune_lr, self.train_data = finetune_steps, float(finetune_lr), train_data
         self.model = model.eval()
         self.calib = _collect_inputs(calibration_data, samples)
         self.val = val_data
@@ -145,12 +170,29 @@ class BitWidthSearch:
                        for lay in wl.layers)
         return float(self.scorer.score(type(wl)(layers, wl.unmodeled, wl.source)).total.energy_total)
 
-    def accuracy(self, bits: dict[str, int] | int) -> float:
+    def accuracy(self, bits: dict[str, int] | int, model: torch.nn.Module | None = None) -> float:
+        """Top-1 of the integer backend converted from ``model`` (default: the given model)."""
         from ..train import evaluate
 
         narrowed = bits if isinstance(bits, int) else {k: v for k, v in bits.items() if v < 16}
-        fixed = convert(self.model, self.calib, bits=narrowed, samples=self.samples, **self.arith)
+        fixed = convert(self.model if model is None else model, self.calib, bits=narrowed, samples=self.samples,
+                        **self.arith)
         return evaluate(fixed, self.val)
+
+    def finetuned_accuracy(self, bits: dict[str, int], state: dict[str, torch.Tensor]
+                           ) -> tuple[float, dict[str, torch.Tensor]]:
+        """Fake-quantized top-1 of ``bits`` after fine-tuning from ``state``; and the new state."""
+        from ..train import evaluate
+        from .qat import FakeQuant, finetune
+
+        self.folded.load_state_dict(state)
+        fq = FakeQuant(self.folded, bits, calibration_data=self.calib, rounding=self.arith["rounding"])
+        try:
+            finetune(self.folded, self.train_data, steps=self.finetune_steps, lr=self.finetune_lr)
+            acc = evaluate(self.folded, self.val)
+        finally:
+            fq.remove()
+        return acc, {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
 
     def steps(self) -> Iterator[Trial]:
         """Rounds over the layers, largest energy share first; each round tries one step narrower.
@@ -164,6 +206,12 @@ class BitWidthSearch:
         acc16 = self.accuracy({})
         trials: list[Trial] = []
         bits = {name: 16 for name in self.order}
+        qat = self.finetune_steps > 0
+        if qat:
+            from .qat import fold_batchnorm
+
+            self.folded = fold_batchnorm(self.model)
+            state = {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
         ladder = sorted(self.widths, reverse=True)  # e.g. 12, 10, 8, 6, 4
         active = list(self.order)
         acc = acc16
@@ -174,7 +222,10 @@ class BitWidthSearch:
                     active.remove(name)
                     continue
                 cand = {**bits, name: narrower[0]}
-                a = self.accuracy(cand)
+                if qat:
+                    a, cand_state = self.finetuned_accuracy(cand, state)
+                else:
+                    a = self.accuracy(cand)
                 drop = 100.0 * (float_acc - a)
                 ok = drop <= self.max_drop
                 trial = Trial(name, narrower[0], a, drop, self.energy(cand), ok)
@@ -182,27 +233,49 @@ class BitWidthSearch:
                 yield trial
                 if ok:
                     bits, acc = cand, a
+                    if qat:
+                        state = cand_state
                 else:
                     active.remove(name)
+        extra: dict[str, Any] = {}
+        if qat:
+            from .convert import top1_agreement
+            from .qat import FakeQuant
+
+            self.folded.load_state_dict(state)
+            narrowed = {k: v for k, v in bits.items() if v < 16}
+            # no range equalization: the integer model must hold the codes the fake quantization trained on
+            fixed = convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
+                            **self.arith)
+            acc = evaluate(fixed, self.val)
+            fq = FakeQuant(self.folded, narrowed, calibration_data=self.calib, rounding=self.arith["rounding"])
+            try:
+                fq_acc = evaluate(self.folded, self.val)
+                agree = top1_agreement(self.folded, fixed, self.val)
+            finally:
+                fq.remove()
+            extra = {"fake_quant_accuracy": fq_acc, "fake_quant_agreement": agree, "model": self.folded}
         self.result = QuantizeResult(
             bits=bits, order=self.order, energy_share=self.energy_share, float_accuracy=float_acc,
             accuracy_16=acc16, accuracy_8=self.accuracy(8),
             accuracy=acc,
             energy_16=self.energy({}), energy_8=self.energy({k: 8 for k in self.order}),
             energy=self.energy(bits), max_drop=self.max_drop, trials=tuple(trials),
-            batch=self.workload.layers[0].N, **self.arith)
+            batch=self.workload.layers[0].N, finetune_steps=self.finetune_steps, **extra, **self.arith)
 
 
 def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, max_drop: float = 1.0,
              widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING,
              overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1", samples: int | None = 256,
+             train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.01,
              progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm
 
     search = BitWidthSearch(model, calibration_data=calibration_data, val_data=val_data, max_drop=max_drop,
                             widths=widths, mode=mode, rounding=rounding, overflow=overflow,
-                            hardware=hardware, samples=samples)
+                            hardware=hardware, samples=samples, train_data=train_data,
+                            finetune_steps=finetune_steps, finetune_lr=finetune_lr)
     bar = tqdm(desc="quantize", unit="trial", disable=not progress, leave=False)
     for t in search.steps():
         bar.set_postfix_str(f"{t.layer} {t.bits}b drop {t.drop:.2f}")

@@ -48,6 +48,9 @@ def _spec() -> StageDef:
                    low=0.0),
             Option("widths", "list[int]", [12, 10, 8, 6, 4], "search: the narrower widths tried, in order",
                    check=_check_widths),
+            Option("finetune_steps", "int", 8, "search: quantization-aware fine-tuning steps per trial (fake "
+                   "quantization matching the integer backend; 0: post-training search)", low=0),
+            Option("finetune_lr", "float", 0.01, "search: SGD learning rate of the fine-tuning", low=0.0),
             *arith_options(),
             Option("samples", "int", 256, "training images that calibrate the formats", low=1),
             Option("bias_correction", "bool", True, "correct the mean rounding error through the bias"),
@@ -70,17 +73,24 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
     calib = ctx.training_images(o["samples"])
     bits: Any = o["bits"]
     search = None
+    float_acc = ctx.accuracy()  # of the model as it came in (fine-tuning below changes the weights)
     if o["search"]:
         from ...fixedpoint.quantize import quantize
 
         search = quantize(ctx.model, calibration_data=calib, val_data=ctx.val_loader, max_drop=o["max_drop"],
                           widths=o["widths"], mode=o["mode"], rounding=o["rounding"], overflow=o["overflow"],
-                          hardware=ctx.settings["hardware"], samples=o["samples"], progress=ctx.progress)
+                          hardware=ctx.settings["hardware"], samples=o["samples"],
+                          train_data=ctx.train_loader if o["finetune_steps"] else None,
+                          finetune_steps=o["finetune_steps"], finetune_lr=o["finetune_lr"], progress=ctx.progress)
         bits = {k: v for k, v in search.bits.items() if v < 16}
+        if search.model is not None:  # fine-tuned: continue with those weights, in the user's architecture
+            from ...fixedpoint.qat import write_back
+
+            ctx.set_model(write_back(ctx.model, search.model))
+    qat = search is not None and search.model is not None  # keep the codes the fine-tuning trained on
     fixed = convert(ctx.model, calib, bits=bits if bits else 16, mode=o["mode"], rounding=o["rounding"],
                     overflow=o["overflow"], samples=o["samples"], bias_correction=o["bias_correction"],
-                    progress=ctx.progress)
-    float_acc = ctx.accuracy()
+                    equalize=not qat, progress=ctx.progress)
     fixed_acc, agree = accuracy_and_agreement(ctx.model, fixed, ctx.val_loader)
     details: dict[str, Any] = {"bits": bits, "arith": dict(fixed.arith), "float_accuracy": float_acc,
                                "fixed_accuracy": fixed_acc, "top1_agreement": agree}
