@@ -139,8 +139,7 @@ def test_search_with_quantization_aware_finetuning(setup):
     res = search.result
     assert trials and res.finetune_steps == 2 and res.model is not None
     narrowed = {k: v for k, v in res.bits.items() if v < 16}
-    fixed = convert(res.model, calib, bits=narrowed or 16, mode="wide", rounding="nearest",
-                    overflow="saturate", samples=32, equalize=False)
+    fixed = convert(res.model, calib, bits=narrowed or 16, samples=32, equalize=False)  # the search's arithmetic
     assert evaluate(fixed, val) == pytest.approx(res.accuracy)  # reported accuracy = integer backend
     assert 0.0 <= res.fake_quant_agreement <= 1.0
     d = res.to_dict()

@@ -12,8 +12,9 @@ Formats (``f`` = fractional bits, one per tensor):
   covers 1.41x the calibration max) because unseen inputs exceed the calibration max: on the
   trained small CNN, 1000 validation images reached 1.28x the max of 256 calibration images.
   A whole bit halves every layer's precision; on the chip's arithmetic (eyeriss, floor) that took
-  top-1 agreement with float from 99.4% to 98.9% (docs in bench/quantize_agreement.py). A fused Conv+ReLU takes the range of the value *before* the
-  ReLU: the 16-bit adder must hold the negative sums too, or they wrap into positive garbage.
+  top-1 agreement with float from 99.4% to 98.9% (bench/quantize_agreement.py prints the table).
+  A fused Conv+ReLU takes the range of the value *before* the ReLU: the 16-bit adder must hold
+  the negative sums too, or they wrap into positive garbage.
 - weights: the max rule on the folded weights, no headroom (the weights are known exactly).
 - bias: mode ``eyeriss`` int16 at ``f_y``; mode ``wide`` int32 at ``f_x + f_w``.
 - ReLU, max pooling, flatten/reshape, dropout keep their input's format.

@@ -79,8 +79,11 @@ def equalize(gm: torch.fx.GraphModule, x: torch.Tensor, *, cap: float = DEFAULT_
     for a_name, b_name, _ in pairs(gm):
         a, b = gm.get_submodule(a_name), gm.get_submodule(b_name)
         seen: dict[str, torch.Tensor] = {}
-        h = a.register_forward_hook(lambda m, i, o: seen.__setitem__("r", o.detach().abs().transpose(0, 1)
-                                                                      .reshape(o.shape[1], -1).amax(1)))
+
+        def hook(m: nn.Module, i: Any, o: torch.Tensor, seen: dict = seen) -> None:
+            seen["r"] = o.detach().abs().transpose(0, 1).reshape(o.shape[1], -1).amax(1)
+
+        h = a.register_forward_hook(hook)
         try:
             with torch.no_grad():
                 gm(x)
@@ -113,4 +116,4 @@ def fold_and_equalize(gm: torch.fx.GraphModule, x: torch.Tensor, *, cap: float =
     return out
 
 
-__all__ = ["equalize", "fold_and_equalize", "pairs", "DEFAULT_CAP"]
+__all__ = ["DEFAULT_CAP", "equalize", "fold_and_equalize", "pairs"]

@@ -45,7 +45,6 @@ from .convert import _collect_inputs, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING, check_arith
 
 WIDTHS = (12, 10, 8, 6, 4)
-QAT_WIDTHS = (8, 6, 5, 4, 3, 2)  # fine-tuning recovers what post-training narrowing loses below 8 bits
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,9 @@ class QuantizeResult:
             f"{'uniform 16':<14} {100 * self.accuracy_16:>6.2f}% {self.energy_16:>12.4g}",
             f"{'uniform 8':<14} {100 * self.accuracy_8:>6.2f}% {self.energy_8:>12.4g}",
             f"{'chosen':<14} {100 * self.accuracy:>6.2f}% {self.energy:>12.4g}",
-            *([f"{'fake-quant':<14} {100 * self.fake_quant_accuracy:>6.2f}%   (top-1 agreement with the "
-               f"integer model {100 * self.fake_quant_agreement:.2f}%; {self.finetune_steps} fine-tuning "
-               f"steps per trial)"] if self.fake_quant_accuracy is not None else []),
+            *([(f"{'fake-quant':<14} {100 * self.fake_quant_accuracy:>6.2f}%   (top-1 agreement with the "
+                f"integer model {100 * self.fake_quant_agreement:.2f}%; {self.finetune_steps} fine-tuning "
+                f"steps per trial)")] if self.fake_quant_accuracy is not None else []),
             (f"energy saved: {100 * self.saved_vs_16:.1f}% vs uniform 16 bits, {100 * self.saved_vs_8:.1f}% "
              f"vs uniform 8 bits (max drop {self.max_drop} points; {len(self.trials)} trials; "
              f"mode={self.mode} rounding={self.rounding} overflow={self.overflow})"),
