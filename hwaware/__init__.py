@@ -34,7 +34,7 @@ _EXPORTS = {
     "convert": "hwaware.fixedpoint",
     "netadapt": "hwaware.netadapt",
     "save_model": "hwaware.checkpoint",
-    "load_model_file": "hwaware.checkpoint",
+    "load_model_file": "hwaware.modelref",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -6,17 +6,32 @@
                                         the module-level ``model`` (an ``nn.Module``; copied)
 ``torchvision:resnet18``                ``torchvision.models.get_model(NAME, weights=None)``;
                                         never downloads anything
-``runs/pruned.pt``                      a model saved by :func:`hwaware.checkpoint.save_model`
+``timm:resnet18``                       ``timm.create_model(NAME, pretrained=False)`` (timm is
+                                        optional; nothing is downloaded)
+``runs/pruned.pt``                      a model saved by :func:`hwaware.save_model`
 ``mypkg.nets:build``                    ``build(**kwargs)`` from an importable module
 ======================================  =====================================================
 
 A relative ``.py`` path is looked up in the working directory first, then in the hwaware source
 tree, so ``models/alexnet.py`` finds the bundled reference networks from anywhere.
 
+Trust model (loading a saved model never runs code from the file)
+-----------------------------------------------------------------
+A saved ``.pt`` holds tensors and a JSON header only (:mod:`hwaware.checkpoint`) and is read with
+``torch.load(weights_only=True)``. Its architecture is rebuilt by code you already have, chosen so:
+
+1. ``model_ref=`` (CLI ``--model-ref REF``) when given: the reference you name (a string, or an
+   ``nn.Module`` to copy). The file's recorded arguments are used when it names the same reference.
+2. Otherwise the reference recorded in the file, only when it runs no code from outside torchvision,
+   timm and hwaware: ``torchvision:NAME``, ``timm:NAME`` (arguments are plain JSON data; pretrained
+   weights and checkpoint paths are refused) or a network bundled with hwaware (``models/*.py``,
+   looked up in the hwaware source tree only, never in the working directory).
+3. A recorded user file (``/home/me/net.py:build``) or importable module is imported only with
+   your consent: ``trust_source=True`` (CLI ``--trust-source``). Without it loading stops with a
+   one-line error naming the recorded reference.
+
 Python files are imported with :func:`importlib.util.spec_from_file_location` under a unique
-module name derived from the absolute path (``_hwaware_user_<stem>_<hash>``) and registered in
-``sys.modules``, so the classes they define can be pickled; :mod:`hwaware.checkpoint` records
-these names and re-imports the files when a saved model is loaded in a fresh process.
+module name derived from the absolute path (``_hwaware_user_<stem>_<hash>``).
 
 Input size: a model file sets ``INPUT_SIZE = (C, H, W)`` at module level; a model object may carry
 its own ``INPUT_SIZE`` attribute (e.g. MobileNet built for 128x128), which takes precedence.
@@ -36,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import checkpoint
 from ._suggest import did_you_mean
 from .errors import HwawareError
 
@@ -46,6 +62,9 @@ __all__ = [
     "ModelRef",
     "parse_ref",
     "load_model",
+    "load_model_file",
+    "build_model",
+    "check_model_args",
     "default_input_size",
     "is_workload_file",
     "import_file",
@@ -54,8 +73,10 @@ __all__ = [
 
 WORKLOAD_SUFFIXES = (".yaml", ".yml", ".json")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-KINDS = ("file", "torchvision", "checkpoint", "module")
-TORCHVISION_INPUT_SIZE = (3, 224, 224)
+KINDS = ("file", "torchvision", "timm", "checkpoint", "module")
+TORCHVISION_INPUT_SIZE = checkpoint.TORCHVISION_INPUT_SIZE
+# timm arguments that would load files or download weights; never taken from anywhere
+TIMM_REFUSED = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")
 USER_MODULE_PREFIX = "_hwaware_user_"
 
 
@@ -63,8 +84,8 @@ USER_MODULE_PREFIX = "_hwaware_user_"
 class ModelRef:
     """A parsed model reference.
 
-    ``kind`` is one of ``file`` (``path`` + optional ``attr``), ``torchvision`` (``attr`` is the
-    model name), ``checkpoint`` (``path``) or ``module`` (``module`` + ``attr``).
+    ``kind`` is one of ``file`` (``path`` + optional ``attr``), ``torchvision``/``timm`` (``attr``
+    is the model name), ``checkpoint`` (``path``) or ``module`` (``module`` + ``attr``).
     """
 
     kind: str
@@ -92,7 +113,7 @@ def parse_ref(ref: str | os.PathLike[str]) -> ModelRef:
     """Classify a model reference string (no file is imported here; files must exist)."""
     text = str(ref).strip()
     if not text:
-        raise HwawareError("empty model reference; expected path.py[:callable], torchvision:NAME, "
+        raise HwawareError("empty model reference; expected path.py[:callable], torchvision:NAME, timm:NAME, "
                            "a saved model .pt, or package.module:callable")
     if text.startswith("torchvision:"):
         name = text.split(":", 1)[1].strip()
@@ -100,6 +121,11 @@ def parse_ref(ref: str | os.PathLike[str]) -> ModelRef:
             raise HwawareError(f"model '{text}': missing model name after 'torchvision:' "
                                "(e.g. torchvision:resnet18)")
         return ModelRef("torchvision", text, attr=name)
+    if text.startswith("timm:"):
+        name = text.split(":", 1)[1].strip()
+        if not name:
+            raise HwawareError(f"model '{text}': missing model name after 'timm:' (e.g. timm:resnet18)")
+        return ModelRef("timm", text, attr=name)
     if is_workload_file(text):
         raise HwawareError(f"'{text}' is a workload file, not a model; pass it where a workload "
                            "is accepted (e.g. hwaware score)")
@@ -120,26 +146,72 @@ def parse_ref(ref: str | os.PathLike[str]) -> ModelRef:
     )
 
 
-def load_model(ref: str | os.PathLike[str], **kwargs: Any) -> nn.Module:
+def load_model(ref: str | os.PathLike[str], *, model_ref: Any = None, trust_source: bool = False,
+               **kwargs: Any) -> nn.Module:
     """Build (or load) the ``nn.Module`` a reference names; ``kwargs`` go to the callable.
 
     >>> load_model("models/alexnet.py:alexnet", num_classes=10)
     >>> load_model("torchvision:resnet18")          # random weights, nothing downloaded
-    >>> load_model("runs/pruned.pt")                 # a model saved by hwaware.checkpoint
-    """
-    from torch import nn  # noqa: F811 - runtime import; the module stays torch-free on import
+    >>> load_model("runs/pruned.pt")                 # a model saved by hwaware.save_model
 
+    ``model_ref``/``trust_source`` apply to saved models only (see the trust model above).
+    """
     r = parse_ref(ref)
     if r.kind == "checkpoint":
         if kwargs:
             raise HwawareError(f"model '{r.text}': a saved model takes no arguments, got "
                                f"{', '.join(sorted(kwargs))}")
-        from .checkpoint import load_model_file
+        return load_model_file(r.path, model_ref=model_ref, trust_source=trust_source)[0]  # type: ignore[arg-type]
+    if model_ref is not None:
+        raise HwawareError(f"model '{r.text}': --model-ref/model_ref applies to a saved .pt model only")
+    return build_model(r, **kwargs)
 
-        model, _meta = load_model_file(r.path)  # type: ignore[arg-type]
-        return model
-    if r.kind == "torchvision":
-        return _torchvision_model(r, kwargs)
+
+def load_model_file(path: str | os.PathLike[str], *, model_ref: Any = None, trust_source: bool = False,
+                    map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a file written by :func:`hwaware.save_model`; return ``(model, meta)``.
+
+    The file is read without running code from it (:func:`hwaware.checkpoint.read_saved`); the
+    architecture comes from ``model_ref`` or the recorded reference, as the trust model above says.
+    """
+    from torch import nn  # noqa: F811
+
+    saved = checkpoint.read_saved(path, map_location=map_location)
+    where = f"saved model '{saved.path}'"
+    rec = saved.model_ref or {}
+    if isinstance(model_ref, nn.Module):
+        model = copy.deepcopy(model_ref)
+    elif model_ref is not None:
+        given = parse_ref(model_ref)
+        same = rec and _canonical(given) == rec.get("ref")
+        model = build_model(given, **((rec.get("kwargs") or {}) if same else {}))
+    else:
+        if not rec:
+            raise HwawareError(f"{where} records no model reference (the model was not built by "
+                               "hwaware.load_model); pass the one that builds it: --model-ref REF / "
+                               "model_ref=\"path.py:callable\"")
+        text = str(rec.get("ref"))
+        r = _recorded_ref(text, where) if not trust_source else _parse_recorded(text, where)
+        if r is None:
+            raise HwawareError(
+                f"{where} was built by '{text}' (recorded in the file); hwaware imports code named by a "
+                "file only with your consent: pass --trust-source (trust_source=True) to use it, or "
+                "--model-ref REF (model_ref=...) to name the code yourself")
+        model = build_model(r, **(rec.get("kwargs") or {}))
+    return checkpoint.restore(model, saved), dict(saved.meta)
+
+
+def build_model(ref: str | os.PathLike[str] | ModelRef, **kwargs: Any) -> nn.Module:
+    """Build the ``nn.Module`` a code reference names (not a saved model); ``kwargs`` go to the
+    callable. The model carries its reference, so :func:`hwaware.save_model` records it."""
+    from torch import nn  # noqa: F811 - runtime import; the module stays torch-free on import
+
+    r = ref if isinstance(ref, ModelRef) else parse_ref(ref)
+    if r.kind == "checkpoint":
+        raise HwawareError(f"model '{r.text}' is a saved model; load it with hwaware.load_model")
+    if r.kind in ("torchvision", "timm"):
+        built = _torchvision_model(r, kwargs) if r.kind == "torchvision" else _timm_model(r, kwargs)
+        return _tag(built, r, kwargs)
 
     if r.kind == "file":
         module = import_file(r.path)  # type: ignore[arg-type]
@@ -166,17 +238,35 @@ def load_model(ref: str | os.PathLike[str], **kwargs: Any) -> nn.Module:
         if kwargs:
             raise HwawareError(f"{where}: '{attr}' is a model instance and takes no arguments, got "
                                f"{', '.join(sorted(kwargs))}")
-        return copy.deepcopy(obj)  # callers may modify the model; the module's instance stays intact
+        return _tag(copy.deepcopy(obj), r, kwargs)  # callers may modify the copy; the module's stays intact
     if not callable(obj):
         raise HwawareError(f"{where}: '{attr}' is a {type(obj).__name__}, not a callable returning "
                            "an nn.Module")
+    _check_signature(obj, kwargs, f"{where}: {attr}")
     try:
         model = obj(**kwargs)
     except Exception as exc:  # the user's constructor failed: one line, not a traceback
         raise HwawareError(f"{where}: calling {attr}({_fmt_kwargs(kwargs)}) failed: {_one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise HwawareError(f"{where}: {attr}() returned {type(model).__name__}, expected an nn.Module")
-    return model
+    return _tag(model, r, kwargs)
+
+
+def check_model_args(ref: str | os.PathLike[str], kwargs: dict[str, Any]) -> None:
+    """Fail fast (before a run directory exists) on arguments the model cannot take.
+
+    Code references are built on PyTorch's ``meta`` device (no memory, no weights), so an unknown
+    or misspelled keyword is a one-line :class:`HwawareError` naming it; a saved model takes none.
+    """
+    import torch
+
+    r = parse_ref(ref)
+    if r.kind == "checkpoint":
+        if kwargs:
+            raise HwawareError(f"model '{r.text}': a saved model takes no arguments, got {', '.join(sorted(kwargs))}")
+        return
+    with torch.device("meta"):
+        build_model(r, **kwargs)
 
 
 def default_input_size(ref_or_model: Any, default: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -198,19 +288,14 @@ def default_input_size(ref_or_model: Any, default: tuple[int, ...] | None = None
             size = getattr(_import_module(r), "INPUT_SIZE", None)
         elif r.kind == "torchvision":
             size = _torchvision_input_size(r.attr)
+        elif r.kind == "timm":
+            size = _timm_input_size(r.attr)
         else:
-            from .checkpoint import read_meta
-
-            size = read_meta(r.path).get("input_size")  # type: ignore[arg-type]
+            size = checkpoint.read_meta(r.path).get("input_size")  # type: ignore[arg-type]
     else:
         model = ref_or_model
         where = f"model {type(model).__name__}"
-        size = getattr(model, "INPUT_SIZE", None)
-        if size is None:
-            mod = sys.modules.get(type(model).__module__)
-            size = getattr(mod, "INPUT_SIZE", None)
-        if size is None and type(model).__module__.startswith("torchvision.models"):
-            size = TORCHVISION_INPUT_SIZE
+        size = checkpoint.input_size_of(model)
     if size is None:
         if default is not None:
             return tuple(default)
@@ -313,6 +398,76 @@ def _torchvision_model(r: ModelRef, kwargs: dict[str, Any]) -> nn.Module:
         raise HwawareError(f"model '{r.text}' with ({_fmt_kwargs(kwargs)}): {_one_line(exc)}") from exc
 
 
+def _canonical(r: ModelRef) -> str:
+    """The reference text recorded in saved files: bundled files relative to the hwaware tree."""
+    if r.kind != "file":
+        return r.text
+    assert r.path is not None
+    try:
+        text = r.path.relative_to(source_root()).as_posix()
+    except ValueError:
+        text = str(r.path)
+    return f"{text}:{r.attr}" if r.attr else text
+
+
+def _tag(model: nn.Module, r: ModelRef, kwargs: dict[str, Any]) -> nn.Module:
+    model.__dict__[checkpoint.REF_ATTR] = {"ref": _canonical(r), "kwargs": dict(kwargs)}
+    return model
+
+
+def _recorded_ref(text: str, where: str) -> ModelRef | None:
+    """A recorded reference that runs no code outside torchvision, timm and hwaware, else None."""
+    if text.startswith(("torchvision:", "timm:")):
+        return _parse_recorded(text, where)
+    head, sep, tail = text.rpartition(":")
+    file = head if sep and head.endswith(".py") else text
+    if not file.endswith(".py") or Path(file).is_absolute() or ".." in Path(file).parts:
+        return None
+    path = (source_root() / file).resolve()
+    bundled = (source_root() / "models").resolve()
+    if not path.is_relative_to(bundled) or not path.is_file():
+        return None
+    return ModelRef("file", text, path=path, attr=tail.strip() if sep and head.endswith(".py") else "")
+
+
+def _parse_recorded(text: str, where: str) -> ModelRef:
+    try:
+        return parse_ref(text)
+    except HwawareError as exc:
+        raise HwawareError(f"{where}: its recorded model reference cannot be used ({exc}); pass "
+                           "--model-ref REF (model_ref=...)") from None
+
+
+def _timm_model(r: ModelRef, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise HwawareError(f"model '{r.text}' needs timm, which is not installed (pip install timm)") from None
+    if not timm.is_model(r.attr):
+        raise HwawareError(f"model '{r.text}': timm has no model '{r.attr}'"
+                           f"{did_you_mean(r.attr, timm.list_models())}; see timm.list_models()")
+    refused = sorted(k for k in kwargs if k in TIMM_REFUSED)
+    if refused:
+        raise HwawareError(f"model '{r.text}': {', '.join(refused)} not accepted (hwaware downloads and "
+                           "loads no weights); load them yourself and save the model with hwaware.save_model")
+    try:
+        return timm.create_model(r.attr, pretrained=False, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise HwawareError(f"model '{r.text}' with ({_fmt_kwargs(kwargs)}): {_one_line(exc)}") from exc
+
+
+def _timm_input_size(name: str) -> tuple[int, ...]:
+    try:
+        import timm.models
+
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is not None and cfg.input_size:
+            return tuple(int(v) for v in cfg.input_size)
+    except Exception:  # timm missing or no config registered
+        pass
+    return TORCHVISION_INPUT_SIZE
+
+
 def _torchvision_input_size(name: str) -> tuple[int, int, int]:
     """3x224x224, or the crop size torchvision records for the model's default weights."""
     try:
@@ -337,6 +492,24 @@ def _check_size(size: Any, where: str) -> tuple[int, ...]:
         raise HwawareError(f"{where}: INPUT_SIZE must be a tuple of positive ints like (3, 224, 224), "
                            f"got {size!r}")
     return t
+
+
+def _check_signature(fn: Any, kwargs: dict[str, Any], where: str) -> None:
+    """An unknown keyword is named with a suggestion before the callable runs."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    params = sig.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    names = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in kwargs:
+        if key not in names:
+            raise HwawareError(f"{where}() has no argument '{key}'{did_you_mean(key, names)}; "
+                               f"it takes: {', '.join(names) or 'none'}")
 
 
 def _fmt_kwargs(kwargs: dict[str, Any]) -> str:

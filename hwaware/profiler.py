@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._checks import check_finite_tensor
 from ._fx import is_same_pad_conv
 from .errors import HwawareError
 from .workload import Layer, UnmodeledOp, Workload
@@ -407,6 +408,8 @@ class Profiler:
         self._calls[name] += 1
         layer = layer.replace(name=name if k == 0 else f"{name}#{k}")
         w = module.weight
+        for what, t in (("weight", w), ("input", inp), ("output", out)):
+            check_finite_tensor(t, f"layer '{name}': its {what}")
         words, values = _rlc_words(inp, layer)
         zeros = (_zeros(inp), _zeros(w), _zeros(out), words)
         counts = (inp.numel(), w.numel(), out.numel(), values)

@@ -48,12 +48,15 @@ def test_workdir_guards(tmp_path) -> None:
     path = tmp_path / "job"
     wd = Workdir(path, IDENT, resume=False)
     assert json.loads((path / "job.json").read_text())["hash"] == wd.hash
-    Workdir(path, IDENT, resume=False)  # nothing done yet: starting again is harmless
+    wd.close()
+    wd = Workdir(path, IDENT, resume=False)  # nothing done yet: starting again is harmless
     _record(wd, 0)
+    wd.close()
     with pytest.raises(HwawareError, match="already holds this job with 1 completed iteration.*--resume"):
         Workdir(path, IDENT, resume=False)
     again = Workdir(path, IDENT, resume=True)
     assert again.resumed and again.records == [{"iteration": 0, "model": "models/iter_0000.pt"}]
+    again.close()
     other = {**IDENT, "config": {"delta": 0.05}}
     with pytest.raises(HwawareError, match=r"holds another netadapt job.*config\.delta \(0\.025 there, 0\.05 here\)"):
         Workdir(path, other, resume=True)
@@ -75,8 +78,8 @@ def test_workdir_refuses_foreign_directories(tmp_path) -> None:
         Workdir(bad, IDENT, resume=True)
     # a job that stopped before completing anything may be replaced by another one
     fresh = tmp_path / "fresh"
-    Workdir(fresh, IDENT, resume=False)
-    Workdir(fresh, {**IDENT, "model": "def"}, resume=False)
+    Workdir(fresh, IDENT, resume=False).close()
+    Workdir(fresh, {**IDENT, "model": "def"}, resume=False).close()
 
 
 def test_model_fingerprint_sees_weights_and_shape() -> None:

@@ -312,12 +312,12 @@ def _saved_small_cnn(path):
     from hwaware.checkpoint import save_model
 
     torch.manual_seed(0)
-    save_model(_small_cnn(width=0.25), path)
+    save_model(_small_cnn(width=0.25), path, model_ref="models/small_cnn.py:small_cnn", model_args={"width": 0.25})
     return path
 
 
 def test_cli_prunes_saves_and_never_touches_the_input(tmp_path, capsys):
-    from hwaware.checkpoint import load_model_file
+    from hwaware.modelref import load_model_file
     from hwaware.cli import main
 
     src = _saved_small_cnn(tmp_path / "in.pt")
@@ -341,7 +341,7 @@ def test_cli_prunes_saves_and_never_touches_the_input(tmp_path, capsys):
 
 
 def test_cli_interrupt_leaves_a_loadable_checkpoint(tmp_path, capsys, monkeypatch):
-    from hwaware.checkpoint import load_model_file
+    from hwaware.modelref import load_model_file
     from hwaware.cli import main
 
     original = Pruner.steps

@@ -227,7 +227,7 @@ TINY = [
 
 
 def test_quickstart_tiny_end_to_end(tmp_path, capsys):
-    from hwaware.checkpoint import load_model_file
+    from hwaware.modelref import load_model_file
     from hwaware.workload import Workload
 
     out = tmp_path / "run"
@@ -243,6 +243,9 @@ def test_quickstart_tiny_end_to_end(tmp_path, capsys):
     assert list((out / "tensorboard" / "1-train").glob("events.out.tfevents.*"))  # the plugin's logs
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "ok"
+    from hwaware._io import job_status
+
+    assert job_status(out)["status"] == "finished"  # status.json: written at start, finalized at the end
     assert [s["name"] for s in run["stages"]] == ["train", "score", "prune", "quantize", "export-vectors", "report"]
     q = run["stages"][3]["details"]
     assert q["bit_exact"]["mismatched"] == [] and q["bit_exact"]["ops"] == 5 and q["bits"] == 16
@@ -393,7 +396,7 @@ def test_explain_lists_stage_options(capsys):
 
 
 def test_fine_tune_keeps_pruned_weights_at_zero(tmp_path):
-    from hwaware.checkpoint import load_model_file
+    from hwaware.modelref import load_model_file
     from hwaware.recipes.run import run_recipe
 
     data = yaml.safe_load(GOOD)

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..errors import HwawareError
 from ._flags import add_arithmetic_flags, add_quiet_flag
+from .._io import check_output_path
+from ._common import add_force_flag, add_model_flags, input_paths, load_target
 
 HELP = "write bit-exact int16 test vectors (npz + $readmemh hex + manifest) of every Conv/Linear layer"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
@@ -38,6 +40,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-hex", action="store_true", help="write only the .npz files and the manifest")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of random data and fresh weights (default 0)")
     add_quiet_flag(p)
+    add_model_flags(p)
+    add_force_flag(p)
     p.set_defaults(func=run)
 
 
@@ -46,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..fixedpoint.convert import calibrate_batchnorm
     from ..fixedpoint.vectors import export_vectors
-    from ..modelref import default_input_size, load_model
+    from ..modelref import default_input_size
     from .profile import parse_input_size
 
     for flag, v in (("--batch", args.batch), ("--samples", args.samples)):
         if v < 1:
             raise HwawareError(f"{flag} must be a positive integer, got {v}")
+    check_output_path(args.out, inputs=input_paths(args), directory=True, force=args.force)
     torch.manual_seed(args.seed)
-    model = load_model(args.target)
+    model = load_target(args)
     if args.input_size:
         size = parse_input_size(args.input_size)
         shape, batch = size[1:], args.batch

@@ -14,6 +14,7 @@ import yaml
 
 from ..errors import HwawareError
 from ._flags import add_config_flags, add_quiet_flag, config_options
+from ._common import add_model_flags, load_target
 
 # NetAdaptConfig fields with their own flag (name, type, default and help from the class); any
 # other field is set with --set KEY=VALUE
@@ -53,6 +54,7 @@ def register(subparsers: Any) -> None:
     x.add_argument("--device", choices=("cpu", "cuda"), help="where fine-tunes run (cpu; cuda per rank under torchrun)")
     x.add_argument("--threads", metavar="N", type=int, help="torch threads per process (set it for reproducible numbers)")
     add_quiet_flag(x)
+    add_model_flags(p)
     p.set_defaults(func=run)
 
 
@@ -76,14 +78,13 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..modelref import load_model
     from ..netadapt import NetAdaptConfig, netadapt, parse_budgets
 
     if not args.budget:
         raise HwawareError("give at least one --budget, e.g. --budget latency=0.5")
     budgets = parse_budgets(args.budget)  # bad budgets fail before the model is loaded
     config = NetAdaptConfig.from_dict(options_from_args(args), where="netadapt options")
-    model = load_model(args.target)
+    model = load_target(args)
     result = netadapt(model, budgets=budgets, data=args.data, workdir=args.workdir, resume=args.resume,
                       logdir=args.logdir, config=config, progress=not args.quiet,
                       device=args.device, threads=args.threads)

@@ -14,6 +14,9 @@ from typing import Any
 from ..errors import HwawareError
 from ..report_table import format_pct, format_si, format_table
 from ..workload import Workload
+from .._checks import check_alloc, check_dim
+from .._io import check_output_path
+from ._common import add_model_flags, input_paths, load_target
 
 HELP = "profile a model with forward hooks: per-layer shapes, MACs, weights, zero fractions"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
@@ -40,6 +43,7 @@ def register(subparsers: Any) -> None:
                         "(default 0)")
     p.add_argument("--json", metavar="PATH",
                    help="also write the workload as JSON (a workload file)")
+    add_model_flags(p)
     p.set_defaults(func=run)
 
 
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise HwawareError(f"--batch-size must be a positive integer, got {args.batch_size}")
     seen: dict[str, Any] = {}
+    check_output_path(args.json, inputs=input_paths(args), flag="--json")
     if is_workload_file(args.target):
         given = [flag for flag, v in (("--input-size", args.input_size), ("--data", args.data),
                                       ("--batches", args.batches)) if v is not None]
@@ -76,14 +81,14 @@ def workload_from_args(args: argparse.Namespace, *, keep: dict[str, Any] | None 
     ``keep``: receives the loaded ``model`` and one ``example`` input batch."""
     import torch
 
-    from ..modelref import default_input_size, load_model
+    from ..modelref import default_input_size
     from ..profiler import profile
 
     if args.data and args.input_size:
         raise HwawareError("give either --input-size (random input) or --data (real data), "
                            "not both")
     torch.manual_seed(args.seed)  # freshly initialized models give the same table every run
-    model = load_model(args.target)
+    model = load_target(args)
     k = args.batches or 1
     if args.data:
         from ..data import make_loader
@@ -120,7 +125,10 @@ def parse_input_size(text: str) -> tuple[int, ...]:
     if not size or any(v <= 0 for v in size) or len(size) > 5:
         raise HwawareError(f"--input-size '{text}': expected positive sizes like 1x3x224x224 "
                            "(NxCxHxW) or 3x224x224 (batch 1)")
-    return (1, *size) if len(size) == 3 else size
+    size = (1, *size) if len(size) == 3 else size
+    check_dim(size[0], "N", f"--input-size {text}")
+    check_alloc(size, f"--input-size {text}")
+    return size
 
 
 def workload_table(wl: Workload, *, title: str = "") -> str:

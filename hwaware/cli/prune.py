@@ -17,6 +17,8 @@ from typing import Any
 
 from ..errors import HwawareError
 from ._flags import add_config_flags, add_quiet_flag, config_options
+from .._io import check_output_path
+from ._common import add_model_flags, input_paths, load_target
 
 HELP = "prune a network: energy-aware (CVPR 2017), magnitude (Han 2015) or structured channels"
 
@@ -58,16 +60,23 @@ def register(subparsers: Any) -> None:
     d.add_argument("--train-limit", type=int, metavar="K", help="training images used for fine-tuning (all)")
     d.add_argument("--threads", type=int, metavar="T", help="torch threads")
     add_quiet_flag(d)
+    add_model_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import JobLock
+
+    with JobLock(Path(args.out), what="prune job writing this --out"):  # two jobs never share an output
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoint import save_model
     from ..compress.prune import PruneConfig, Pruner
     from ..compress.prune_log import PruneLog
-    from ..modelref import load_model
 
     options = config_options(args, _MAIN_FLAGS + _OPTION_FLAGS)
     if args.dataflow:
@@ -79,10 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".pt", ".pth"):
         raise HwawareError(f"--out '{out}' must end in .pt (a saved hwaware model)")
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".ckpt.pt")
-    target_path = Path(args.target.split(":", 1)[0]) if not args.target.startswith("torchvision:") else None
     for path, flag in ((out, "--out"), (ckpt, "--checkpoint")):
-        if target_path is not None and target_path.exists() and path.resolve() == target_path.resolve():
-            raise HwawareError(f"{flag} '{path}' is the input model file; the input is never overwritten")
+        check_output_path(path, inputs=input_paths(args), flag=flag)
     for flag in ("calib_size", "batch_size", "val_limit", "train_limit", "threads"):
         v = getattr(args, flag)
         if v is not None and v < 1:
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(config.seed)
-    model = load_model(args.target).eval()
+    model = load_target(args).eval()
     train, val, test, calib, data_note = _loaders(model, args, config.seed)
 
     writer = _writer(args.logdir)

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..errors import HwawareError
 from ._flags import add_arithmetic_flags, add_quiet_flag
+from .._io import check_output_path
+from ._common import add_model_flags, input_paths, load_target
 
 HELP = "energy-aware quantization: narrowest per-layer widths (16 down to 4) within an accuracy drop"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
@@ -41,6 +43,7 @@ def register(subparsers: Any) -> None:
                    help="SGD learning rate of the fine-tuning (default 0.01)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of fresh weights and sampling (default 0)")
     add_quiet_flag(p)
+    add_model_flags(p)
     p.set_defaults(func=run)
 
 
@@ -50,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from .._io import write_json
     from ..data import make_loader
     from ..fixedpoint.quantize import quantize
-    from ..modelref import load_model
 
     try:
         widths = [int(w) for w in args.widths.split(",") if w.strip()]
@@ -63,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise HwawareError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if not args.finetune_lr > 0:
         raise HwawareError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
+    check_output_path(args.out, inputs=input_paths(args))
     torch.manual_seed(args.seed)
-    model = load_model(args.target)
+    model = load_target(args)
     calib = make_loader(args.data, "train", batch_size=64, limit=args.samples, seed=args.seed)
     val = make_loader(args.data, "val", batch_size=250, limit=args.val_samples, seed=args.seed)
     train = make_loader(args.data, "train", batch_size=64, shuffle=True, seed=args.seed) if args.finetune_steps else None

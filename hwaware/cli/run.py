@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from ._flags import add_quiet_flag
+from ._common import TRUST_HELP
 
 HELP = "run a recipe: train, profile, score, prune, quantize, NetAdapt, report (see recipes/)"
 
@@ -36,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--explain", nargs="?", const="", metavar="STAGE",
                    help="print the recipe keys and stage options (of one STAGE) and exit")
     add_quiet_flag(p)
+    p.add_argument("--trust-source", action="store_true", help=TRUST_HELP)
+    p.add_argument("--status", metavar="DIR",
+                   help="print whether a run (or NetAdapt) directory is running, finished, failed or was killed")
     p.set_defaults(func=run)
 
 
@@ -43,6 +47,15 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HwawareError
     from ..recipes.schema import RecipeError, explain, load_recipe
 
+    if args.status:
+        from .._io import job_status
+
+        st = job_status(args.status)
+        if not st:
+            raise HwawareError(f"'{args.status}' has no status.json (not a run or NetAdapt directory of this hwaware)")
+        print(f"{args.status}: {st['status']} (pid {st.get('pid')} on {st.get('host')}, started {st.get('started')})"
+              + (f": {st['error']}" if st.get("error") else ""))
+        return 0
     if args.explain is not None:
         print(explain(args.explain or None))
         return 0
@@ -57,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from ..recipes.run import dry_run
 
-        print(dry_run(recipe))
+        print(dry_run(recipe, trust_source=args.trust_source))
         return 0
     from ..recipes.run import run_recipe
 
-    result = run_recipe(recipe, runs_dir=args.runs_dir, out=args.out, progress=not args.quiet)
+    result = run_recipe(recipe, runs_dir=args.runs_dir, out=args.out, progress=not args.quiet,
+                        trust_source=args.trust_source)
     base, final = result.baseline, result.final
     acc = f", val accuracy {final.accuracy:.4f}" if final.accuracy is not None else ""
     what = "the input model" if base is result.input else f"the model after '{base.label}'"

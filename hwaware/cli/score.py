@@ -13,6 +13,9 @@ import argparse
 from typing import Any
 
 from ..errors import HwawareError
+from .._checks import check_dim
+from .._io import check_output_path
+from ._common import add_force_flag, add_model_flags, input_paths
 
 HELP = "score a model or workload on the embedded Eyeriss model (energy, DRAM, latency, power)"
 
@@ -44,6 +47,8 @@ def register(subparsers: Any) -> None:
                    help="also print Eyexam's seven MAC/cycle bounds per layer and the binding step")
     p.add_argument("--eyexam-png", metavar="PATH", help="write the roofline-style Eyexam figure (implies --eyexam)")
     p.add_argument("--export-timeloop", metavar="DIR", help="also write each layer as a Timeloop problem file")
+    add_model_flags(p)
+    add_force_flag(p)
     p.set_defaults(func=run)
 
 
@@ -57,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch is not None and args.batch < 1:
         raise HwawareError(f"--batch must be a positive integer, got {args.batch}")
+    if args.batch is not None:
+        check_dim(args.batch, "N", "--batch")
+    check_output_path(args.json, inputs=input_paths(args), flag="--json")
+    check_output_path(args.export_timeloop, inputs=input_paths(args), flag="--export-timeloop", directory=True,
+                      force=args.force)
     tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     scorer = Scorer(hardware_spec(args.hardware, args.dataflow), args.objective, tolerance=tol)
     if is_workload_file(args.target):

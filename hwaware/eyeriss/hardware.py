@@ -14,6 +14,7 @@ Every field can be changed from Python (``dataclasses.replace(hw, glb_kB=...)`` 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ class Hardware:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise HwawareError(f"{where}: '{k}' must be a number, got {v!r}")
+            if not math.isfinite(v):
+                raise HwawareError(f"{where}: '{k}' must be a finite number, got {v}")
             if (k in self._POSITIVE_FLOAT and v <= 0) or v < 0:
                 raise HwawareError(f"{where}: '{k}' must be {'positive' if k in self._POSITIVE_FLOAT else 'non-negative'}, got {v}")
             object.__setattr__(self, k, float(v))

@@ -91,6 +91,7 @@ class NetAdaptResult:
     seconds: float
     outputs: dict[str, str] = field(default_factory=dict)  # name -> file written
     _models: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    _template: Any = field(default=None, repr=False, compare=False)  # input network: members rebuild from it
 
     @property
     def original(self) -> FamilyMember:
@@ -108,16 +109,19 @@ class NetAdaptResult:
     def relative(self, member: FamilyMember, resource: str) -> float:
         return member.resources[resource] / self.initial[resource]
 
-    def model(self, index: int = -1) -> Any:
-        """The network of ``members[index]`` (loaded from the workdir, or kept in memory)."""
+    def model(self, index: int = -1, *, model_ref: Any = None, trust_source: bool = False) -> Any:
+        """The network of ``members[index]`` (loaded from the workdir, or kept in memory).
+
+        ``model_ref``/``trust_source``: see :func:`hwaware.modelref.load_model_file`."""
         member = self.members[index]
         if self._models:
             return copy.deepcopy(self._models[index])
         if self.workdir is None or member.model is None:
             raise HwawareError("this result kept no models (no workdir)")
-        from ..checkpoint import load_model_file
+        from ..modelref import load_model_file
 
-        return load_model_file(self.workdir / member.model)[0]
+        ref = model_ref if model_ref is not None else self._template
+        return load_model_file(self.workdir / member.model, model_ref=ref, trust_source=trust_source)[0]
 
     def table(self) -> str:
         from .report import family_table

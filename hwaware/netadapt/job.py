@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
+from .._io import STATUS_NAME, JobLock, write_json
 from ..errors import HwawareError
 
 JOB_FILE = "job.json"
@@ -76,19 +76,49 @@ class Workdir:
 
     Raises :class:`HwawareError` when the directory holds another job (different model, data,
     budgets or options), holds this job but ``resume`` is False and iterations were completed,
-    or is a non-empty directory that is not a NetAdapt workdir.
+    is a non-empty directory that is not a NetAdapt workdir, holds no job but ``resume`` is True,
+    or is in use by another live job (an advisory lock, :class:`hwaware._io.JobLock`, held until
+    :meth:`close`; ``status.json`` then says finished/failed/interrupted, or ``killed`` via
+    :func:`hwaware._io.job_status` if the process died).
     """
 
-    def __init__(self, path: str | Path, identity: dict[str, Any], *, resume: bool) -> None:
+    def __init__(self, path: str | Path, identity: dict[str, Any], *, resume: bool, template: Any = None) -> None:
         self.path = Path(path)
+        self.template = template  # the job's input network: saved members are rebuilt from a copy
         self.identity = identity
         self.hash = fingerprint(identity)
         self.records: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
         self.resumed = False
-        self._open(resume)
+        self._lock = JobLock(self.path, what="netadapt job", status=True)
+        self._precheck(resume)
+        self._lock.acquire()
+        try:
+            self._open(resume)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._lock.start()
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Record how the job ended (``exc``: the error, if any) and release the workdir lock."""
+        self._lock.release_after(exc)
 
     # --- opening -------------------------------------------------------------------------------
+    def _precheck(self, resume: bool) -> None:
+        """Refusals that need no lock (and must not leave a lock file in a stranger's directory)."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise HwawareError(f"workdir '{p}' is a file; give a directory")
+        if (p / JOB_FILE).is_file():
+            return
+        if resume:
+            raise HwawareError(f"--resume: workdir '{p}' holds no netadapt job to resume; run without "
+                               "--resume to start one")
+        if p.is_dir() and any(not c.name.startswith(".") and c.name != STATUS_NAME for c in p.iterdir()):
+            raise HwawareError(f"workdir '{p}' is not empty and holds no netadapt job ({JOB_FILE} "
+                               "missing); use a new or empty directory")
+
     def _open(self, resume: bool) -> None:
         p = self.path
         if p.exists() and not p.is_dir():
@@ -128,7 +158,7 @@ class Workdir:
                         raise HwawareError(f"workdir '{p}': checkpoint '{rec['model']}' of iteration "
                                            f"{rec['iteration']} is missing; the workdir was altered")
             return
-        if p.is_dir() and any(not c.name.startswith(".") for c in p.iterdir()):
+        if p.is_dir() and any(not c.name.startswith(".") and c.name != STATUS_NAME for c in p.iterdir()):
             raise HwawareError(f"workdir '{p}' is not empty and holds no netadapt job ({JOB_FILE} "
                                "missing); use a new or empty directory")
         write_json(job_file, {"kind": KIND, "hash": self.hash, "identity": self.identity})
@@ -172,7 +202,7 @@ class Workdir:
                    {"version": STATE_VERSION, "hash": self.hash, "records": self.records, "extra": self.extra})
 
     def load_model(self, relpath: str) -> Any:
-        from ..checkpoint import load_model_file
+        from ..modelref import load_model_file
 
-        model, _meta = load_model_file(self.path / relpath)
+        model, _meta = load_model_file(self.path / relpath, model_ref=self.template)
         return model

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -151,7 +152,7 @@ class NetAdapt:
         records: list[dict[str, Any]] = []
         if d.is_main and self.workdir is not None:
             try:
-                self.job = Workdir(self.workdir, self.identity, resume=resume)
+                self.job = Workdir(self.workdir, self.identity, resume=resume, template=model)
                 records = self.job.records
             except HwawareError as exc:
                 error = str(exc)
@@ -562,6 +563,7 @@ class NetAdapt:
             members=tuple(self.members), budgets=self.budgets, initial=dict(self.initial),
             limits=self.limits if self.initial else {}, workdir=self.workdir,
             seconds=time.perf_counter() - self._start, _models=tuple(self._models) if final else (),
+            _template=self.job.template if self.job is not None else None,
         )
 
     def close(self, *, clean: bool = True) -> None:
@@ -570,6 +572,8 @@ class NetAdapt:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if getattr(self, "job", None) is not None:  # record how the job ended; free the workdir
+            self.job.close(None if clean else (sys.exc_info()[1] or RuntimeError("stopped")))
         if self._owns_dist and hasattr(self, "dist"):
             teardown(self.dist, clean=clean)
             self._owns_dist = False  # closing twice must not touch the group again

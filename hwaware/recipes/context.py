@@ -32,7 +32,7 @@ class RunContext:
     calls :meth:`changed`, and :meth:`current_score` re-profiles lazily."""
 
     def __init__(self, recipe: Recipe, run_dir: Path | None, *, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, trust_source: bool = False) -> None:
         import torch
 
         from ..eyeriss import Scorer
@@ -40,6 +40,7 @@ class RunContext:
         self.recipe = recipe
         self.settings = recipe.settings
         self.run_dir = run_dir
+        self.trust_source = trust_source  # consent to import a model file recorded in a saved .pt
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         if self.settings["threads"]:
@@ -73,7 +74,7 @@ class RunContext:
     def _load_model(self) -> Any:
         from ..modelref import load_model
 
-        model = load_model(self.settings["model"], **self.settings["model_args"])
+        model = load_model(self.settings["model"], trust_source=self.trust_source, **self.settings["model_args"])
         return model.eval()
 
     def _input_size(self) -> tuple[int, int, int]:

@@ -17,6 +17,8 @@ with an exclusive ``mkdir``, so no run ever overwrites another):
 ``*.png``                  energy breakdown by level and by data type per layer (baseline, final);
                            accuracy versus energy and latency (pipeline, pruning, NetAdapt)
 ``run.json``               every stage's metrics, timings and output files
+``status.json``            running / finished / failed / interrupted (``killed`` when read with
+                           :func:`hwaware._io.job_status` after the process died: lock-based)
 ``tensorboard/``           run-level scalars and the training plugin's logs
 ``stages/<i>-<name>/``     stage outputs (pruning history, NetAdapt family, vectors, ...)
 =========================  =====================================================================
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .._io import write_json, write_text
+from .._io import JobLock, write_json, write_text
 from ..errors import HwawareError
 from .context import RunContext, Snapshot
 from .schema import Recipe
@@ -80,10 +82,10 @@ class RunResult:
 
 
 
-def dry_run(recipe: Recipe, *, log: Callable[[str], None] | None = None) -> str:
+def dry_run(recipe: Recipe, *, log: Callable[[str], None] | None = None, trust_source: bool = False) -> str:
     """Validate (already done by loading) and predict: the input model's energy and latency, and
     one line per stage saying what it will do. Nothing is written."""
-    ctx = RunContext(recipe, None, progress=False, log=log or (lambda m: None))
+    ctx = RunContext(recipe, None, progress=False, log=log or (lambda m: None), trust_source=trust_source)
     wl, rep = ctx.current_score()
     tot = rep.total
     s = ctx.settings
@@ -141,14 +143,24 @@ def make_run_dir(name: str, *, runs_dir: str | os.PathLike[str] = "runs", out: s
 # --- the run -------------------------------------------------------------------------------------
 
 def run_recipe(recipe: Recipe, *, runs_dir: str | os.PathLike[str] = "runs", out: str | os.PathLike[str] | None = None,
-               progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
+               progress: bool = True, log: Callable[[str], None] | None = None,
+               trust_source: bool = False) -> RunResult:
     """Run every stage of ``recipe`` in order and write the run directory; returns a :class:`RunResult`."""
+    from ..modelref import check_model_args
     from .report import write_report
 
     t_start = time.perf_counter()
+    check_model_args(recipe.settings["model"], recipe.settings["model_args"])  # typos: before the run dir
     run_dir = make_run_dir(recipe.name, runs_dir=runs_dir, out=out)
-    write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-    ctx = RunContext(recipe, run_dir, progress=progress, log=log)
+    lock = JobLock(run_dir, what="recipe run", status=True).acquire()  # status.json: running ... finished
+    lock.start()
+    error: BaseException | None = None
+    try:
+        write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+        ctx = RunContext(recipe, run_dir, progress=progress, log=log, trust_source=trust_source)
+    except BaseException as exc:
+        lock.release_after(exc)
+        raise
     try:
         ctx.log(f"hwaware run {recipe.source} -> {run_dir}")
         wl, rep = ctx.current_score()
@@ -166,6 +178,7 @@ def run_recipe(recipe: Recipe, *, runs_dir: str | os.PathLike[str] = "runs", out
         ctx.snapshot("final")
         write_report(ctx, seconds=time.perf_counter() - t_start)
     except BaseException as exc:
+        error = exc
         write_json(run_dir / "run.json", {"status": "failed", "error": " ".join(str(exc).split())[:500] or type(exc).__name__,
                                           "stages": [asdict(r) for r in ctx.results],
                                           "timeline": [s.to_dict() for s in ctx.timeline]})
@@ -173,5 +186,6 @@ def run_recipe(recipe: Recipe, *, runs_dir: str | os.PathLike[str] = "runs", out
     finally:
         if ctx.writer is not None:
             ctx.writer.close()
+        lock.release_after(error)
     return RunResult(run_dir, recipe, tuple(ctx.results), tuple(ctx.timeline), time.perf_counter() - t_start)
 

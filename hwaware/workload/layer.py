@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .._checks import check_dim
 from ..errors import HwawareError
 
 KINDS = ("conv", "fc", "depthwise")
@@ -69,6 +70,8 @@ class Layer:
                 raise HwawareError(f"{where}: '{k}' must be an integer, got {v!r}")
             if v <= 0:
                 raise HwawareError(f"{where}: '{k}' must be positive, got {v}")
+            if k in self.SHAPE_KEYS:
+                check_dim(v, k, where)
         if self.U_h == 0:
             object.__setattr__(self, "U_h", self.U)
         if self.padding_w == -1:

@@ -1,0 +1,85 @@
+"""Input validation shared by every entry point: sizes hwaware can score and allocate, finite values.
+
+Limits (checked before any work, each a one-line :class:`HwawareError`):
+
+- a layer's batch ``N`` <= ``MAX_BATCH`` (65,536) and every other dimension (M, C, H, W, R, S) <=
+  ``MAX_DIM`` (1,048,576): scoring cost grows with them (the mapper enumerates tilings of each
+  dimension), and at these limits one layer still scores in seconds (measured: M = C = 2^20 in
+  3.6 s, N = 10^5 in 5.5 s on a loaded 2-core machine; N = 10^6 took 17 s);
+- an input tensor hwaware creates (``--input-size``) must fit in a quarter of the available memory
+  (activations of the layers after it need the rest);
+- weights, buffers, activations and hardware fields are finite (no NaN/inf).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from .errors import HwawareError
+
+MAX_BATCH = 1 << 16
+MAX_DIM = 1 << 20
+
+
+def check_dim(value: int, key: str, where: str) -> None:
+    """``key`` (a layer dimension) within hwaware's limits."""
+    limit = MAX_BATCH if key == "N" else MAX_DIM
+    if value > limit:
+        what = "batch" if key == "N" else "dimension"
+        raise HwawareError(f"{where}: '{key}' = {value} exceeds {limit}, the largest {what} hwaware scores")
+
+
+def available_bytes() -> int:
+    """Memory available to new allocations (``MemAvailable`` on Linux; physical memory otherwise)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+        return 1 << 34
+
+
+def check_alloc(shape: tuple[int, ...], where: str, *, itemsize: int = 4) -> None:
+    """A float tensor of ``shape`` fits: under 2^31 elements per sample batch and a quarter of the
+    available memory."""
+    n = math.prod(int(v) for v in shape)
+    need, have = n * itemsize, available_bytes()
+    if n >= 1 << 31 or need > have // 4:
+        raise HwawareError(f"{where}: a {'x'.join(map(str, shape))} input is {_gb(need)} GB; with "
+                           f"{_gb(have)} GB of memory available hwaware allows up to {_gb(have // 4)} GB "
+                           "(activations need the rest); use a smaller size")
+
+
+def check_finite_model(model: Any, where: str) -> None:
+    """Every parameter and floating buffer of ``model`` is finite; else name the first bad tensor."""
+    import torch
+
+    for kind, items in (("weight", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in items:
+            if t is None or not torch.is_floating_point(t):
+                continue
+            bad = int((~torch.isfinite(t.detach())).sum())
+            if bad:
+                raise HwawareError(f"{where}: {kind} '{name}' holds NaN/inf ({bad} of {t.numel()} values); "
+                                   "the model is broken (diverged training or a corrupt file)")
+
+
+def check_finite_tensor(t: Any, what: str) -> None:
+    """``t`` (an activation or input batch) is finite; else say where and how many."""
+    import torch
+
+    if isinstance(t, torch.Tensor) and torch.is_floating_point(t):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise HwawareError(f"{what} holds NaN/inf ({bad} of {t.numel()} values)")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g}"

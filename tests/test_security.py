@@ -1,0 +1,405 @@
+"""Issue 15: loading never runs code from a file; inputs are never overwritten; jobs never collide.
+
+Every hostile file here would create ``MARKER`` if any of its code ran; the tests assert it never
+appears, through the CLI, the Python API and a recipe dry run.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import hwaware
+from hwaware import checkpoint
+from hwaware.cli import main
+from hwaware.errors import HwawareError
+from hwaware.modelref import load_model, load_model_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Evil:
+    """Unpickling this runs ``os.system`` (what a hostile pickle does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _evil_legacy(path: Path, marker: Path) -> Path:
+    """A format-1 style file: the model is a pickle that runs a command."""
+    torch.save({"format": "hwaware-model", "format_version": 1, "meta": {"input_size": [3, 32, 32]},
+                "state_dict": {}, "model": _Evil(marker)}, path)
+    return path
+
+
+def _evil_v2(path: Path, marker: Path) -> Path:
+    """Claims the current format but hides a hostile object among the tensors."""
+    torch.save({"format": "hwaware-model", "format_version": 2, "header": "{}",
+                "state_dict": {"w": _Evil(marker)}, "checksum": "0"}, path)
+    return path
+
+
+def _evil_source(tmp_path: Path, marker: Path) -> Path:
+    """A model file that writes the marker when imported, and a saved model recording it."""
+    src = tmp_path / "evilnet.py"
+    src.write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\nfrom torch import nn\n"
+                   "def evilnet():\n    return nn.Linear(2, 2)\n")
+    model = nn.Linear(2, 2)
+    out = checkpoint.save_model(model, tmp_path / "sourced.pt", model_ref=f"{src}:evilnet")
+    marker.unlink(missing_ok=True)
+    return out
+
+
+@pytest.fixture
+def marker(tmp_path):
+    m = tmp_path / "PWNED"
+    yield m
+    assert not m.exists(), "code from a file ran while loading it"
+
+
+@pytest.mark.parametrize("make", [_evil_legacy, _evil_v2], ids=["format1-pickle", "format2-smuggled"])
+def test_hostile_pickle_never_runs(tmp_path, marker, make, capsys, monkeypatch):
+    evil = make(tmp_path / "evil.pt", marker)
+    with pytest.raises(HwawareError):
+        hwaware.load_model(str(evil))
+    with pytest.raises(HwawareError):
+        checkpoint.read_meta(evil)
+    assert main(["score", str(evil)]) == 2
+    assert main(["profile", str(evil)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: evil\nmodel: {evil}\ninput_size: [3, 32, 32]\nstages:\n  - score: {{}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(recipe), "--dry-run"]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_old_format_gets_a_clear_message(tmp_path, marker):
+    evil = _evil_legacy(tmp_path / "old.pt", marker)
+    with pytest.raises(HwawareError, match=r"old hwaware saved model \(format 1.*never does.*upgrade"):
+        load_model_file(evil)
+
+
+def test_recorded_user_source_needs_consent(tmp_path, marker, capsys):
+    saved = _evil_source(tmp_path, marker)
+    with pytest.raises(HwawareError, match="evilnet.py:evilnet.*--trust-source"):
+        hwaware.load_model(str(saved))
+    assert main(["score", str(saved)]) == 2
+    assert "--trust-source" in capsys.readouterr().err
+    assert checkpoint.read_meta(saved)["class"] == "torch.nn.modules.linear.Linear"  # meta: no import
+    assert not marker.exists()
+    # the user names the code (a reference of their own): the recorded file is not imported
+    model, _ = load_model_file(saved, model_ref=nn.Linear(2, 2))
+    assert isinstance(model, nn.Linear) and not marker.exists()
+    # explicit consent imports it (that is what the flag is for)
+    hwaware.load_model(str(saved), trust_source=True)
+    assert marker.exists()
+    marker.unlink()
+
+
+@pytest.mark.parametrize("ref", ["models/../tests/conftest.py", "../evilnet.py:evilnet", "os:system",
+                                 "subprocess:run"])
+def test_recorded_refs_outside_the_bundled_models_are_refused(tmp_path, marker, ref):
+    saved = checkpoint.save_model(nn.Linear(2, 2), tmp_path / "x.pt", model_ref=ref,
+                                  model_args={"args": f"touch {marker}", "shell": True})
+    with pytest.raises(HwawareError, match="consent"):
+        hwaware.load_model(str(saved))
+
+
+def test_bundled_ref_never_taken_from_the_working_directory(tmp_path, marker, monkeypatch):
+    model = load_model("models/small_cnn.py", width=0.25).eval()
+    saved = checkpoint.save_model(model, tmp_path / "sc.pt")
+    planted = tmp_path / "cwd" / "models"
+    planted.mkdir(parents=True)
+    (planted / "small_cnn.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    loaded = hwaware.load_model(str(saved))
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_flipped_bytes_are_detected(tmp_path):
+    model = load_model("models/small_cnn.py", width=0.25)
+    path = checkpoint.save_model(model, tmp_path / "m.pt")
+    with zipfile.ZipFile(path) as zf:  # flip one byte inside the largest tensor record
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    pos = start + info.file_size // 2
+    data[pos] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(HwawareError, match="corrupt|not a readable"):
+        load_model_file(path)
+
+
+def test_files_load_with_weights_only(tmp_path):
+    model = load_model("models/small_cnn.py", width=0.25)
+    path = checkpoint.save_model(model, tmp_path / "m.pt", meta={"note": "x"})
+    raw = torch.load(path, weights_only=True)  # plain tensors and strings: any tool can read it
+    assert raw["format_version"] == checkpoint.FORMAT_VERSION
+    assert raw["state_dict"].keys() == model.state_dict().keys()
+
+
+def test_pruned_and_masked_models_round_trip(tmp_path):
+    from torch.nn.utils import prune as tprune
+
+    from hwaware.compress.surgery import channel_groups, prune_channels
+
+    torch.manual_seed(0)
+    model = load_model("models/small_cnn.py", width=0.5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    g = next(g for g in channel_groups(model, x) if g.prunable)
+    small = prune_channels(model, x, g.name, 3)
+    tprune.l1_unstructured(dict(small.named_modules())[g.name], "weight", amount=0.5)
+    path = checkpoint.save_model(small, tmp_path / "p.pt")
+    loaded, meta = load_model_file(path)
+    assert torch.equal(loaded(x), small(x))
+    assert dict(loaded.named_modules())[g.name].out_channels == dict(small.named_modules())[g.name].out_channels
+    # the wrong architecture is a one-line error, not a silent partial load
+    with pytest.raises(HwawareError, match="module|tensors do not match"):
+        load_model_file(path, model_ref="models/alexnet.py")
+
+
+def test_timm_and_torchvision_refs_are_recorded(tmp_path):
+    pytest.importorskip("timm")
+    x = torch.randn(1, 3, 64, 64)
+    for ref in ("torchvision:resnet18", "timm:resnet18"):
+        model = load_model(ref, num_classes=4).eval()
+        path = checkpoint.save_model(model, tmp_path / "m.pt")
+        assert torch.equal(hwaware.load_model(str(path))(x), model(x))
+    with pytest.raises(HwawareError, match="pretrained not accepted"):
+        load_model("timm:resnet18", pretrained=True)
+
+
+def test_model_without_reference_needs_one(tmp_path):
+    path = checkpoint.save_model(nn.Sequential(nn.Linear(2, 3)), tmp_path / "m.pt")
+    with pytest.raises(HwawareError, match="records no model reference.*--model-ref"):
+        hwaware.load_model(str(path))
+    m, _ = load_model_file(path, model_ref=nn.Sequential(nn.Linear(2, 3)))
+    assert m[0].weight.shape == (3, 2)
+
+
+# --- outputs never destroy inputs ---------------------------------------------------------------
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    return checkpoint.save_model(load_model("models/small_cnn.py", width=0.25), tmp_path / "in.pt")
+
+
+@pytest.mark.parametrize("argv", [
+    ["quantize", "{in}", "--data", "builtin:shapes", "--out", "{in}"],
+    ["profile", "{in}", "--json", "{in}"],
+    ["score", "{in}", "--json", "{in}"],
+    ["score", "{in}", "--json", "{link}"],            # a hard link: same inode, other name
+    ["prune", "{in}", "--data", "builtin:shapes", "--out", "{in}"],
+    ["prune", "{in}", "--data", "builtin:shapes", "--out", "{tmp}/o.pt", "--checkpoint", "{in}"],
+    ["export-vectors", "{in}", "--out", "{tmp}", "--force"],  # a folder holding the input
+    ["score", "{hw}", "--hardware", "{hw}", "--json", "{hw}"],
+])
+def test_no_command_writes_over_its_input(tmp_path, saved, argv, capsys):
+    link = tmp_path / "link.json"
+    os.link(saved, link)
+    hw = tmp_path / "w.yaml"
+    hw.write_text("layers: []\n")
+    before = {p: p.read_bytes() for p in (saved, hw)}
+    args = [a.format(**{"in": saved, "link": link, "tmp": tmp_path, "hw": hw}) for a in argv]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "is an input of this command" in err and len(err.strip().splitlines()) == 1
+    assert not out  # refused before any work
+    assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_non_empty_output_directory_needs_force(tmp_path, capsys):
+    d = tmp_path / "tl"
+    d.mkdir()
+    (d / "mine.txt").write_text("keep")
+    assert main(["score", "models/small_cnn.py", "--export-timeloop", str(d)]) == 2
+    assert "non-empty directory" in capsys.readouterr().err
+    assert main(["export-vectors", "models/small_cnn.py", "--out", str(d)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["score", "models/small_cnn.py", "--export-timeloop", str(d), "--force"]) == 0
+    assert (d / "mine.txt").read_text() == "keep" and len(list(d.iterdir())) > 1
+
+
+def test_unwritable_output_fails_before_the_work(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["score", "models/alexnet.py", "--json", str(blocker / "r.json")]) == 2
+    out, err = capsys.readouterr()
+    assert not out and "cannot write there" in err
+    assert main(["profile", "models/alexnet.py", "--json", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_outputs_honour_the_umask(tmp_path, mask):
+    from hwaware._io import write_json
+
+    old = os.umask(mask)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        checkpoint.save_model(nn.Linear(2, 2), tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    for name in ("r.json", "m.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- jobs never collide; a killed job is told apart from a live one --------------------------------
+
+IDENT = {"model": "abc", "data": "builtin:shapes", "budgets": [], "config": {}}
+
+
+def _holder(code: str, tmp_path: Path):
+    """A child process that runs ``code`` (which takes a lock), says 'ready' and sleeps."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", code + "\nprint('ready', flush=True)\nimport time\n"
+                             "time.sleep(120)"], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_two_netadapt_jobs_on_one_workdir(tmp_path, capsys):
+    from hwaware._io import job_status
+    from hwaware.netadapt.job import Workdir
+
+    wd = tmp_path / "na"
+    proc = _holder(f"from hwaware.netadapt.job import Workdir\nw = Workdir({str(wd)!r}, {IDENT!r}, resume=False)",
+                   tmp_path)
+    try:
+        assert job_status(wd)["status"] == "running"
+        with pytest.raises(HwawareError, match=r"in use by another hwaware netadapt job \(pid \d+"):
+            Workdir(wd, IDENT, resume=True)
+        rc = main(["netadapt", "models/small_cnn.py", "--budget", "macs=0.9", "--data",
+                   "builtin:shapes?n_train=64&n_val=32&n_test=32", "--holdout", "16", "--workdir", str(wd), "--resume",
+                   "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "in use by another hwaware netadapt job" in err and len(err.strip().splitlines()) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    # killed: status.json still says running, but nobody holds the lock
+    st = job_status(wd)
+    assert st["status"] == "killed" and st["pid"] == proc.pid
+    assert main(["run", "--status", str(wd)]) == 0
+    assert f"{wd}: killed (pid {proc.pid}" in capsys.readouterr().out
+    w = Workdir(wd, IDENT, resume=True)  # and the job can be resumed
+    assert job_status(wd)["status"] == "running"
+    w.close()
+    assert job_status(wd)["status"] == "finished"
+
+
+def test_unwritable_prune_output_is_one_line(tmp_path, saved, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["prune", str(saved), "--data", "builtin:shapes", "--out", str(blocker / "sub" / "p.pt")]) == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_resume_on_an_empty_workdir_is_an_error(tmp_path):
+    from hwaware.netadapt.job import Workdir
+
+    for wd in (tmp_path / "new", tmp_path):
+        with pytest.raises(HwawareError, match="--resume: workdir .* holds no netadapt job to resume"):
+            Workdir(wd, IDENT, resume=True)
+    assert not (tmp_path / "new").exists() and not list(tmp_path.iterdir())
+
+
+def test_two_prune_jobs_on_one_output(tmp_path, saved, capsys):
+    from hwaware._io import JobLock
+
+    out = tmp_path / "p.pt"
+    with JobLock(out, what="prune job writing this --out"):
+        assert main(["prune", str(saved), "--data", "builtin:shapes", "--out", str(out)]) == 2
+    assert "in use by another hwaware prune job" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_recipe_model_args_typo_before_the_run_directory(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\nmodel: models/small_cnn.py\nmodel_args: {widht: 0.5}\nstages:\n  - score: {}\n")
+    assert main(["run", str(recipe), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "no argument 'widht' (did you mean 'width'?)" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+# --- sizes validated up front ---------------------------------------------------------------------
+
+def test_huge_sizes_are_one_line_errors_before_work(tmp_path, capsys):
+    import time
+
+    from hwaware.workload import Layer
+
+    big = tmp_path / "big.yaml"
+    big.write_text("layers:\n  - {name: big, N: 1, M: 1000000000, C: 1000000000, H: 1, W: 1, R: 1, S: 1}\n")
+    cases = [
+        (["score", str(big)], "'M' = 1000000000 exceeds 1048576"),
+        (["score", "models/small_cnn.py", "--batch", "1000000000"], "'N' = 1000000000 exceeds 65536"),
+        (["profile", "models/small_cnn.py", "--input-size", "1x3x100000x100000"], "is 120 GB"),
+        (["export-vectors", "models/small_cnn.py", "--input-size", "1x3x100000x100000", "--out",
+          str(tmp_path / "v")], "is 120 GB"),
+    ]
+    for argv, needle in cases:
+        t0 = time.perf_counter()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+        assert time.perf_counter() - t0 < 30  # was minutes (mapper) or a MemoryError traceback
+    with pytest.raises(HwawareError, match="'C' = 2000000 exceeds"):
+        Layer(name="x", N=1, M=4, C=2_000_000, H=1, W=1, R=1, S=1)
+    Layer(name="x", N=65536, M=1 << 20, C=1 << 20, H=1, W=1, R=1, S=1)  # the limits themselves are fine
+
+
+# --- NaN / inf anywhere ---------------------------------------------------------------------------
+
+def _nan_model(tmp_path, value=float("nan")):
+    torch.manual_seed(0)
+    m = load_model("models/small_cnn.py", width=0.25)
+    with torch.no_grad():
+        m.conv2.weight[0, 0, 0, 0] = value
+    return m, checkpoint.save_model(m, tmp_path / "nan.pt")
+
+
+@pytest.mark.parametrize("verb", [["score"], ["profile"], ["prune", "--data", "builtin:shapes", "--out", "{tmp}/p.pt"],
+                                  ["quantize", "--data", "builtin:shapes", "--out", "{tmp}/q.json"]])
+def test_nan_weights_named_by_every_verb(tmp_path, capsys, verb):
+    _model, path = _nan_model(tmp_path)
+    argv = [verb[0], str(path), *[a.format(tmp=tmp_path) for a in verb[1:]]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "weight 'conv2.weight' holds NaN/inf (1 of" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nan_and_inf_activations_named_by_the_profiler():
+    model = load_model("models/small_cnn.py", width=0.25).eval()
+    x = torch.randn(1, 3, 32, 32)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(HwawareError, match="layer 'conv1': its input holds NaN/inf"):
+        hwaware.profile(model, x)
+    with torch.no_grad():
+        model.conv1.weight.fill_(1e38)  # finite weights, overflowing outputs
+    with pytest.raises(HwawareError, match="layer 'conv1': its output holds NaN/inf"):
+        hwaware.profile(model, torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("field,value", [("core_MHz", ".inf"), ("e_DRAM", ".nan"), ("e_GLB", "-.inf")])
+def test_non_finite_hardware_fields(tmp_path, capsys, field, value):
+    hw = tmp_path / "hw.yaml"
+    hw.write_text(f"base: eyeriss_v1\n{field}: {value}\n")
+    assert main(["score", "models/small_cnn.py", "--hardware", str(hw)]) == 2
+    err = capsys.readouterr().err
+    assert f"'{field}' must be a finite number" in err and len(err.strip().splitlines()) == 1
