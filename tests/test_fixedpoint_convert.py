@@ -89,7 +89,7 @@ def test_range_equalization_keeps_the_function_and_fills_each_format(small_cnn):
         # each channel scaled up to the tensor's max, by at most the cap; the max itself unchanged
         expected = torch.minimum(before * DEFAULT_CAP, before.max())
         assert torch.allclose(after, expected, rtol=1e-4), layer
-    fixed_eq, fixed_plain = convert(model, calib), convert(model, calib, equalize=False)
+    fixed_eq, fixed_plain = convert(model, calib, equalize=True), convert(model, calib)
     err = {f: sum(lr.max_abs_error for lr in f.report.layers if lr.name == "fc") for f in (fixed_eq, fixed_plain)}
     assert err[fixed_eq] < err[fixed_plain]
 
