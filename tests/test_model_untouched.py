@@ -13,6 +13,7 @@ from torch import nn
 
 from hwaware.compress.surgery import ChannelGraph
 from hwaware.eyeriss.score import score
+from hwaware.fixedpoint.convert import convert
 from hwaware.profiler import profile
 
 timm = pytest.importorskip("timm")  # a dev extra (pyproject); CI installs it
@@ -52,4 +53,6 @@ def test_no_mode_modifies_the_model(name, factory, train):
     assert _fingerprint(model) == before, "profile"
     score(model, data=x)
     assert _fingerprint(model) == before, "score"
+    convert(model, x, mode="wide", samples=2)
+    assert _fingerprint(model) == before, "convert"
     assert wl.macs > 0

@@ -39,6 +39,7 @@ Only eval-mode semantics are converted (BatchNorm uses its running statistics).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import operator
 from abc import ABC, abstractmethod
@@ -51,8 +52,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._fx import (
+    ADD_FUNCTIONS,
+    ADD_METHODS,
+    MUL_FUNCTIONS,
+    MUL_METHODS,
+    is_plain_linear,
+    is_same_pad_conv,
+    DROPOUT_FUNCTIONS,
+    STOCHASTIC_DEPTH_FUNCTIONS,
+    is_stochastic_depth,
+    module_path,
+    target_name,
+    trace,
+)
 from ..errors import HwawareError, UnsupportedLayerError
 from . import ops
+from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
+from .intop import _F0, InputOp, IntOp
 from .format import (
     DEFAULT_MODE,
     DEFAULT_OVERFLOW,
@@ -64,40 +81,19 @@ from .format import (
     pair,
 )
 
-SUPPORTED = ("Conv1d, Conv2d, Linear (with a following BatchNorm folded and ReLU fused), ReLU, "
-             "MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d (input divisible by output), Flatten, "
-             "Dropout, Identity, add, cat, flatten/view/reshape")
+SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (with a following BatchNorm or timm "
+             "BatchNormAct2d folded and ReLU fused), ReLU, ReLU6, Hardtanh, LeakyReLU, Hardswish, "
+             "Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, "
+             "mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply, cat, "
+             "flatten/view/reshape")
 
 _RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
-_ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _FLATTEN_FUNCS = (torch.flatten,)
 _CAT_FUNCS = (torch.cat, torch.concat)
 _PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
 
 # --- integer ops ------------------------------------------------------------------------------
-
-_F0 = FixedFormat(0)  # placeholder default of the format fields (always set by the converter)
-
-@dataclass(eq=False)
-class IntOp(ABC):
-    """One node of the integer graph: reads the values ``inputs`` (indices), writes codes at ``fy``."""
-
-    name: str
-    op: str
-    inputs: tuple[int, ...]
-    fy: FixedFormat
-
-    @abstractmethod
-    def run(self, xs: list[np.ndarray], arith: dict[str, str]) -> OpResult:
-        """Compute this node's output codes from its inputs' codes under the arithmetic ``arith``."""
-
-
-@dataclass(eq=False)
-class InputOp(IntOp):
-    def run(self, xs, arith):
-        raise AssertionError("the input has no op to run")
-
 
 @dataclass(eq=False)
 class ConvOp(IntOp):
@@ -115,12 +111,17 @@ class ConvOp(IntOp):
     groups: int = 1
     relu: bool = False
     fxq: FixedFormat | None = None
+    #: timm Conv2dSame: zero rows/columns (top, bottom, left, right) added before a padding-0 conv
+    pad_same: tuple[int, int, int, int] | None = None
 
     @property
     def f_in(self) -> FixedFormat:
         return self.fxq or self.fx
 
     def prepare(self, x: np.ndarray, arith: dict[str, str]) -> np.ndarray:
+        if self.pad_same is not None:
+            t, b, left, r = self.pad_same
+            x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))  # zero padding = code 0
         if self.fxq is None:
             return x
         return ops.requantize(x, fx=self.fx, fy=self.fxq, rounding=arith["rounding"],
@@ -144,39 +145,6 @@ class ConvOp(IntOp):
 class ReluOp(IntOp):
     def run(self, xs, arith):
         return ops.relu(xs[0])
-
-
-@dataclass(eq=False)
-class PoolOp(IntOp):
-    """Max or average pooling; ``adaptive`` keeps the output size and derives the window."""
-
-    kind: str = "max"  # max | avg
-    fx: FixedFormat = _F0
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    adaptive: tuple[int, int] | None = None
-    dims: int = 2
-
-    def run(self, xs, arith):
-        x = xs[0]
-        if self.dims == 1:
-            x = x[:, :, None, :]
-        kernel, stride = self.kernel, self.stride
-        if self.adaptive is not None:
-            (H, W), (oh, ow) = x.shape[2:], self.adaptive
-            if H % oh or W % ow:
-                raise UnsupportedLayerError(
-                    f"layer '{self.name}': adaptive pooling of {H}x{W} to {oh}x{ow} needs equal windows "
-                    f"(input divisible by output)")
-            kernel = stride = (H // oh, W // ow)
-        if self.kind == "max":
-            r = ops.max_pool2d(x, kernel, stride, self.padding)
-        else:
-            r = ops.avg_pool2d(x, kernel, stride, self.padding, fx=self.fx, fy=self.fy,
-                               rounding=arith["rounding"], overflow=arith["overflow"])
-        y = r.y[:, :, 0, :] if self.dims == 1 else r.y
-        return OpResult(y, r.product_overflows, r.output_overflows)
 
 
 @dataclass(eq=False)
@@ -236,6 +204,8 @@ class LayerReport:
     max_abs_error: float
     max_abs_float: float
     bits: int = 16
+    #: stated bound of the op's approximation (table activations; 0 where the op is exact)
+    approx_error: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -246,6 +216,9 @@ class ConversionReport:
     input_frac_bits: int
     samples: int
     layers: tuple[LayerReport, ...]
+    #: where the integer arithmetic ran (always "cpu": NumPy kernels) and where the model was given
+    device: str = "cpu"
+    model_device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -256,7 +229,8 @@ class ConversionReport:
         head = (f"{'layer':<28} {'op':<10} {'f_x':>8} {'f_w':>4} {'f_y':>4} {'prod.ovf':>9} "
                 f"{'out.ovf':>8} {'max|err|':>10} {'max|float|':>10}")
         title = (f"fixed point: mode={self.mode} rounding={self.rounding} overflow={self.overflow}, "
-                 f"input f={self.input_frac_bits}, {self.samples} samples")
+                 f"input f={self.input_frac_bits}, {self.samples} samples, ran on {self.device}"
+                 + (f" (model given on {self.model_device})" if self.model_device != self.device else ""))
         lines = [title, head, "-" * len(head)]
         for lr in self.layers:
             fx = ",".join(str(f) for f in lr.f_x)
@@ -264,7 +238,8 @@ class ConversionReport:
             name = lr.name + (" +relu" if lr.relu else "")
             lines.append(f"{name[:28]:<28} {lr.op[:10]:<10} {fx:>8} {fw:>4} {lr.f_y:>4} "
                          f"{lr.product_overflows:>9} {lr.output_overflows:>8} {lr.max_abs_error:>10.3g} "
-                         f"{lr.max_abs_float:>10.3g}")
+                         f"{lr.max_abs_float:>10.3g}"
+                         + (f"  table approx. <= {lr.approx_error:.2g}" if lr.approx_error else ""))
         return "\n".join(lines)
 
 
@@ -330,7 +305,7 @@ class FixedPointModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.forward_codes(self.quantize_input(x))
-        return torch.from_numpy(self.output_format.dequantize(y)).float()
+        return torch.from_numpy(self.output_format.dequantize(y)).float().to(x.device)
 
     def extra_repr(self) -> str:
         return (f"{len(self.int_ops) - 1} ops, mode={self.arith['mode']}, rounding={self.arith['rounding']}, "
@@ -374,26 +349,70 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
         raise HwawareError(f"convert: expected a torch nn.Module, got {type(model).__name__}")
     layer_bits = _check_bits(bits)
     x = _collect_inputs(calibration_data, samples)
-    model = copy.deepcopy(model).eval().float()
+    model_device = str(next((p.device for p in model.parameters()), torch.device("cpu")))
+    # the integer kernels are NumPy: a CPU copy of the model is the float reference (the user's
+    # model, on whatever device, is never moved or modified)
+    model = _cpu_copy(model).eval().float()
     for mod in model.modules():
         if hasattr(mod, "inplace"):
             mod.inplace = False  # calibration reads values a later in-place op would overwrite
     _check_finite_params(model)
     try:
-        gm = torch.fx.symbolic_trace(model)
-    except Exception as exc:  # noqa: BLE001 -- fx raises many types; each becomes one line here
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedLayerError(
-            f"convert: cannot trace {type(model).__name__} with torch.fx ({msg}); the fixed-point backend "
-            f"supports static graphs of: {SUPPORTED}") from None
+        gm = trace(model, who="convert")
+    except HwawareError as exc:
+        raise UnsupportedLayerError(f"{exc}; the fixed-point backend supports static graphs of: "
+                                    f"{SUPPORTED}") from None
+    split_norm_act(gm)
     if equalize:
         from .equalize import fold_and_equalize
 
         gm = fold_and_equalize(gm, x)
     with torch.no_grad():
-        return _Converter(gm, layer_bits, mode=mode, rounding=rounding, overflow=overflow,
-                          headroom=headroom_bits, bias_correction=bias_correction,
-                          progress=progress).run(x)
+        fixed = _Converter(gm, layer_bits, mode=mode, rounding=rounding, overflow=overflow,
+                           headroom=headroom_bits, bias_correction=bias_correction,
+                           progress=progress).run(x)
+    fixed.report = dataclasses.replace(fixed.report, model_device=model_device)
+    return fixed
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` on the CPU, made without copying its tensors on their device first."""
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.device.type != "cpu":
+            memo[id(t)] = (nn.Parameter(t.detach().cpu(), requires_grad=t.requires_grad)
+                           if isinstance(t, nn.Parameter) else t.detach().cpu())
+    return copy.deepcopy(model, memo)
+
+
+def split_norm_act(gm: torch.fx.GraphModule) -> None:
+    """Rewrite each timm ``BatchNormAct2d``-style node (a BatchNorm subclass with ``act``/``drop``
+    children) into a plain BatchNorm node and its activation node, so the BatchNorm folds into the
+    convolution before it and the activation converts as its own op (both keep module paths:
+    ``bn1.bn`` and ``bn1.act``)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(node.target)
+        if type(mod) in _BN_TYPES or not isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            continue
+        if not hasattr(mod, "act") or (hasattr(mod, "drop") and not isinstance(mod.drop, _PASS_MODULES)):
+            continue  # another BatchNorm subclass: make_op names it as unsupported
+        plain = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[2 if isinstance(mod, nn.BatchNorm2d)
+                                                                          else 1 if isinstance(mod, nn.BatchNorm1d) else 3]
+        bn = plain(mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats)
+        bn.load_state_dict({k: v for k, v in mod.state_dict().items() if "." not in k})
+        bn.eval()
+        mod.add_module("bn", bn)
+        with gm.graph.inserting_after(node):
+            bn_node = gm.graph.call_module(f"{node.target}.bn", node.args, node.kwargs)
+        last = bn_node
+        if not isinstance(mod.act, nn.Identity):
+            with gm.graph.inserting_after(bn_node):
+                last = gm.graph.call_module(f"{node.target}.act", (bn_node,))
+        node.replace_all_uses_with(last)
+        gm.graph.erase_node(node)
+    gm.recompile()
 
 
 def _check_bits(bits: int | Mapping[str, int]) -> dict[str, int] | int:
@@ -460,6 +479,20 @@ def _only_user(node: torch.fx.Node) -> torch.fx.Node | None:
 
 
 _BN_FOR = {nn.Conv1d: (nn.BatchNorm1d,), nn.Conv2d: (nn.BatchNorm2d,), nn.Linear: (nn.BatchNorm1d,)}
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _base(mod: nn.Module | None) -> type | None:
+    """Conv1d / Conv2d / Linear for those classes and the subclasses with the same arithmetic
+    (timm's Conv2dSame pads first; timm's Linear); None for anything else."""
+    t = type(mod)
+    if t in (nn.Conv1d, nn.Conv2d, nn.Linear):
+        return t
+    if mod is not None and is_same_pad_conv(mod):
+        return nn.Conv2d
+    if mod is not None and is_plain_linear(mod):
+        return nn.Linear
+    return None
 
 
 class _Converter:
@@ -564,7 +597,8 @@ class _Converter:
                         op.name, op.op, tuple(f.frac_bits for f in _in_formats(op, int_ops)),
                         op.fw.frac_bits if isinstance(op, ConvOp) else None, op.fy.frac_bits,
                         bool(getattr(op, "relu", False)), r.product_overflows, r.output_overflows, err,
-                        self.value_max[k], op.fw.bits if isinstance(op, ConvOp) else op.fy.bits))
+                        self.value_max[k], op.fw.bits if isinstance(op, ConvOp) else op.fy.bits,
+                        self.approx_error(op)))
             # free the float and integer values nobody reads any more
             for a in node.all_input_nodes:
                 if last_use.get(a) == i:
@@ -610,20 +644,24 @@ class _Converter:
     def fuse(self, node: torch.fx.Node) -> list[torch.fx.Node]:
         group = [node]
         mod = self.modules.get(node.target) if node.op == "call_module" else None
-        if mod is not None and type(mod) in _BN_FOR:
+        if _base(mod) in _BN_FOR:
             nxt = _only_user(node)
             if nxt is not None and nxt.op == "call_module" and \
-                    type(self.modules[nxt.target]) in _BN_FOR[type(mod)]:
+                    type(self.modules[nxt.target]) in _BN_FOR[_base(mod)]:
                 group.append(nxt)
-        if (mod is not None and type(mod) in _BN_FOR) or self.is_add(node):
+        if _base(mod) in _BN_FOR or self.is_add(node):
             nxt = _only_user(group[-1])
             if nxt is not None and _is_relu(nxt, self.modules):
                 group.append(nxt)
         return group
 
     def is_add(self, node: torch.fx.Node) -> bool:
-        return (node.op == "call_function" and node.target in _ADD_FUNCS) or \
-            (node.op == "call_method" and node.target in ("add", "add_", "__add__", "__iadd__"))
+        return (node.op == "call_function" and node.target in ADD_FUNCTIONS) or \
+            (node.op == "call_method" and node.target in ADD_METHODS)
+
+    def is_mul(self, node: torch.fx.Node) -> bool:
+        return (node.op == "call_function" and node.target in MUL_FUNCTIONS) or \
+            (node.op == "call_method" and node.target in MUL_METHODS)
 
     def make_op(self, group, fenv, ienv, int_ops) -> tuple[IntOp, bool]:
         node = group[0]
@@ -641,18 +679,27 @@ class _Converter:
         if node.op == "call_module":
             mod = self.modules[node.target]
             t = type(mod)
-            if t in (nn.Conv1d, nn.Conv2d, nn.Linear):
-                return self.conv_op(name, mod, group, inp(node.args[0]), int_ops, pre, relu), True
+            if _base(mod) is not None:
+                op = self.conv_op(name, mod, group, inp(node.args[0]), int_ops, pre, relu)
+                if is_same_pad_conv(mod):
+                    op.pad_same = _same_pads(tuple(fenv[node.args[0]].shape[2:]), mod)
+                return op, True
             if t is nn.ReLU:
                 j = inp(node.args[0])
                 return ReluOp(name, "ReLU", (j,), int_ops[j].fy), True
             if t in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                      nn.AdaptiveAvgPool2d):
                 return self.pool_op(name, mod, inp(node.args[0]), int_ops, fenv[node]), True
+            act = self.activation_op(name, t.__name__, mod, (), {}, node, fenv, inp, int_ops)
+            if act is not None:
+                return act, True
+            if is_stochastic_depth(mod):
+                j = inp(node.args[0])
+                return ReshapeOp(name, t.__name__, (j,), int_ops[j].fy, 0, 0), False
             if t is nn.Flatten:
                 j = inp(node.args[0])
                 return ReshapeOp(name, "Flatten", (j,), int_ops[j].fy, mod.start_dim, mod.end_dim), False
-            if t in _PASS_MODULES:
+            if t in _PASS_MODULES:  # identity in eval mode
                 j = inp(node.args[0])
                 return ReshapeOp(name, t.__name__, (j,), int_ops[j].fy, 0, 0), False
             if t.__name__.startswith("BatchNorm"):
@@ -671,6 +718,29 @@ class _Converter:
         if _is_relu(node, self.modules):
             j = inp(node.args[0])
             return ReluOp(name, "relu", (j,), int_ops[j].fy), True
+        if node.op in ("call_function", "call_method"):
+            fname = target_name(node)
+            act = self.activation_op(name, fname, None, node.args[1:], node.kwargs, node, fenv, inp, int_ops)
+            if act is not None:
+                return act, True
+            if self.is_mul(node):
+                args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+                if len(args) != 2 or len(node.args) != 2 or node.kwargs:
+                    raise UnsupportedLayerError(f"convert: '{name}' in '{module_path(node)}' (mul): only a * b "
+                                                f"of two activations is supported")
+                ja, jb = inp(args[0]), inp(args[1])
+                return MulOp(name, "mul", (ja, jb), self.act_format(fenv[node]), int_ops[ja].fy,
+                             int_ops[jb].fy), True
+            if fname == "mean" or node.target is torch.mean:
+                return self.mean_op(name, node, fenv, inp, int_ops), True
+            if node.target is nn.functional.adaptive_avg_pool2d:
+                j = inp(node.args[0])
+                size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
+                return WindowPoolOp(name, "adaptive_avg_pool2d", (j,), self.act_format(fenv[node]), "avg",
+                                    int_ops[j].fy, adaptive=pair(size, "output_size")), True
+            if node.target in STOCHASTIC_DEPTH_FUNCTIONS or node.target in DROPOUT_FUNCTIONS:
+                j = inp(node.args[0])
+                return ReshapeOp(name, fname, (j,), int_ops[j].fy, 0, 0), False
         if (node.op == "call_function" and node.target in _CAT_FUNCS):
             tensors = node.args[0]
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -690,9 +760,8 @@ class _Converter:
                 dims = tuple(dims[0])
             return ReshapeOp(name, node.target, (j,), int_ops[j].fy,
                              shape=tuple(self.shape_item(d, ienv, name) for d in dims)), False
-        what = node.target if node.op != "call_function" else getattr(node.target, "__name__", node.target)
-        raise UnsupportedLayerError(f"convert: '{name}' ({node.op} {what}) is not supported by the "
-                                    f"fixed-point backend; supported: {SUPPORTED}")
+        raise UnsupportedLayerError(f"convert: op '{target_name(node)}' in module '{module_path(node)}' "
+                                    f"is not supported by the fixed-point backend; supported: {SUPPORTED}")
 
     def shape_item(self, d: Any, ienv: dict, name: str) -> Any:
         if isinstance(d, int):
@@ -734,7 +803,7 @@ class _Converter:
         else:
             bq = np.clip(np.floor(np.ldexp(b.numpy(), f_in.frac_bits + fw.frac_bits) + 0.5),
                          -(2**31), 2**31 - 1).astype(np.int64)
-        t = type(mod)
+        t = _base(mod)
         if t is nn.Linear:
             return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq)
         if any(p != 1 for p in pair(mod.dilation, "dilation")) or mod.padding_mode != "zeros" or \
@@ -753,33 +822,87 @@ class _Converter:
         top = self.value_max.get(j) or math.ldexp(fx.qmax, -fx.frac_bits)
         return FixedFormat(frac_bits_for(top, bits, headroom=self.headroom), bits)
 
-    def pool_op(self, name, mod, j, int_ops, out) -> PoolOp:
+    def pool_op(self, name, mod, j, int_ops, out) -> WindowPoolOp:
         t = type(mod)
         fx = int_ops[j].fy
         dims = 1 if t.__name__.endswith("1d") else 2
         kind = "max" if t.__name__.startswith("Max") else "avg"
-        if kind == "max" and (any(d != 1 for d in pair(mod.dilation, "dilation")) or mod.ceil_mode or
-                              mod.return_indices):
-            raise UnsupportedLayerError(f"convert: layer '{name}': max pooling with dilation, ceil_mode or "
-                                        f"return_indices is not supported")
-        if t in (nn.AvgPool1d, nn.AvgPool2d) and (mod.ceil_mode or not mod.count_include_pad or
-                                                  getattr(mod, "divisor_override", None)):
-            raise UnsupportedLayerError(f"convert: layer '{name}': average pooling must use "
-                                        f"count_include_pad=True, ceil_mode=False, no divisor_override")
+        if kind == "max" and (any(d != 1 for d in pair(mod.dilation, "dilation")) or mod.return_indices):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({t.__name__}): max pooling with dilation "
+                                        f"or return_indices is not supported")
+        if getattr(mod, "divisor_override", None):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({t.__name__}): divisor_override is not "
+                                        f"supported")
         fy = fx if kind == "max" else self.act_format(out)
         if t.__name__.startswith("Adaptive"):
             size = mod.output_size
             osz = (1, size if isinstance(size, int) else size[0]) if dims == 1 else pair(size, "output_size")
             if None in osz:
                 raise UnsupportedLayerError(f"convert: layer '{name}': adaptive output size None is not supported")
-            return PoolOp(name, t.__name__, (j,), fy, "avg", fx, adaptive=osz, dims=dims)
+            return WindowPoolOp(name, t.__name__, (j,), fy, "avg", fx, adaptive=osz, dims=dims)
         k = mod.kernel_size
         st = mod.stride if mod.stride is not None else k
         pad = mod.padding
         if dims == 1:
             k, st, pad = (1, _first(k)), (1, _first(st)), (0, _first(pad))
-        return PoolOp(name, t.__name__, (j,), fy, kind, fx, pair(k, "kernel"), pair(st, "stride"),
-                      pair(pad, "padding"), dims=dims)
+        return WindowPoolOp(name, t.__name__, (j,), fy, kind, fx, pair(k, "kernel"), pair(st, "stride"),
+                            pair(pad, "padding"), bool(mod.ceil_mode),
+                            bool(getattr(mod, "count_include_pad", True)), dims=dims)
+
+    def mean_op(self, name, node, fenv, inp, int_ops) -> WindowPoolOp:
+        """``x.mean((2, 3))`` (keepdim or not) on N x C x H x W, ``x.mean(-1)`` on N x C x L."""
+        src = node.args[0]
+        dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        keep = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
+        rank = fenv[src].dim() if isinstance(src, torch.fx.Node) and src in fenv else 0
+        dims = sorted(d % rank for d in ([dims] if isinstance(dims, int) else (dims or ()))) if rank else []
+        if rank not in (3, 4) or dims != list(range(2, rank)):
+            raise UnsupportedLayerError(f"convert: '{name}' in '{module_path(node)}' (mean): only a mean over "
+                                        f"the spatial dims of N x C x H x W or N x C x L is supported, got "
+                                        f"dims {dims} of a {rank}-D tensor")
+        j = inp(src)
+        return WindowPoolOp(name, "mean", (j,), self.act_format(fenv[node]), "avg", int_ops[j].fy,
+                            adaptive=(1, 1), keepdim=keep, dims=2 if rank == 4 else 1)
+
+    def activation_op(self, name, kind, mod, fargs, fkwargs, node, fenv, inp, int_ops) -> IntOp | None:
+        """The integer op of an activation module (``kind`` = class name) or function/method
+        (``kind`` = its name, ``fargs``/``fkwargs`` its extra arguments); None if not one."""
+        if mod is None and node.op == "call_function" and \
+                not str(getattr(node.target, "__module__", "")).startswith("torch"):
+            return None
+        key = kind.lower().rstrip("_")
+        if key not in _ACTIVATIONS:
+            return None
+        if mod is not None and type(mod) not in _ACTIVATION_TYPES:
+            return None  # a user class named like one: its forward may differ
+        j = inp(node.args[0])
+        fx = int_ops[j].fy
+
+        def arg(i: int, kw: str, attr: str, default: Any) -> Any:
+            if mod is not None:
+                return getattr(mod, attr, default)
+            return fkwargs.get(kw, fargs[i] if len(fargs) > i else default)
+
+        if key in ("relu6", "hardtanh"):
+            lo = 0.0 if key == "relu6" else float(arg(0, "min_val", "min_val", -1.0))
+            hi = 6.0 if key == "relu6" else float(arg(1, "max_val", "max_val", 1.0))
+            return ClampOp(name, kind, (j,), fx, lo, hi)
+        if key == "leaky_relu" or key == "leakyrelu":
+            slope = float(arg(0, "negative_slope", "negative_slope", 0.01))
+            fs = frac_bits_for(abs(slope), 16) if slope else 0
+            return LeakyReluOp(name, kind, (j,), fx, fx, int(math.floor(math.ldexp(slope, fs) + 0.5)), fs)
+        fy = self.act_format(fenv[node])
+        if key in ("hardswish", "hardsigmoid"):
+            return HardOp(name, kind, (j,), fy, fx, key)
+        return LutOp(name, kind, (j,), fy, fx, _ACTIVATIONS[key])
+
+    def approx_error(self, op: IntOp) -> float:
+        """Stated bound of a table activation's error in output units (0 for exact ops)."""
+        if not isinstance(op, LutOp):
+            return 0.0
+        if op.fn in ("silu", "gelu"):
+            return op.gate_error * self.value_max.get(op.inputs[0], 0.0)
+        return op.gate_error
 
     # -- bias correction -----------------------------------------------------------------------
     def correct_bias(self, op: ConvOp, x: np.ndarray, target: torch.Tensor) -> OpResult | None:
@@ -824,6 +947,22 @@ class _Shapes:
 
     def __getitem__(self, j: int) -> Any:
         return SimpleNamespace(shape=self.shapes[j])
+
+
+def _same_pads(size: tuple[int, ...], mod: nn.Module) -> tuple[int, int, int, int]:
+    """TF "SAME" padding of timm's Conv2dSame for an input of ``size`` (H, W): (top, bottom, left, right)."""
+    pads = []
+    for n, k, s, d in zip(size, mod.kernel_size, mod.stride, mod.dilation):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+#: activation name (class or function, lower case) -> table function for LutOp, or its own kind
+_ACTIVATIONS = {"relu6": "", "hardtanh": "", "leaky_relu": "", "leakyrelu": "", "hardswish": "",
+                "hardsigmoid": "", "silu": "silu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh"}
+_ACTIVATION_TYPES = (nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU,
+                     nn.Sigmoid, nn.Tanh)
 
 
 def _first(v: Any) -> int:

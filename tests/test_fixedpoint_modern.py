@@ -1,0 +1,132 @@
+"""Converting modern activations, squeeze-excitation, pooling forms and Conv2dSame: every integer op
+of the converted model re-run through the golden reference gives the same codes, the result tracks
+the float model, and table activations report their stated error bound per layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwaware.fixedpoint import golden
+from hwaware.fixedpoint.act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
+from hwaware.fixedpoint.convert import convert
+from hwaware.errors import UnsupportedLayerError
+
+
+class Modern(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.a1 = nn.ReLU6()
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.a2 = nn.Hardswish()
+        self.se_r = nn.Conv2d(8, 4, 1)
+        self.se_e = nn.Conv2d(4, 8, 1)
+        self.c3 = nn.Conv2d(8, 8, 1)
+        self.pool = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+        self.mp = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.a1(self.c1(x))
+        x = self.a2(self.c2(x))
+        s = x.mean((2, 3), keepdim=True)
+        s = torch.sigmoid(self.se_e(F.silu(self.se_r(s))))
+        x = x * s
+        x = F.gelu(self.c3(x))
+        x = F.leaky_relu(x, 0.125) + torch.tanh(x)
+        x = self.mp(self.pool(F.hardsigmoid(x) * x))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)
+
+
+def _golden_run(op, xs, arith):
+    kw = {"rounding": arith["rounding"], "overflow": arith["overflow"]}
+    if isinstance(op, ClampOp):
+        return golden.clamp(xs[0], op.lo, op.hi, fx=op.fy).y
+    if isinstance(op, LeakyReluOp):
+        return golden.leaky_relu(xs[0], op.slope_code, op.fs, fx=op.fx, fy=op.fy, **kw).y
+    if isinstance(op, HardOp):
+        return getattr(golden, op.fn)(xs[0], fx=op.fx, fy=op.fy, **kw).y
+    if isinstance(op, LutOp):
+        return golden.lut(xs[0], op.fn, fx=op.fx, fy=op.fy, **kw).y
+    if isinstance(op, MulOp):
+        return golden.mul(xs[0], xs[1], fa=op.fa, fb=op.fb, fy=op.fy, **kw).y
+    if isinstance(op, WindowPoolOp):
+        if op.kind == "max":
+            return golden.max_pool2d_ext(xs[0], op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode).y
+        if op.adaptive is not None:
+            y = golden.adaptive_avg_pool2d(xs[0], op.adaptive, fx=op.fx, fy=op.fy, **kw).y
+        else:
+            y = golden.avg_pool2d_ext(xs[0], op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode,
+                                      count_include_pad=op.count_include_pad, fx=op.fx, fy=op.fy, **kw).y
+        return y if op.keepdim else y.reshape(y.shape[:2])
+    return None
+
+
+@pytest.mark.parametrize("mode,rounding,overflow", [("wide", "nearest", "saturate"), ("eyeriss", "floor", "wrap")])
+def test_modern_ops_bit_exact_against_golden(mode, rounding, overflow):
+    torch.manual_seed(0)
+    model = Modern().eval()
+    x = torch.randn(6, 3, 9, 9)
+    fixed = convert(model, x, mode=mode, rounding=rounding, overflow=overflow)
+    kinds = {type(op) for op in fixed.int_ops}
+    assert {ClampOp, HardOp, LutOp, MulOp, LeakyReluOp, WindowPoolOp} <= kinds
+    run = fixed.run(fixed.quantize_input(x), keep=True)
+    checked = 0
+    for k, op in enumerate(fixed.int_ops):
+        want = _golden_run(op, [run.values[j] for j in op.inputs], fixed.arith)
+        if want is not None:
+            assert np.array_equal(run.values[k], want), op.name
+            checked += 1
+    assert checked >= 10
+    if mode == "wide":
+        err = (fixed(x) - model(x)).abs().max().item()
+        assert err < 0.02 * model(x).abs().max().item()
+    luts = [lr for lr in fixed.report.layers if lr.op in ("sigmoid", "silu", "gelu", "tanh")]
+    assert luts and all(lr.approx_error > 0 for lr in luts)
+    assert all(lr.approx_error == 0 for lr in fixed.report.layers if lr.op in ("ReLU6", "Hardswish"))
+
+
+def test_conv2d_same_converts_as_the_padded_conv():
+    timm = pytest.importorskip("timm")
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv2dSame(3, 4, 3, stride=2), nn.ReLU()).eval()
+    x = torch.randn(4, 3, 8, 8)
+    fixed = convert(model, x, mode="wide", rounding="nearest", overflow="saturate")
+    conv = fixed.int_ops[1]
+    assert conv.pad_same == (0, 1, 0, 1)  # TF SAME: total 1, the extra row/column after
+    assert (fixed(x) - model(x)).abs().max().item() < 1e-2
+    assert timm is not None
+
+
+def test_errors_name_module_path_and_op():
+    class Inner(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, 1)
+
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), Inner())
+    with pytest.raises(UnsupportedLayerError, match=r"op 'cumsum' in module '1'"):
+        convert(model, torch.randn(2, 3, 4, 4))
+
+
+def test_convert_says_where_it_ran():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU6())
+    fixed = convert(model, torch.randn(2, 3, 4, 4))
+    assert fixed.report.device == "cpu" and fixed.report.model_device == "cpu"
+    assert "ran on cpu" in fixed.report.table()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_convert_cuda_model_and_data():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.SiLU()).cuda()
+    x = torch.randn(2, 3, 4, 4, device="cuda")
+    fixed = convert(model, x)
+    assert fixed.report.model_device.startswith("cuda") and fixed.report.device == "cpu"
+    assert next(model.parameters()).is_cuda  # the user's model stays where it was
+    assert fixed(x).shape == model(x).shape
