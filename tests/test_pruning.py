@@ -364,3 +364,23 @@ def test_cli_interrupt_leaves_a_loadable_checkpoint(tmp_path, capsys, monkeypatc
     assert meta["prune"]["partial"] is True
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     assert model.conv1.out_channels < 8 or model.conv4.out_channels < 32 or model.conv2.out_channels < 16
+
+
+def test_structured_nothing_prunable_says_why_by_group():
+    """Every group blocked: the error says nothing can be pruned and lists each group's reason."""
+    from hwaware.compress.channel_graph import ChannelGraph
+
+    class Literal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4 * 30 * 30, 10)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).view(-1, 3600))  # a literal size blocks the conv's group
+
+    graph = ChannelGraph(Literal(), torch.randn(1, 3, 32, 32))
+    assert not graph.prunable_groups()
+    msg = graph.why_nothing_prunable("structured pruning")
+    assert msg.startswith("structured pruning: nothing can be pruned: none of the 2 channel groups")
+    assert "'conv' passes through 'view' with a literal size 3600" in msg and "'fc' feeds the model output" in msg

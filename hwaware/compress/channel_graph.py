@@ -701,6 +701,15 @@ class ChannelGraph:
     def prunable_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.prunable]
 
+    def why_nothing_prunable(self, who: str, *, limit: int = 8) -> str:
+        """One line for an error when no group is prunable: why, group by group."""
+        if not self.groups:
+            return f"{who}: nothing can be pruned: the model has no Conv/Linear layer"
+        reasons = [g.reason for g in self.groups if g.reason]
+        more = f"; ... and {len(reasons) - limit} more groups" if len(reasons) > limit else ""
+        return (f"{who}: nothing can be pruned: none of the {len(self.groups)} channel groups of "
+                f"{type(self.model).__name__} is prunable: " + "; ".join(reasons[:limit]) + more)
+
     def ranking(self, group: ChannelGroup | str) -> list[int]:
         """Unit indices of ``group``, largest summed filter L2 norm first (see :func:`l2_ranking`)."""
         return l2_ranking(self.model, self.group(group) if isinstance(group, str) else group)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from ..errors import HwawareError
 from ..measure import module_energy
 from .energy_aware import capture_io, energy_order, least_squares_restore, restore_cost
 from .magnitude import Masks, magnitude_masks, prunable_layers
@@ -139,6 +140,8 @@ class StructuredCriterion(Criterion):
 
     def candidates(self, pruner: Pruner) -> list[str]:
         graph = self._channel_graph(pruner)
+        if not graph.prunable_groups():
+            raise HwawareError(graph.why_nothing_prunable("structured pruning"))
         energy = module_energy(pruner.current.layer_energy)
         scored = []
         for g in graph.prunable_groups():

@@ -141,11 +141,7 @@ class NetAdapt:
         )
         graph = ChannelGraph(model, self.data.example)
         if not graph.prunable_groups():
-            reasons = "; ".join(g.reason for g in graph.groups if g.reason)[:300]
-            raise HwawareError(
-                f"{type(model).__name__} has no prunable block: NetAdapt needs a conv/linear layer "
-                f"whose filters can be removed ({reasons or 'no Conv/Linear layers found'})"
-            )
+            raise HwawareError(graph.why_nothing_prunable("NetAdapt"))
         # the workdir is rank 0's; the others learn the outcome (or the error) from it
         self.job = None
         error = None
