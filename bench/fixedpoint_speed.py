@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 import torchvision
 
-from hwaware.fixedpoint import _native, convert
+from hwaware.fixedpoint import _native
+from hwaware.fixedpoint.convert import convert
 from hwaware.fixedpoint.convert import calibrate_batchnorm, top1_agreement
 
 TARGETS = {"wide": 1.5, "eyeriss": 4.0}

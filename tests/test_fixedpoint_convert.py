@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from hwaware.errors import HwawareError, UnsupportedLayerError
-from hwaware.fixedpoint import convert, golden
-from hwaware.fixedpoint.convert import ConvOp, FixedPointModel, calibrate_batchnorm, top1_agreement
+from hwaware.fixedpoint import golden
+from hwaware.fixedpoint.convert import (ConvOp, FixedPointModel, calibrate_batchnorm, convert,
+                                      top1_agreement)
 from hwaware.modelref import load_model
 
 

@@ -10,7 +10,7 @@ import torch
 from hwaware.cli import main as cli_main
 from hwaware.errors import HwawareError
 from hwaware.eyeriss import Scorer
-from hwaware.fixedpoint import convert
+from hwaware.fixedpoint.convert import convert
 from hwaware.fixedpoint.convert import calibrate_batchnorm
 from hwaware.fixedpoint.quantize import BitWidthSearch
 from hwaware.modelref import load_model

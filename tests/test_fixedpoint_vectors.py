@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from hwaware.cli import main as cli_main
-from hwaware.fixedpoint import convert
+from hwaware.fixedpoint.convert import convert
 from hwaware.fixedpoint.convert import calibrate_batchnorm, top1_agreement
 from hwaware.fixedpoint.vectors import export_vectors
 

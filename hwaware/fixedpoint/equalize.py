@@ -111,7 +111,7 @@ def fold_and_equalize(gm: torch.fx.GraphModule, x: torch.Tensor, *, cap: float =
     bns = [m for m in gm.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if any(not m.track_running_stats or m.running_mean is None for m in bns):
         return gm  # nothing to fold with; the converter names the layer
-    out = fuse(gm, inplace=False)
+    out = fuse(gm, inplace=False, no_trace=True)  # gm is already traced (with hwaware._fx leaves)
     equalize(out, x, cap=cap)
     return out
 
