@@ -220,3 +220,14 @@ def test_trained_small_cnn_agrees_with_float_on_99_percent():
     for mode, rounding in (("eyeriss", "floor"), ("eyeriss", "nearest"), ("wide", "floor")):
         fixed = convert(model, shapes("train", 256), mode=mode, rounding=rounding)
         assert top1_agreement(model, fixed, val.split(250)) >= 0.99, (mode, rounding)
+
+
+def test_package_exports_the_functions_whatever_was_imported_first():
+    import subprocess
+    import sys
+
+    code = ("import hwaware.fixedpoint.quantize, hwaware.fixedpoint.convert\n"
+            "from hwaware.fixedpoint import convert, quantize\n"
+            "assert callable(convert) and convert.__name__ == 'convert', convert\n"
+            "assert callable(quantize) and quantize.__name__ == 'quantize', quantize\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,6 +10,8 @@ shift/round/cut primitives), ``golden`` (plain NumPy reference), ``ops`` (fast k
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS = {
@@ -34,3 +36,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """``convert`` and ``quantize`` are functions named like the submodules that define them. The
+    import system binds a submodule to its package attribute when it is first imported, which would
+    make ``from hwaware.fixedpoint import convert`` return the module whenever some other code had
+    imported ``hwaware.fixedpoint.convert`` first; the exported function always wins here (the
+    submodules stay reachable as ``sys.modules["hwaware.fixedpoint.convert"]`` and by ``from
+    hwaware.fixedpoint.convert import ...``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
