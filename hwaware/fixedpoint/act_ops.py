@@ -9,7 +9,7 @@ import numpy as np
 
 from . import activations, pooling
 from .format import OpResult
-from .intop import _F0, IntOp
+from .intop import UNSET_FORMAT, IntOp
 
 __all__ = ["ClampOp", "HardOp", "LeakyReluOp", "LutOp", "MulOp", "WindowPoolOp"]
 
@@ -27,7 +27,7 @@ class ClampOp(IntOp):
 
 @dataclass(eq=False)
 class LeakyReluOp(IntOp):
-    fx: object = _F0
+    fx: object = UNSET_FORMAT
     slope_code: int = 0
     fs: int = 0
 
@@ -40,7 +40,7 @@ class LeakyReluOp(IntOp):
 class HardOp(IntOp):
     """Hardswish / Hardsigmoid: the exact rational result rounded once."""
 
-    fx: object = _F0
+    fx: object = UNSET_FORMAT
     fn: str = "hardswish"
 
     def run(self, xs, arith):
@@ -52,7 +52,7 @@ class HardOp(IntOp):
 class LutOp(IntOp):
     """Sigmoid / Tanh / SiLU / GELU through the interpolated gate table."""
 
-    fx: object = _F0
+    fx: object = UNSET_FORMAT
     fn: str = "sigmoid"
 
     @property
@@ -69,8 +69,8 @@ class LutOp(IntOp):
 class MulOp(IntOp):
     """``a * b`` with broadcasting (a squeeze-excitation gate times the features)."""
 
-    fa: object = _F0
-    fb: object = _F0
+    fa: object = UNSET_FORMAT
+    fb: object = UNSET_FORMAT
 
     def run(self, xs, arith):
         return activations.mul(xs[0], xs[1], fa=self.fa, fb=self.fb, fy=self.fy,
@@ -87,7 +87,7 @@ class WindowPoolOp(IntOp):
     """
 
     kind: str = "avg"
-    fx: object = _F0
+    fx: object = UNSET_FORMAT
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)

@@ -69,7 +69,7 @@ from .._fx import (
 from ..errors import HwawareError, UnsupportedLayerError
 from . import ops
 from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
-from .intop import _F0, InputOp, IntOp
+from .intop import UNSET_FORMAT, InputOp, IntOp
 from .format import (
     DEFAULT_MODE,
     DEFAULT_OVERFLOW,
@@ -102,8 +102,8 @@ class ConvOp(IntOp):
     ``fxq`` (bits < 16 only): the layer first brings its input to this narrower format.
     """
 
-    fx: FixedFormat = _F0
-    fw: FixedFormat = _F0
+    fx: FixedFormat = UNSET_FORMAT
+    fw: FixedFormat = UNSET_FORMAT
     w: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     b: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
@@ -149,8 +149,8 @@ class ReluOp(IntOp):
 
 @dataclass(eq=False)
 class AddOp(IntOp):
-    fa: FixedFormat = _F0
-    fb: FixedFormat = _F0
+    fa: FixedFormat = UNSET_FORMAT
+    fb: FixedFormat = UNSET_FORMAT
     relu: bool = False
 
     def run(self, xs, arith):

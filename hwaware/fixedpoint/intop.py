@@ -11,7 +11,7 @@ from .format import FixedFormat, OpResult
 
 __all__ = ["InputOp", "IntOp"]
 
-_F0 = FixedFormat(0)  # placeholder default of the format fields (always set by the converter)
+UNSET_FORMAT = FixedFormat(0)  # placeholder default of the format fields (always set by the converter)
 
 @dataclass(eq=False)
 class IntOp(ABC):
