@@ -65,10 +65,22 @@ def check_finite_model(model: Any, where: str) -> None:
         for name, t in items:
             if t is None or not torch.is_floating_point(t):
                 continue
-            bad = int((~torch.isfinite(t.detach())).sum())
+            bad = _non_finite(t)
             if bad:
                 raise HwawareError(f"{where}: {kind} '{name}' holds NaN/inf ({bad} of {t.numel()} values); "
                                    "the model is broken (diverged training or a corrupt file)")
+
+
+def _non_finite(t: Any) -> int:
+    """How many values of ``t`` are NaN or inf. One reduction in the common case: a finite sum
+    means every value is finite; only a non-finite sum (NaN/inf, or finite values whose float sum
+    overflowed) pays for the exact count."""
+    import torch
+
+    t = t.detach()
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return 0
+    return int((~torch.isfinite(t)).sum())
 
 
 def check_finite_tensor(t: Any, what: str) -> None:
@@ -76,7 +88,7 @@ def check_finite_tensor(t: Any, what: str) -> None:
     import torch
 
     if isinstance(t, torch.Tensor) and torch.is_floating_point(t):
-        bad = int((~torch.isfinite(t.detach())).sum())
+        bad = _non_finite(t)
         if bad:
             raise HwawareError(f"{what} holds NaN/inf ({bad} of {t.numel()} values)")
 

@@ -403,3 +403,13 @@ def test_non_finite_hardware_fields(tmp_path, capsys, field, value):
     assert main(["score", "models/small_cnn.py", "--hardware", str(hw)]) == 2
     err = capsys.readouterr().err
     assert f"'{field}' must be a finite number" in err and len(err.strip().splitlines()) == 1
+
+
+def test_finite_check_counts_exactly_and_accepts_huge_finite_values():
+    from hwaware._checks import check_finite_tensor
+
+    check_finite_tensor(torch.full((4,), 3e38), "big")  # the float32 sum overflows; every value is finite
+    t = torch.ones(100)
+    t[3], t[7] = float("nan"), float("-inf")
+    with pytest.raises(HwawareError, match=r"x holds NaN/inf \(2 of 100 values\)"):
+        check_finite_tensor(t, "x")
