@@ -348,7 +348,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     if not isinstance(model, nn.Module):
         raise HwawareError(f"convert: expected a torch nn.Module, got {type(model).__name__}")
     layer_bits = _check_bits(bits)
-    x = _collect_inputs(calibration_data, samples)
+    x = collect_inputs(calibration_data, samples)
     model_device = str(next((p.device for p in model.parameters()), torch.device("cpu")))
     # the integer kernels are NumPy: a CPU copy of the model is the float reference (the user's
     # model, on whatever device, is never moved or modified)
@@ -426,7 +426,7 @@ def _check_bits(bits: int | Mapping[str, int]) -> dict[str, int] | int:
     return ok(bits, "bits")
 
 
-def _collect_inputs(data: Any, samples: int | None) -> torch.Tensor:
+def collect_inputs(data: Any, samples: int | None) -> torch.Tensor:
     if isinstance(data, torch.Tensor):
         batches: Iterable[Any] = [data]
     elif isinstance(data, np.ndarray):

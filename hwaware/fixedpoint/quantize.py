@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from ..errors import HwawareError
-from .convert import _collect_inputs, convert
+from .convert import collect_inputs, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING, check_arith
 
 WIDTHS = (12, 10, 8, 6, 4)
@@ -145,7 +145,7 @@ class BitWidthSearch:
             raise HwawareError(f"quantize: finetune_lr must be > 0, got {finetune_lr}")
         self.finetune_steps, self.finetune_lr, self.train_data = finetune_steps, float(finetune_lr), train_data
         self.model = model.eval()
-        self.calib = _collect_inputs(calibration_data, samples)
+        self.calib = collect_inputs(calibration_data, samples)
         self.val = val_data
         self.max_drop = float(max_drop)
         self.widths = widths
