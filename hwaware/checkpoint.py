@@ -18,8 +18,8 @@ File layout (a ``torch.save`` dict of strings and tensors only, written atomical
 
 Which code builds the model is decided by :mod:`hwaware.modelref` (the trust model lives there);
 this module only reads and writes bytes and never imports a model file. Format 1 files (a pickled
-``nn.Module``) are refused with a message explaining how to convert one you trust
-(``python -m hwaware.checkpoint upgrade OLD.pt NEW.pt --model-ref REF``).
+``nn.Module``) are refused with a message explaining how to convert one
+(``python -m hwaware.checkpoint upgrade OLD.pt NEW.pt --model-ref REF``: only its tensors are read).
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def read_saved(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> Sa
         if legacy:
             raise HwawareError(
                 f"'{path}' is an old hwaware saved model (format {legacy}, a pickled module); loading "
-                "it would unpickle code, which hwaware never does. If you trust the file, convert it "
-                f"once: python -m hwaware.checkpoint upgrade {path} NEW.pt --model-ref REF") from None
+                "it would unpickle code, which hwaware never does. Convert it once (only its tensors "
+                f"are read): python -m hwaware.checkpoint upgrade {path} NEW.pt --model-ref REF") from None
         if legacy == 0:
             raise HwawareError(f"'{path}' holds objects other than tensors and plain data; hwaware refuses "
                                "to unpickle them (that could run code from the file)") from None
@@ -327,16 +327,59 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
+class _Inert:
+    """What every class or function named in a legacy pickle becomes: nothing is imported or called."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+# tensors, their storages and the state_dict container: the only globals a legacy file may resolve
+_TENSOR_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                   ("torch._utils", "_rebuild_parameter"), ("torch", "Size")}
+
+
+class _TensorsOnly:
+    """A ``pickle_module`` for :func:`torch.load` whose unpickler resolves tensor globals only."""
+
+    import pickle as _pickle
+
+    load = _pickle.load
+
+    class Unpickler(_pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in _TENSOR_GLOBALS or (module == "torch" and name.endswith("Storage")):
+                return super().find_class(module, name)
+            return _Inert
+
+
+def read_legacy_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tensors of a format-1 file (its ``state_dict``), read without importing or calling
+    anything the file names: the pickled module and any other object become inert placeholders."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TensorsOnly)
+    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise HwawareError(f"'{path}' holds no state_dict of tensors: not a format-1 hwaware model file")
+    meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+    return {"state_dict": dict(state), "meta": {k: v for k, v in meta.items() if k not in ("sources", "class")
+                                                 and isinstance(v, (str, int, float, bool, type(None)))}}
+
+
 def _upgrade(argv: list[str] | None = None) -> int:
     """``python -m hwaware.checkpoint upgrade OLD.pt NEW.pt --model-ref REF``: convert a format-1
-    file you trust (it is unpickled, which runs whatever code it holds) to the safe format."""
+    file to the safe format. Only its tensors are read (nothing in it is imported or run); the
+    architecture is built from ``--model-ref`` and must take the file's state_dict exactly."""
     import argparse
-
-    import torch
+    import importlib
 
     p = argparse.ArgumentParser(prog="python -m hwaware.checkpoint", description=_upgrade.__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    u = sub.add_parser("upgrade", help="convert a trusted format-1 file (unpickles it)")
+    u = sub.add_parser("upgrade", help="convert a format-1 file (its tensors only) to the safe format")
     u.add_argument("old")
     u.add_argument("new")
     u.add_argument("--model-ref", required=True, help="the reference that builds the architecture")
@@ -344,10 +387,21 @@ def _upgrade(argv: list[str] | None = None) -> int:
     if Path(args.old).resolve() == Path(args.new).resolve():
         print("error: NEW must differ from OLD (the old file is kept)", file=sys.stderr)
         return 2
-    payload = torch.load(args.old, map_location="cpu", weights_only=False)  # the user vouched for it
-    model = payload["model"] if isinstance(payload, dict) and "model" in payload else payload
-    meta = {k: v for k, v in (payload.get("meta") or {}).items() if k not in ("sources", "class")}
-    save_model(model, args.new, meta=meta, model_ref=args.model_ref)
+    try:
+        legacy = read_legacy_state_dict(args.old)
+        # this command is an entry point, above the model references (which import this module)
+        model = importlib.import_module("hwaware.modelref").load_model(args.model_ref)
+        try:
+            missing, unexpected = model.load_state_dict(legacy["state_dict"], strict=False)
+        except RuntimeError as exc:  # a tensor of another shape (e.g. a channel-pruned model)
+            raise HwawareError(f"'{args.old}' does not fit {args.model_ref}: {str(exc).splitlines()[-1].strip()}") from None
+        if missing or unexpected:
+            raise HwawareError(f"'{args.old}' does not fit {args.model_ref}: missing {sorted(missing)[:5]}, "
+                               f"unexpected {sorted(unexpected)[:5]}")
+        save_model(model, args.new, meta=legacy["meta"], model_ref=args.model_ref)
+    except HwawareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.new}")
     return 0
 

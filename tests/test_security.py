@@ -413,3 +413,34 @@ def test_finite_check_counts_exactly_and_accepts_huge_finite_values():
     t[3], t[7] = float("nan"), float("-inf")
     with pytest.raises(HwawareError, match=r"x holds NaN/inf \(2 of 100 values\)"):
         check_finite_tensor(t, "x")
+
+
+class _Hostile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_upgrading_a_legacy_file_reads_its_tensors_and_runs_nothing(tmp_path):
+    import hwaware
+    from hwaware.checkpoint import _upgrade
+
+    marker = tmp_path / "pwned"
+    torch.manual_seed(0)
+    model = hwaware.load_model(str(REPO / "models/small_cnn.py"))
+    old = tmp_path / "old.pt"
+    torch.save({"format_version": 1, "meta": {"note": "x", "sources": ["/evil.py"]},
+                "state_dict": model.state_dict(), "model": _Hostile(marker)}, old)
+    new = tmp_path / "new.pt"
+    assert _upgrade(["upgrade", str(old), str(new), "--model-ref", str(REPO / "models/small_cnn.py")]) == 0
+    assert not marker.exists()
+    back = hwaware.load_model(str(new), model_ref=str(REPO / "models/small_cnn.py"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    # a state_dict that does not fit the reference is refused in one line, nothing written
+    assert _upgrade(["upgrade", str(old), str(tmp_path / "no.pt"), "--model-ref", "torchvision:resnet18"]) == 2
+    assert not (tmp_path / "no.pt").exists() and not marker.exists()
