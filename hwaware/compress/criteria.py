@@ -19,6 +19,7 @@ from ``PruneConfig.method``; the loop never branches on the name. A new criterio
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -36,18 +37,20 @@ if TYPE_CHECKING:
 __all__ = ["CRITERIA", "Criterion", "criterion", "register_criterion"]
 
 
-class Criterion:
+class Criterion(ABC):
     """One pruning method. ``uses_masks``: the model keeps its shape and pruned weights are held
     at zero by masks; otherwise proposals build a new, smaller model (so a rollback needs no copy)."""
 
     name: ClassVar[str] = ""
     uses_masks: ClassVar[bool] = True
 
+    @abstractmethod
     def candidates(self, pruner: Pruner) -> list[str]:
-        raise NotImplementedError
+        """The targets (layers or channel groups) still prunable, best first; [] when none is left."""
 
+    @abstractmethod
     def propose(self, pruner: Pruner, target: str, fraction: float) -> str:
-        raise NotImplementedError
+        """Prune ``fraction`` of ``target`` in ``pruner.model``; return a one-line note."""
 
 
 CRITERIA: dict[str, type[Criterion]] = {}
