@@ -305,3 +305,28 @@ def test_long_sums_flush_the_overflow_counters(backend, overflow):
         got, ref = ops.linear(x, w, **kw), golden.linear(x, w, **kw)
         same(got, ref)
         assert mode == "wide" or ref.product_overflows > 65536  # the counters really did fill up
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("threads", [2, 3])
+def test_conv2d_split_over_threads_matches_golden(mode, threads):
+    """Layers big enough to be split across threads (each slice of rows one pipeline on one thread)
+    give the golden result, overflow counts included, and leave torch's thread count as it was."""
+    if _native.library() is None:
+        pytest.skip("no C compiler here: the native kernel cannot be built")
+    rng = np.random.default_rng(threads)
+    x = rng.integers(-32768, 32768, (2, 5, 17, 15)).astype(np.int16)
+    w = rng.integers(-32768, 32768, (33, 5, 3, 3)).astype(np.int16)
+    b = rng.integers(-32768, 32768, 33).astype(np.int64)
+    kw = {"fx": FixedFormat(8), "fw": FixedFormat(12), "fy": FixedFormat(9), "stride": 1, "padding": 1,
+          "mode": mode, "rounding": "nearest", "overflow": "wrap", "relu": False}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        r = ops.conv2d(x, w, b, **kw)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    g = golden.conv2d(x, w, b, **kw)
+    assert r.product_overflows + r.output_overflows > 0  # the counts summed over slices are checked
+    same(r, g)

@@ -6,7 +6,8 @@ shift selects the 16 bits the chip keeps) does it when the CPU has AVX-512 BW/VB
 loop otherwise. Mode ``wide`` needs only the column matrices (NHWC, contiguous runs) and the
 combination of its int8 GEMMs. Plain C (no torch headers), compiled with ``$CC`` (else ``cc``)
 into ``$HWAWARE_CACHE/kernels`` (default ``~/.cache/hwaware/kernels``), verified before every load
-(:mod:`._kernel_cache`), run in plain threads (ctypes drops the GIL). Without a compiler, or with
+(:mod:`._kernel_cache`), run in plain threads (ctypes drops the GIL); a whole convolution layer is
+split by rows into one pipeline per thread (:func:`split_rows`). Without a compiler, or with
 ``HWAWARE_NO_NATIVE=1``, :mod:`hwaware.fixedpoint.ops` uses exact (slower) torch paths.
 ``HWAWARE_NO_SIMD=1`` keeps the scalar eyeriss loop (the tests run both).
 """
@@ -216,7 +217,7 @@ def simd() -> bool:
 
 
 def im2col_nhwc(xp: np.ndarray, out: np.ndarray, col0: int, R: int, S: int, U: int, Uw: int, E: int, F: int,
-                p0: int, p1: int) -> None:
+                p0: int, p1: int, *, nthreads: int | None = None) -> None:
     """Rows ``p0..p1`` of the column matrix (columns ``(r, s, c)``) of padded NHWC ``xp`` into
     ``out[:, col0:col0 + R*S*C]`` (``out`` holds rows ``p0..p1``, same dtype as ``xp``)."""
     lib = library()
@@ -229,7 +230,7 @@ def im2col_nhwc(xp: np.ndarray, out: np.ndarray, col0: int, R: int, S: int, U: i
         lib.hw_im2col_nhwc(xp.ctypes.data, base + a * ld, ld, esz, Hp, Wp, C, R, S, U, Uw, E, F,
                            p0 + a, p0 + b)
 
-    _parallel(part, p1 - p0, torch_threads(), min_rows=256)
+    _parallel(part, p1 - p0, torch_threads() if nthreads is None else nthreads, min_rows=256)
 
 
 def to_nhwc(x: np.ndarray, P: int, Pw: int, *, limbs: bool) -> list[np.ndarray]:
@@ -267,6 +268,29 @@ def add(a: np.ndarray, b: np.ndarray, *, la: int, lb: int, s: int, nearest: bool
     return out, int(sum(_parallel(part, a.size, torch_threads(), min_rows=1 << 16)))
 
 
+def split_rows(fn, rows: int, min_rows: int = 64) -> int:
+    """``sum(fn(r0, r1))`` over the thread count's slices of ``range(rows)``, each slice a whole
+    pipeline on one thread (torch ops inside run single-threaded meanwhile).
+
+    One team of our threads for the whole layer instead of handing each step (im2col, GEMM,
+    combine) to a different pool: torch's OpenMP workers keep spinning after each GEMM and would
+    take the cores the next step's threads need.
+    """
+    import torch
+
+    threads = torch_threads()
+    k = max(1, min(threads, rows // min_rows))
+    if k == 1:
+        return fn(0, rows)
+    bounds = [rows * i // k for i in range(k + 1)]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            return sum(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(k)))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def torch_threads() -> int:
     import torch  # the thread count users set for torch is the one the kernels follow
 
@@ -275,7 +299,7 @@ def torch_threads() -> int:
 
 def wide_finalize3(hh: np.ndarray, mix: np.ndarray, ll: np.ndarray, colsum: np.ndarray, K: int,
                    bias: np.ndarray | None, out: np.ndarray, p0: int, *, s: int, nearest: bool,
-                   saturate: bool, relu: bool) -> int:
+                   saturate: bool, relu: bool, nthreads: int | None = None) -> int:
     """Mode wide, 16-bit output, 1 <= s <= 62: combine the three limb GEMMs of rows
     ``p0..p0+len(hh)`` (see the C comment) into ``out`` (N x M x EF); returns the outputs cut."""
     lib = library()
@@ -289,7 +313,7 @@ def wide_finalize3(hh: np.ndarray, mix: np.ndarray, ll: np.ndarray, colsum: np.n
                                      cs.ctypes.data, K, _ptr(b), out.ctypes.data, p0 + a, p0 + c, M, EF, s,
                                      int(nearest), int(saturate), int(relu))
 
-    return int(sum(_parallel(part, T, torch_threads(), min_rows=1024)))
+    return int(sum(_parallel(part, T, torch_threads() if nthreads is None else nthreads, min_rows=1024)))
 
 
 def pack_eyeriss_weights(w: np.ndarray) -> np.ndarray:
@@ -303,7 +327,8 @@ def pack_eyeriss_weights(w: np.ndarray) -> np.ndarray:
 
 
 def eyeriss_simd(cols: np.ndarray, wp: np.ndarray, M: int, bias: np.ndarray | None, out: np.ndarray,
-                 p0: int, *, s: int, nearest: bool, saturate: bool, relu: bool) -> tuple[int, int]:
+                 p0: int, *, s: int, nearest: bool, saturate: bool, relu: bool,
+                 nthreads: int | None = None) -> tuple[int, int]:
     """Mode eyeriss, groups 1, 1 <= s <= 30: rows ``p0..p0+len(cols)`` (``cols``: rows x 2*Kp int16,
     zero-padded) into ``out`` (N x M x EF). Returns (product overflows, output overflows)."""
     lib = library()
@@ -318,5 +343,5 @@ def eyeriss_simd(cols: np.ndarray, wp: np.ndarray, M: int, bias: np.ndarray | No
                             p0 + a, p0 + c, EF, s, int(nearest), int(saturate), int(relu), counts.ctypes.data)
         return counts
 
-    counts = sum(_parallel(part, T, torch_threads(), min_rows=16))
+    counts = sum(_parallel(part, T, torch_threads() if nthreads is None else nthreads, min_rows=16))
     return int(counts[0]), int(counts[1])

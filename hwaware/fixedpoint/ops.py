@@ -178,17 +178,23 @@ def _conv_wide_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, relu
     rows = N * E * F
     out = np.empty((N, M, E * F), dtype=np.int16)
     tile = max(64, _TILE_BYTES // (2 * K))
-    buf = np.empty((min(tile, rows), 2 * K), dtype=np.int8)
-    n_out = 0
-    for p0 in range(0, rows, tile):
-        p1 = min(rows, p0 + tile)
-        a = buf[:p1 - p0]
-        _native.im2col_nhwc(hi, a, 0, R, S, U, Uw, E, F, p0, p1)
-        _native.im2col_nhwc(lo, a, K, R, S, U, Uw, E, F, p0, p1)
-        at = torch.from_numpy(a)
-        hh, mix, ll = torch._int_mm(at[:, :K], b_hh), torch._int_mm(at, b_mix), torch._int_mm(at[:, K:], b_ll)
-        n_out += _native.wide_finalize3(hh.numpy(), mix.numpy(), ll.numpy(), colsum, K, bias, out, p0, s=s,
-                                        nearest=nearest, saturate=saturate, relu=relu)
+
+    def run(r0: int, r1: int) -> int:
+        """Rows r0..r1, tile by tile: im2col, three GEMMs, combine (one thread, its own buffer)."""
+        buf = np.empty((min(tile, r1 - r0), 2 * K), dtype=np.int8)
+        n = 0
+        for p0 in range(r0, r1, tile):
+            p1 = min(r1, p0 + tile)
+            a = buf[:p1 - p0]
+            _native.im2col_nhwc(hi, a, 0, R, S, U, Uw, E, F, p0, p1, nthreads=1)
+            _native.im2col_nhwc(lo, a, K, R, S, U, Uw, E, F, p0, p1, nthreads=1)
+            at = torch.from_numpy(a)
+            hh, mix, ll = torch._int_mm(at[:, :K], b_hh), torch._int_mm(at, b_mix), torch._int_mm(at[:, K:], b_ll)
+            n += _native.wide_finalize3(hh.numpy(), mix.numpy(), ll.numpy(), colsum, K, bias, out, p0, s=s,
+                                        nearest=nearest, saturate=saturate, relu=relu, nthreads=1)
+        return n
+
+    n_out = _native.split_rows(run, rows)
     return OpResult(out.reshape(N, M, E, F), 0, n_out)
 
 
@@ -202,15 +208,19 @@ def _conv_eyeriss_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, r
     rows = N * E * F
     out = np.empty((N, M, E * F), dtype=np.int16)
     tile = max(64, _TILE_BYTES // (4 * wp.shape[1]))
-    buf = np.zeros((min(tile, rows), 2 * wp.shape[1]), dtype=np.int16)  # an odd K's last column stays 0
-    n_prod = n_out = 0
-    for p0 in range(0, rows, tile):
-        p1 = min(rows, p0 + tile)
-        _native.im2col_nhwc(xp, buf[:p1 - p0], 0, R, S, U, Uw, E, F, p0, p1)
-        counts = _native.eyeriss_simd(buf[:p1 - p0], wp, M, b, out, p0, s=s, nearest=nearest,
-                                      saturate=saturate, relu=relu)
-        n_prod += counts[0]
-        n_out += counts[1]
+
+    def run(r0: int, r1: int) -> np.ndarray:
+        """Rows r0..r1, tile by tile: im2col, the loop (one thread, its own buffer)."""
+        buf = np.zeros((min(tile, r1 - r0), 2 * wp.shape[1]), dtype=np.int16)  # an odd K's last column stays 0
+        counts = np.zeros(2, dtype=np.int64)
+        for p0 in range(r0, r1, tile):
+            p1 = min(r1, p0 + tile)
+            _native.im2col_nhwc(xp, buf[:p1 - p0], 0, R, S, U, Uw, E, F, p0, p1, nthreads=1)
+            counts += _native.eyeriss_simd(buf[:p1 - p0], wp, M, b, out, p0, s=s, nearest=nearest,
+                                           saturate=saturate, relu=relu, nthreads=1)
+        return counts
+
+    n_prod, n_out = (int(c) for c in _native.split_rows(run, rows))
     return OpResult(out.reshape(N, M, E, F), n_prod, n_out)
 
 
