@@ -19,6 +19,7 @@ import hashlib
 import os
 import platform
 import subprocess
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,6 +116,25 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+_SPLIT_LOCK = threading.Lock()
+
+
+def _run_slices(fn, bounds: list[int]) -> list:
+    """``fn(bounds[i], bounds[i+1])`` for every slice: the first on this thread, the others on a
+    kept pool (starting threads per call costs more than a small layer's slice)."""
+    global _POOL
+    k = len(bounds) - 1
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < k - 1:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, k - 1), thread_name_prefix="hwaware-kernel")
+        pool = _POOL
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
+    first = fn(bounds[0], bounds[1])
+    return [first] + [f.result() for f in futures]
+
+
 def _parallel(fn, P: int, nthreads: int, min_rows: int = 64) -> list:
     """Call ``fn(p0, p1)`` on ``nthreads`` slices of ``range(P)`` in threads (ctypes drops the GIL).
 
@@ -124,8 +144,7 @@ def _parallel(fn, P: int, nthreads: int, min_rows: int = 64) -> list:
     bounds = [P * i // k for i in range(k + 1)]
     if k == 1:
         return [fn(0, P)]
-    with ThreadPoolExecutor(max_workers=k) as pool:
-        return list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(k)))
+    return _run_slices(fn, bounds)
 
 
 def eyeriss_conv(cols: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, N: int, EF: int,
@@ -278,17 +297,21 @@ def split_rows(fn, rows: int, min_rows: int = 64) -> int:
     """
     import torch
 
-    threads = torch_threads()
-    k = max(1, min(threads, rows // min_rows))
-    if k == 1:
-        return fn(0, rows)
-    bounds = [rows * i // k for i in range(k + 1)]
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=k) as pool:
-            return sum(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(k)))
-    finally:
-        torch.set_num_threads(threads)
+    with _SPLIT_LOCK:  # one layer at a time changes torch's thread count (and restores it)
+        threads = torch_threads()
+        k = max(1, min(threads, rows // min_rows))
+        if k == 1:
+            return fn(0, rows)
+        bounds = [rows * i // k for i in range(k + 1)]
+
+        def one(r0: int, r1: int):
+            torch.set_num_threads(1)  # per thread: a kept pool thread would otherwise open an OpenMP team
+            return fn(r0, r1)
+
+        try:
+            return sum(_run_slices(one, bounds))
+        finally:
+            torch.set_num_threads(threads)
 
 
 def torch_threads() -> int:
