@@ -330,3 +330,20 @@ def test_conv2d_split_over_threads_matches_golden(mode, threads):
     g = golden.conv2d(x, w, b, **kw)
     assert r.product_overflows + r.output_overflows > 0  # the counts summed over slices are checked
     same(r, g)
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("k", [(1, 1), (2, 2), (3, 2), (2, 3), (3, 3)])
+def test_max_pool_non_overlapping_windows_match_golden(k, ceil_mode):
+    """Pools with kernel == stride and no padding take the strided-view path (whole windows), and
+    fall back to max_pool2d for ceil_mode's partial last window: both equal the golden maximum,
+    extremes (-32768 in every window of a plane) included."""
+    from hwaware.fixedpoint import pooling
+
+    rng = np.random.default_rng(sum(k))
+    for H, W in [(6, 6), (7, 8), (k[0], k[1]), (9, 5)]:
+        x = rng.integers(-32768, 32768, (2, 3, H, W)).astype(np.int16)
+        x[0, 0] = -32768
+        got = pooling.max_pool(x, k, k, (0, 0), ceil_mode)
+        want = golden.max_pool2d_ext(x, k, k, 0, ceil_mode=ceil_mode)
+        assert got.y.dtype == np.int16 and np.array_equal(got.y, want.y)

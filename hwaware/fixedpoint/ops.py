@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import HwawareError
-from . import _native, golden
+from . import _native, golden, pooling
 from .format import FixedFormat, OpResult, check_arith, cut, div_round, pair, shift_cut
 
 _CHUNK = 1 << 22  # elements per chunk of the fallback product loop (bounds its memory)
@@ -352,10 +352,7 @@ def max_pool2d(x, kernel, stride=None, padding=0) -> OpResult:
     x = _codes(x, "x")
     k = pair(kernel, "kernel")
     st = pair(stride if stride is not None else kernel, "stride")
-    # on int16 directly: torch pads with the lowest int16, which never beats a real code (a window
-    # always holds one, as PyTorch allows padding <= kernel/2)
-    y = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, st, pair(padding, "padding"))
-    return OpResult(y.numpy())
+    return pooling.max_pool(x, k, st, pair(padding, "padding"), ceil_mode=False)
 
 
 def avg_pool2d(x, kernel, stride=None, padding=0, *, fx: FixedFormat, fy: FixedFormat,
