@@ -3,6 +3,8 @@ keeps depthwise layers busy), the compressed-format rules, and the published Mob
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hwaware.errors import HwawareError
@@ -60,16 +62,22 @@ def test_depthwise_keeps_v2_busy_where_v1_is_not():
     assert v2.total.processing_latency_ms < v1.total.processing_latency_ms
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="since issue 10's v1 mapping rules (vertical set replication, exact pass "
-                   "tiling, fill floor) v1 runs MobileNet's 1x1 layers psum-bound: 142 ms instead of 58 ms, speed-up "
-                   "~36x vs the published 12.6x; see /work/notes/issue-10.md")
-def test_published_mobilenet_ratios():
-    """JETCAS 2019: sparse MobileNet at batch 1 is 12.6x faster and 2.5x more energy-efficient on v2.
-    Our sparse MobileNet is an assumption (50% zero weights and activations; the pruned model is not
-    available) and our v1 runs 16-bit. Tolerances: speed-up within a factor 1.5 of 12.6x (the model
-    gives ~18x); energy efficiency only in direction (> 1x; the model gives ~1.2x, see
-    docs/dataflows.md for why it is below 2.5x)."""
+def test_simd_pairs_weights_of_two_output_channels_only():
+    """Two MACs per PE per cycle need two weights sharing an iact: a depthwise layer gets one."""
+    from hwaware.eyeriss.dataflows.eyeriss_v2 import simd_lanes
+
+    assert simd_lanes(SLICE[1]) == 1 and simd_lanes(SLICE[2]) == 2
+    dw = Scorer("eyeriss_v2").score(Workload((SLICE[1],))).layers[0]
+    cycles = dw.processing_latency_ms * 1e-3 * 200e6
+    assert cycles >= SLICE[1].macs / dw.active_pes * (1 - 1e-9)
+
+
+# JETCAS 2019 abstract: sparse MobileNet at batch 1, v2 1470.6 inferences/s and 2560.3 inferences/J,
+# 12.6x faster and 2.5x more energy-efficient than v1 (so v1: 116.7 inferences/s, 1024 inferences/J)
+PUB_V2_FPS, PUB_V2_INF_J, PUB_SPEEDUP, PUB_EFF = 1470.6, 2560.3, 12.6, 2.5
+
+
+def _mobilenet(width: float, size: int) -> Workload:
     import sys
     from pathlib import Path
 
@@ -80,10 +88,46 @@ def test_published_mobilenet_ratios():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
     from mobilenet_v1 import mobilenet_v1
 
-    wl = profile(mobilenet_v1().eval(), torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+    x = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(0))
+    return profile(mobilenet_v1(width_mult=width, input_size=size).eval(), x)
+
+
+def test_published_throughput_rules_out_mobilenet_1_0_224():
+    """v1 (168 PEs, 200 MHz, 1 MAC per PE per cycle) at the implied 1470.6 / 12.6 inferences/s does
+    at most 288M MACs per inference: the paper's MobileNet is not 1.0-224 (569M), while 0.5-128 fits.
+    This is why bench/eyeriss_v2.py and the test below also run 0.5-128."""
+    bound = 168 * 200e6 / (PUB_V2_FPS / PUB_SPEEDUP)
+    assert bound == pytest.approx(288e6, rel=0.01)
+    assert _mobilenet(1.0, 224).macs > bound > _mobilenet(0.5, 128).macs
+
+
+@pytest.fixture(scope="module")
+def sparse_mobilenet_05_128():
+    wl = _mobilenet(0.5, 128)
+    # the paper's pruned model is not available: 50% zero weights and activations is our assumption
     wl = Workload(tuple(L.replace(ifmap_zeros=0.5 if i else 0.0, weight_zeros=0.5) for i, L in enumerate(wl.layers)))
-    r1, r2 = Scorer("eyeriss_v1").score(wl), Scorer("eyeriss_v2").score(wl)
-    speed = r1.total.processing_latency_ms / r2.total.processing_latency_ms
-    eff = (r1.total.energy_onchip * r1.hardware.unit_pJ) / (r2.total.energy_onchip * r2.hardware.unit_pJ)
-    assert 12.6 / 1.5 <= speed <= 12.6 * 1.5
-    assert eff > 1.0
+    # data on chip for both (unbounded DRAM link), as bench/eyeriss_v2.py compares them
+    v1, v2 = (dataclasses.replace(resolve_hardware(n), dram_MHz=1e9) for n in ("eyeriss_v1", "eyeriss_v2"))
+    r1, r2 = Scorer(v1).score(wl), Scorer(v2).score(wl)
+    return {"speed": r1.total.processing_latency_ms / r2.total.processing_latency_ms,
+            "eff": (r1.total.energy_onchip * r1.hardware.unit_pJ) / (r2.total.energy_onchip * r2.hardware.unit_pJ),
+            "v2_inf_J": 1.0 / (r2.total.energy_onchip * r2.hardware.unit_pJ * 1e-12)}
+
+
+def test_published_mobilenet_energy(sparse_mobilenet_05_128):
+    """v2 energy per inference within a factor 1.5 of the published 2560.3 inferences/J (the model
+    gives ~1870; MobileNet 0.5-128 with assumed sparsity), and v2 more efficient than v1 (the model
+    gives ~1.3x, the paper 2.5x: the access-count model has no time-proportional energy, which v1's
+    longer runs pay; docs/dataflows.md)."""
+    r = sparse_mobilenet_05_128
+    assert PUB_V2_INF_J / 1.5 <= r["v2_inf_J"] <= PUB_V2_INF_J * 1.5
+    assert r["eff"] > 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="the model's speed-up is ~41x on sparse MobileNet 0.5-128 (~36x on 1.0-224): "
+                   "the v2 model is ~2.0x faster than the chip's 1470.6 inf/s (every PE busy, full SIMD, no CSC "
+                   "pointer cycles or sparse workload imbalance) and the v1 model ~1.6x slower than the implied "
+                   "116.7 inf/s (1x1 layers psum-bound under issue 10's mapping rules); docs/dataflows.md")
+def test_published_mobilenet_speedup(sparse_mobilenet_05_128):
+    """JETCAS 2019: 12.6x faster; tolerance a factor 1.5."""
+    assert PUB_SPEEDUP / 1.5 <= sparse_mobilenet_05_128["speed"] <= PUB_SPEEDUP * 1.5

@@ -230,6 +230,27 @@ register_preset(Hardware(
     notes="ISCA 2016 dataflow-comparison setup: 256 PEs, 512 B RF/PE, ~128 kB buffer, batch 16.",
 ))
 
+# Eyeriss v2 (Chen, Yang, Emer, Sze, JETCAS 2019), scored by its own model (hwaware.eyeriss.dataflows.
+# eyeriss_v2); sources of each number in docs/dataflows.md ("Eyeriss v2 parameters"). 8 x 2 clusters of
+# 3 x 4 PEs seen by the RS mapper as 16 rows of 12; spads in 8-bit entries (weights 96 x 24 bit = 192,
+# iacts 16, psums 32 of 20 bit); GLB 16 clusters x (3 iact banks of 1.5 kB + 4 psum banks of 1.875 kB)
+# = 192 kB in 112 banks, no weight buffer (weights go from off-chip to the PEs).
+register_preset(Hardware(
+    name="eyeriss_v2",
+    dataflow="v2",
+    pe_rows=16,
+    pe_cols=12,
+    spad_filter=192,
+    spad_ifmap=16,
+    spad_psum=32,
+    glb_kB=192.0,
+    glb_banks=112,
+    glb_filter_kB=0.0,
+    unit_pJ=2.85,  # same 65 nm process as v1: v1's calibration constant (an assumption)
+    default_batch=1,
+    notes="Eyeriss v2, JETCAS 2019: 192 PEs in 16 clusters, hierarchical mesh, CSC sparse PEs, 8-bit data.",
+))
+
 
 def get_preset(name: str) -> Hardware:
     try:

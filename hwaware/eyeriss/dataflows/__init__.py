@@ -22,7 +22,7 @@ import numpy as np
 from ...errors import HwawareError
 from ...workload import Layer
 from ..cost import Problem
-from ..hardware import DATAFLOWS, PRESETS, Hardware, register_preset
+from ..hardware import DATAFLOWS, Hardware
 from . import eyeriss_v2 as v2
 from . import no_local_reuse as nlr
 from . import output_stationary as os_
@@ -51,8 +51,6 @@ REGISTRY: dict[str, Dataflow] = {
 }
 # the dataflows of the ISCA 2016 comparison (everything but the v2 chip model)
 TAXONOMY = tuple(d for d in REGISTRY if d != "v2")
-if "eyeriss_v2" not in PRESETS:
-    register_preset(v2.PRESET)
 if set(REGISTRY) != set(DATAFLOWS):  # pragma: no cover - a developer error
     raise RuntimeError("hwaware.eyeriss.hardware.DATAFLOWS and the dataflow registry disagree")
 

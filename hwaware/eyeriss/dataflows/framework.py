@@ -195,6 +195,18 @@ def choose(pb: Problem, hw: Hardware, cands: Iterable[Candidate], objective: str
 Enumerator = Callable[[Problem, Hardware], Iterable[Candidate]]
 
 
+def dram(pb: Problem, d_if: float, d_w: float) -> dict[str, float]:
+    """The DRAM counts of a buffer plan as :func:`counts` keywords: ``d_if`` ifmap and ``d_w`` weight
+    words read (raw), the ofmaps written once; each compressed and scaled to its bit width."""
+    return {"DRAM_ifmap": d_if * pb.rlc_if * pb.ifmap_scale, "DRAM_filter": d_w * pb.rlc_w * pb.weight_scale,
+            "DRAM_psum": float(pb.n_of) * pb.rlc_of * pb.ifmap_scale}
+
+
+def _dram_cost(pb: Problem, d_if: float, d_w: float) -> float:
+    """DRAM words (ifmaps + weights) of a plan: what the buffer plans minimize."""
+    return d_if * pb.rlc_if * pb.ifmap_scale + d_w * pb.rlc_w * pb.weight_scale
+
+
 def glb_plan(pb: Problem, hw: Hardware, options: Iterable[tuple[float, float, float]]) -> tuple[float, float] | None:
     """The cheapest DRAM traffic (ifmap words, weight words) among buffer plans that fit.
 
@@ -206,28 +218,7 @@ def glb_plan(pb: Problem, hw: Hardware, options: Iterable[tuple[float, float, fl
     for words, d_if, d_w in options:
         if words > cap:
             continue
-        cost = d_if * pb.rlc_if * pb.ifmap_scale + d_w * pb.rlc_w * pb.weight_scale
+        cost = _dram_cost(pb, d_if, d_w)
         if best is None or cost < best[0]:
             best = (cost, (d_if, d_w))
     return None if best is None else best[1]
-
-
-def batch_plan(pb: Problem, hw: Hardware,
-               options: Iterable[tuple[float, float, float, Callable[[int], float]]]) -> tuple[float, float, int] | None:
-    """Like :func:`glb_plan` for plans that keep ``n`` images resident: each option is (fixed words,
-    words per image, DRAM ifmap words, DRAM weight words as a function of the image-tile count
-    ceil(N/n)). For each option the largest n that fits is optimal (weights are re-read per image
-    tile and nothing else grows with n), reduced to the smallest n with the same tile count.
-    Returns (DRAM ifmap words, DRAM weight words, n) or None."""
-    cap = hw.glb_words
-    plans = []
-    for fixed, per_image, d_if, d_w in options:
-        room = cap - fixed
-        if room < per_image or per_image <= 0 and room < 0:
-            continue
-        n = pb.N if per_image <= 0 else min(pb.N, int(room // per_image))
-        nt = ceil(pb.N, n)
-        n = ceil(pb.N, nt)
-        plans.append((d_if, d_w(nt), n))
-    return min(plans, key=lambda x: x[0] * pb.rlc_if * pb.ifmap_scale + x[1] * pb.rlc_w * pb.weight_scale,
-               default=None)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from ..cost import Problem
 from ..hardware import Hardware
-from .framework import Candidate, DataflowMapping, ceil, counts, glb_plan, tile_options, tiles
+from .framework import Candidate, DataflowMapping, ceil, counts, dram, glb_plan, tile_options, tiles
 
 NAME = "nlr"
 TITLE = "no local reuse"
@@ -47,8 +47,7 @@ def candidates(pb: Problem, hw: Hardware) -> Iterator[Candidate]:
                 continue
             d_if, d_w = plan
             acc = counts(
-                DRAM_ifmap=d_if * pb.rlc_if * si, DRAM_filter=d_w * pb.rlc_w * sw,
-                DRAM_psum=n_of * pb.rlc_of * si,
+                **dram(pb, d_if, d_w),
                 GLB_ifmap=(d_if + G * N * pb.E * pb.F * K * fb) * si, GLB_filter=(d_w + Q) * sw,
                 GLB_psum=2.0 * n_of * b,
                 array_ifmap=Q * si, array_filter=Q * sw, array_psum=n_of * b * (pk - 1),

@@ -34,6 +34,7 @@ from .framework import (
     DataflowMapping,
     ceil,
     counts,
+    dram,
     glb_plan,
     pow2,
     rf_words,
@@ -103,8 +104,7 @@ def _tiles(pb: Problem, hw: Hardware, variant: str, mc: int, px: int, nb: int) -
             continue
         d_if, d_w = plan
         acc = counts(
-            DRAM_ifmap=d_if * pb.rlc_if * si, DRAM_filter=d_w * pb.rlc_w * sw,
-            DRAM_psum=n_of * pb.rlc_of * si,
+            **dram(pb, d_if, d_w),
             # an ifmap window is read per image, tile and channel block; a weight per image group
             # and tile (broadcast to the outputs in flight)
             GLB_ifmap=(d_if + G * N * fb * T * C * win) * si,

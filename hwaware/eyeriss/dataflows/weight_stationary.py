@@ -31,6 +31,7 @@ from .framework import (
     DataflowMapping,
     ceil,
     counts,
+    dram,
     glb_plan,
     rf_words,
     tile_options,
@@ -67,8 +68,7 @@ def candidates(pb: Problem, hw: Hardware) -> Iterator[Candidate]:
                     continue
                 d_if, d_w = plan
                 acc = counts(
-                    DRAM_ifmap=d_if * pb.rlc_if * si, DRAM_filter=d_w * pb.rlc_w * sw,
-                    DRAM_psum=n_of * pb.rlc_of * si,
+                    **dram(pb, d_if, d_w),
                     GLB_ifmap=(d_if + n_if * fb) * si, GLB_filter=n_w * nt * sw, GLB_psum=2.0 * n_of * b,
                     # ifmaps are consumed as they arrive (only weights are local): one delivery per MAC
                     array_ifmap=Q * si, array_filter=n_w * nt * sw,
