@@ -27,13 +27,12 @@ scaled with the PEs; the published table's own scaling rules are not in our mate
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import time
 
 import torch
 
 from hwaware.eyeriss import Scorer, resolve_hardware
+from hwaware.eyeriss.dataflows.eyeriss_v2 import grown, on_chip
 from hwaware.profiler import profile
 from hwaware.report_table import format_table
 from hwaware.workload import Workload
@@ -90,30 +89,11 @@ def dense(wl: Workload) -> Workload:
     return Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0) for L in wl.layers))
 
 
-def on_chip(hw):
-    """``hw`` with an unbounded DRAM link: processing with the data on chip for both chips. The v2
-    model has no link (neither paper figure states one); v1's 60 MHz x 64-bit link would otherwise
-    bound its FC layers at batch 1 (AlexNet fc6-8: 244 of 272 ms) and make the comparison lopsided."""
-    hw = resolve_hardware(hw) if isinstance(hw, str) else hw
-    return dataclasses.replace(hw, dram_MHz=1e9)
-
-
 def chip_numbers(hw, wl: Workload) -> tuple[float, float]:
-    rep = Scorer(on_chip(hw)).score(wl)
+    rep = Scorer(on_chip(resolve_hardware(hw) if isinstance(hw, str) else hw)).score(wl)
     fps = rep.batch / (rep.total.processing_latency_ms / 1e3)
     inf_per_J = rep.batch / (rep.total.energy_onchip * rep.hardware.unit_pJ * 1e-12)
     return fps, inf_per_J
-
-
-def scaled(name: str, pes: int):
-    hw = resolve_hardware(name)
-    if name == "eyeriss_v1":
-        side = math.isqrt(pes)
-        return dataclasses.replace(hw, name=f"v1@{pes}", pe_rows=side, pe_cols=pes // side, max_R=min(hw.max_R, side),
-                                   glb_kB=hw.glb_kB * pes / hw.num_pes, glb_banks=max(1, round(hw.glb_banks * pes / hw.num_pes)))
-    clusters = pes // 12 if pes % 12 == 0 else round(pes / 12)
-    return dataclasses.replace(hw, name=f"v2@{pes}", pe_rows=clusters, glb_kB=hw.glb_kB * pes / hw.num_pes,
-                               glb_banks=max(1, round(hw.glb_banks * pes / hw.num_pes)))
 
 
 def main() -> None:
@@ -153,8 +133,8 @@ def main() -> None:
             wl = dense(wl)
             ups = []
             for pes in PE_COUNTS:
-                f1, _ = chip_numbers(scaled("eyeriss_v1", pes), wl)
-                f2, _ = chip_numbers(scaled("eyeriss_v2", pes), wl)
+                f1, _ = chip_numbers(grown(resolve_hardware("eyeriss_v1"), pes), wl)
+                f2, _ = chip_numbers(grown(resolve_hardware("eyeriss_v2"), pes), wl)
                 ups.append(f2 / f1)
             pub = PUBLISHED_SPEEDUP[name]
             rows.append([name, *(f"{u:.1f}x ({p}x)" for u, p in zip(ups, pub)),

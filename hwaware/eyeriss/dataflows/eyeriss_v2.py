@@ -29,6 +29,7 @@ processing (the paper reports processing throughput at batch 1); DRAM energy is 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -91,3 +92,27 @@ def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float,
                  passes=int(res["passes"][0]))
     mapping = DataflowMapping("v2", tuple(mp.as_dict().items()))
     return mapping, out
+
+
+# --- the rules of the v2-vs-v1 comparisons (bench/eyeriss_v2.py, tests/test_eyeriss_v2.py) ---------
+
+
+def on_chip(hw: Hardware) -> Hardware:
+    """``hw`` with an unbounded DRAM link: processing with the data on chip, the basis on which the
+    v1 and v2 throughputs are compared. The v2 model has no link (neither published figure states
+    one); v1's 60 MHz x 64-bit link would otherwise bound its FC layers at batch 1 (AlexNet fc6-8:
+    244 of 272 ms) and make the comparison lopsided."""
+    return dataclasses.replace(hw, dram_MHz=1e9)
+
+
+def grown(hw: Hardware, pes: int) -> Hardware:
+    """``hw`` grown to about ``pes`` PEs for the speed-up-by-PE-count table (the published table's
+    own rule is not in our material): a v2 chip adds 12-PE clusters (256 -> 21 clusters, 252 PEs),
+    any other chip becomes a square array; spads stay, the GLB and its bank count grow with the PEs."""
+    scale = {"glb_kB": hw.glb_kB * pes / hw.num_pes, "glb_banks": max(1, round(hw.glb_banks * pes / hw.num_pes))}
+    base = hw.name.split("@", 1)[0]
+    if hw.dataflow == "v2":
+        return dataclasses.replace(hw, name=f"{base}@{pes}", pe_rows=max(1, round(pes / hw.pe_cols)), **scale)
+    side = math.isqrt(pes)
+    return dataclasses.replace(hw, name=f"{base}@{pes}", pe_rows=side, pe_cols=pes // side,
+                               max_R=min(hw.max_R, side), **scale)
