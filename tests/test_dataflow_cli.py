@@ -81,3 +81,36 @@ def test_bad_dataflow_on_v2_is_one_line_exit_2(saved_cnn, tmp_path, capsys):
                "--hardware", "eyeriss_v2", "--dataflow", "ws", *_PRUNE_FAST])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "Eyeriss v2 is a chip with its own model" in err[0]
+
+
+def test_quantize_cli_takes_the_dataflow(saved_cnn, tmp_path, capsys, monkeypatch):
+    """``hwaware quantize --dataflow os_b`` hands the loop ``eyeriss_v1:os_b``; an unknown dataflow is
+    one line and exit 2 before any work."""
+    import importlib
+
+    q = importlib.import_module("hwaware.fixedpoint.quantize")  # the module (the package attribute is the function)
+
+    seen = {}
+
+    class Result:
+        def to_dict(self):
+            return {"hardware": seen["hardware"]}
+
+        def table(self):
+            return "stub"
+
+    def fake_quantize(model, **kw):
+        seen.update(kw)
+        return Result()
+
+    monkeypatch.setattr(q, "quantize", fake_quantize)
+    out = tmp_path / "q.json"
+    args = ["quantize", str(saved_cnn), "--data", _TINY, "--out", str(out), "--samples", "8", "--val-samples", "8",
+            "--finetune-steps", "0", "--quiet"]
+    assert main([*args, "--dataflow", "os_b"]) == 0
+    assert seen["hardware"] == "eyeriss_v1:os_b"
+    assert json.loads(out.read_text())["hardware"] == "eyeriss_v1:os_b"
+    capsys.readouterr()
+    assert main([*args[:5], str(tmp_path / "q2.json"), *args[6:], "--dataflow", "xs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown dataflow 'xs'" in err[0]

@@ -1,5 +1,5 @@
 """Flags several verbs share, defined once: a config dataclass's options (name, type, default and
-help from the class itself), the fixed-point arithmetic, and ``--quiet``."""
+help from the class itself), the fixed-point arithmetic, ``--dataflow`` and ``--quiet``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 from .._config import config_defaults, config_docs
 
-__all__ = ["add_arithmetic_flags", "add_config_flags", "add_quiet_flag", "config_options"]
+__all__ = ["add_arithmetic_flags", "add_config_flags", "add_dataflow_flag", "add_quiet_flag", "config_options",
+           "fold_dataflow"]
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
 _METAVARS = {int: "N", float: "X", str: "NAME"}
@@ -69,3 +70,20 @@ def add_arithmetic_flags(parser: Any) -> None:
 def add_quiet_flag(parser: Any) -> None:
     """``--quiet`` (no progress bars); ``--no-progress`` is the same flag under its older name."""
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+
+
+def add_dataflow_flag(parser: Any) -> None:
+    """``--dataflow NAME``: the dataflow on the ``--hardware`` array (see :func:`fold_dataflow`)."""
+    from ..eyeriss.dataflows import DATAFLOW_HELP
+
+    parser.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
+
+
+def fold_dataflow(options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``options`` with ``hardware`` = ``HARDWARE:DATAFLOW`` when ``--dataflow`` was given (the
+    dataflow is checked now: an unknown one is an error naming the allowed ones)."""
+    if getattr(args, "dataflow", None):
+        from ..eyeriss.dataflows import hardware_spec
+
+        options["hardware"] = hardware_spec(options.get("hardware"), args.dataflow)
+    return options

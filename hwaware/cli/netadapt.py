@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from ..errors import HwawareError
-from ._flags import add_config_flags, add_quiet_flag, config_options
+from ._flags import add_config_flags, add_dataflow_flag, add_quiet_flag, config_options, fold_dataflow
 from ._common import add_model_flags, load_target
 
 # NetAdaptConfig fields with their own flag (name, type, default and help from the class); any
@@ -23,7 +23,6 @@ _OPTION_FLAGS = ("delta", "decay", "channel_step", "min_channels", "short_term_s
 
 
 def register(subparsers: Any) -> None:
-    from ..eyeriss.dataflows import DATAFLOW_HELP
     from ..netadapt.config import PICK_RULES, NetAdaptConfig
 
     p = subparsers.add_parser(
@@ -47,7 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--logdir", metavar="DIR", help="TensorBoard directory (default WORKDIR/tb)")
     g = p.add_argument_group("NetAdapt options (defaults: docs/netadapt.md)")
     add_config_flags(g, NetAdaptConfig, _OPTION_FLAGS, choices={"pick": PICK_RULES})
-    g.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
+    add_dataflow_flag(g)
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other option, e.g. --set profile_images=16 --set test_eval=false")
     x = p.add_argument_group("execution (does not change the result)")
@@ -70,11 +69,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         except yaml.YAMLError:
             raise HwawareError(f"--set {item!r}: cannot read the value '{raw}'") from None
     opts.update(config_options(args, _OPTION_FLAGS))
-    if getattr(args, "dataflow", None):
-        from ..eyeriss.dataflows import hardware_spec
-
-        opts["hardware"] = hardware_spec(opts.get("hardware"), args.dataflow)
-    return opts
+    return fold_dataflow(opts, args)
 
 
 def run(args: argparse.Namespace) -> int:

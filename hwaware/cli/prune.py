@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HwawareError
-from ._flags import add_config_flags, add_quiet_flag, config_options
+from ._flags import add_config_flags, add_dataflow_flag, add_quiet_flag, config_options, fold_dataflow
 from .._io import check_output_path
 from ._common import add_model_flags, input_paths, load_target
 
@@ -29,7 +29,6 @@ _OPTION_FLAGS = ("step", "min_step", "local_steps", "global_steps", "finetune_ev
 
 def register(subparsers: Any) -> None:
     from ..compress.prune import METHODS, PruneConfig
-    from ..eyeriss.dataflows import DATAFLOW_HELP
 
     p = subparsers.add_parser(
         "prune", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
@@ -51,7 +50,7 @@ def register(subparsers: Any) -> None:
                                                    "accuracy, per-layer sparsity")
     g = p.add_argument_group("loop options (docs/pruning.md)")
     add_config_flags(g, PruneConfig, _OPTION_FLAGS)
-    g.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
+    add_dataflow_flag(g)
     d = p.add_argument_group("data")
     d.add_argument("--batch-size", type=int, default=64, metavar="B", help="fine-tuning batch size (64)")
     d.add_argument("--calib-size", type=int, default=64, metavar="K",
@@ -78,11 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..compress.prune import PruneConfig, Pruner
     from ..compress.prune_log import PruneLog
 
-    options = config_options(args, _MAIN_FLAGS + _OPTION_FLAGS)
-    if args.dataflow:
-        from ..eyeriss.dataflows import hardware_spec
-
-        options["hardware"] = hardware_spec(options.get("hardware"), args.dataflow)
+    options = fold_dataflow(config_options(args, _MAIN_FLAGS + _OPTION_FLAGS), args)
     config = PruneConfig(**options)
     out = Path(args.out)
     if out.suffix.lower() not in (".pt", ".pth"):

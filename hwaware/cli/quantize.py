@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from ..errors import HwawareError
-from ._flags import add_arithmetic_flags, add_quiet_flag
+from ._flags import add_arithmetic_flags, add_dataflow_flag, add_quiet_flag, fold_dataflow
 from .._io import check_output_path
 from ._common import add_model_flags, input_paths, load_target
 
@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
                    help="validation images per accuracy measurement (default 1000)")
     add_arithmetic_flags(p)
     p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE", help="hardware preset or file (default eyeriss_v1)")
+    add_dataflow_flag(p)
     p.add_argument("--finetune-steps", type=int, default=8, metavar="N",
                    help="quantization-aware fine-tuning steps (batch 64, train split) per trial; 0: post-training "
                         "search (default 8: a modest budget; more steps reach narrower widths)")
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise HwawareError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if not args.finetune_lr > 0:
         raise HwawareError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
+    hardware = fold_dataflow({"hardware": args.hardware}, args)["hardware"]
     check_output_path(args.out, inputs=input_paths(args))
     torch.manual_seed(args.seed)
     model = load_target(args)
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     val = make_loader(args.data, "val", batch_size=250, limit=args.val_samples, seed=args.seed)
     train = make_loader(args.data, "train", batch_size=64, shuffle=True, seed=args.seed) if args.finetune_steps else None
     res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
-                   mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=args.hardware,
+                   mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=hardware,
                    samples=args.samples, train_data=train, finetune_steps=args.finetune_steps,
                    finetune_lr=args.finetune_lr, progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})

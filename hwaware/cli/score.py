@@ -16,13 +16,13 @@ from ..errors import HwawareError
 from .._checks import check_dim
 from .._io import check_output_path
 from ._common import add_force_flag, add_model_flags, input_paths
+from ._flags import add_dataflow_flag, fold_dataflow
 
 HELP = "score a model or workload on the embedded Eyeriss model (energy, DRAM, latency, power)"
 
 
 def register(subparsers: Any) -> None:
     from ..eyeriss import OBJECTIVES, PRESETS
-    from ..eyeriss.dataflows import DATAFLOW_HELP
 
     p = subparsers.add_parser("score", help=HELP, description=HELP + ".",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
                    help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a workload file")
     p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE",
                    help=f"hardware preset ({', '.join(PRESETS)}) or a YAML hardware file (default eyeriss_v1)")
-    p.add_argument("--dataflow", metavar="NAME", help=DATAFLOW_HELP)
+    add_dataflow_flag(p)
     p.add_argument("--batch", type=int, metavar="N", help="images per inference N the hardware scores, for every layer (default: as profiled)")
     p.add_argument("--objective", default="energy", choices=OBJECTIVES,
                    help="what the mapper minimizes per layer (default energy)")
@@ -54,7 +54,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..eyeriss import Scorer
-    from ..eyeriss.dataflows import hardware_spec
     from ..eyeriss.mapper import DEFAULT_TOLERANCE
     from ..modelref import is_workload_file
     from ..workload import Workload
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.export_timeloop, inputs=input_paths(args), flag="--export-timeloop", directory=True,
                       force=args.force)
     tol = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
-    scorer = Scorer(hardware_spec(args.hardware, args.dataflow), args.objective, tolerance=tol)
+    scorer = Scorer(fold_dataflow({"hardware": args.hardware}, args)["hardware"], args.objective, tolerance=tol)
     if is_workload_file(args.target):
         if args.input_size or args.data:
             raise HwawareError(f"--input-size/--data apply to a model; '{args.target}' is a workload file")
