@@ -160,3 +160,22 @@ def test_loops_take_the_dataflow_through_the_hardware_name():
     assert rep.hardware.dataflow == "nlr"
     assert rep.total.energy_total == pytest.approx(
         Scorer(with_dataflow(resolve_hardware("eyeriss_isca256"), "nlr")).score(wl).total.energy_total)
+
+
+def test_fig33_plot_stacks_add_up_to_the_total(conv, tmp_path):
+    """The Fig. 33-style PNG is written atomically, and both of its stacks (by level, by data type)
+    add up to each dataflow's total energy, so the two panels show the same bar heights."""
+    from PIL import Image
+
+    from hwaware.eyeriss.dataflows.figure import plot_comparison
+
+    path = plot_comparison(conv, tmp_path / "fig" / "conv.png", title="test")
+    assert path.exists() and not list(path.parent.glob("*.tmp.png"))
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (1320, 504)
+    for rep in conv.values():
+        tot = rep.total
+        by_level = sum(tot.energy[k] for k in ("MAC", "RF", "array", "GLB", "DRAM"))
+        by_type = sum(tot.energy_by_type[k] for k in ("MAC", "ifmap", "filter", "psum"))
+        assert by_level == pytest.approx(tot.energy_total, rel=1e-9)
+        assert by_type == pytest.approx(tot.energy_total, rel=1e-9)
