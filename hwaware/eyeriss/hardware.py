@@ -235,16 +235,17 @@ register_preset(Hardware(
 # 3 x 4 PEs seen by the RS mapper as 16 rows of 12; spads in 8-bit entries (weights 96 x 24 bit = 192,
 # iacts 16, psums 32 of 20 bit); GLB 16 clusters x (3 iact banks of 1.5 kB + 4 psum banks of 1.875 kB)
 # = 192 kB in 112 banks, no weight buffer (weights go from off-chip to the PEs).
+_V2_CLUSTERS = 8 * 2
 register_preset(Hardware(
     name="eyeriss_v2",
     dataflow="v2",
-    pe_rows=16,
-    pe_cols=12,
-    spad_filter=192,
+    pe_rows=_V2_CLUSTERS,
+    pe_cols=3 * 4,
+    spad_filter=96 * 2,
     spad_ifmap=16,
     spad_psum=32,
-    glb_kB=192.0,
-    glb_banks=112,
+    glb_kB=_V2_CLUSTERS * (3 * 1.5 + 4 * 1.875),
+    glb_banks=_V2_CLUSTERS * (3 + 4),
     glb_filter_kB=0.0,
     unit_pJ=2.85,  # same 65 nm process as v1: v1's calibration constant (an assumption)
     default_batch=1,
