@@ -16,12 +16,14 @@ per-chip numbers the published figures imply (v1: 116.7 inferences/s, 2560.3 / 2
 
 How the model is run (every difference is listed in docs/dataflows.md): v1 is the eyeriss_v1 preset
 (16-bit, RLC, zero gating without skipping); v2 the eyeriss_v2 preset (8-bit, CSC, zero skipping).
-Throughput is over the processing latency (data on chip, as the paper's chip-level numbers) and
-energy efficiency over on-chip energy (DRAM excluded). "Sparse" MobileNet: the paper's pruned model
+Both chips run with the data on chip (``on_chip``: unbounded DRAM link, as the paper's chip-level
+numbers): throughput over the processing latency, energy efficiency over on-chip energy (DRAM
+excluded). "Sparse" MobileNet: the paper's pruned model
 is not available, so its sparsity is an assumption: 50% zero weights in every layer and 50% zero
-activations after each ReLU (the first layer's input dense). For the PE-count table, v1 is scaled to
-a square array of the same PE count and v2 to 12-PE clusters, both keeping their spads, the GLB
-scaled with the PEs; the published table's own scaling rules are not in our material.
+activations after each ReLU (the first layer's input dense). For the PE-count table both chips are
+grown by ``grown`` (v1 to a square array of the same PE count, v2 by 12-PE clusters, both keeping
+their spads, the GLB scaled with the PEs); the published table's own scaling rules are not in our
+material, so the bench also prints the growth of the speed-up from 256 PEs beside the published one.
 """
 
 from __future__ import annotations
