@@ -184,6 +184,17 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
 
 
+def legal_candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
+    """:func:`candidates`, or UnsupportedLayerError when there is none."""
+    cand = candidates(pb, hw)
+    if not cand or cand["e"].size == 0:
+        raise UnsupportedLayerError(
+            f"no legal row-stationary mapping on {hw.name} (R={pb.R}, S={pb.S}, E={pb.E}, F={pb.F}, "
+            f"Wp={pb.Wp}): the smallest PE set or its GLB tile does not fit"
+        )
+    return cand
+
+
 def objective_value(res: dict[str, np.ndarray], objective: str) -> np.ndarray:
     if objective == "energy":
         return res["energy"]
@@ -213,24 +224,33 @@ def search(pb: Problem, hw: Hardware, objective: str = "energy", tolerance: floa
         from ..errors import HwawareError
 
         raise HwawareError(f"tolerance must be >= 0, got {tolerance}")
-    cand = candidates(pb, hw)
-    if not cand or cand["e"].size == 0:
-        raise UnsupportedLayerError(
-            f"no legal row-stationary mapping on {hw.name} (R={pb.R}, S={pb.S}, E={pb.E}, F={pb.F}, "
-            f"Wp={pb.Wp}): the smallest PE set or its GLB tile does not fit"
-        )
+    cand = legal_candidates(pb, hw)
     res = evaluate(pb, hw, cand["e"], cand["n"], cand["p"], cand["q"], cand["r"], cand["t"], cand["m"])
-    # the chip keeps the array filled: only mappings within hw.mapping_fill of the most active PEs
+    full = filled(res, hw)
+    n = cand["e"].size
+    b = int(full[choose({k: np.broadcast_to(v, (n,))[full] for k, v in res.items()}, objective, tolerance)])
+    return Mapping(**{k: int(cand[k][b]) for k in ("m", "n", "e", "p", "q", "r", "t")})
+
+
+def filled(res: dict[str, np.ndarray], hw: Hardware) -> np.ndarray:
+    """Indices of the mappings that keep the array filled: the chip only uses mappings within
+    ``hw.mapping_fill`` of the most active PEs (a rule on the shape alone, never on statistics)."""
     pes = res["active_pes"]
-    full = np.flatnonzero(pes >= hw.mapping_fill * pes.max())
-    primary = objective_value(res, objective)[full]
-    latency = (res["cycles"] + res["stall_cycles"])[full]
-    secondary = latency if objective != "latency" else res["energy"][full]
+    return np.flatnonzero(pes >= hw.mapping_fill * pes.max())
+
+
+def choose(res: dict[str, np.ndarray], objective: str, tolerance: float) -> int:
+    """Index of the winner among evaluated mappings (already :func:`filled`): within ``tolerance``
+    of the best ``objective`` value, the secondary metric (latency; energy for ``latency``), then
+    the primary, then more active PEs; remaining ties go to the first (a stable sort)."""
+    pes = res["active_pes"]
+    primary = objective_value(res, objective)
+    latency = res["cycles"] + res["stall_cycles"]
+    secondary = latency if objective != "latency" else res["energy"]
     near_f = np.flatnonzero(primary <= primary.min() * (1.0 + tolerance) * (1 + 1e-12))
     # within the near-optimal set: secondary metric, then the primary, then more active PEs
-    order = np.lexsort((-pes[full][near_f], _round(primary[near_f]), _round(secondary[near_f])))
-    b = int(full[near_f[order[0]]])
-    return Mapping(**{k: int(cand[k][b]) for k in ("m", "n", "e", "p", "q", "r", "t")})
+    order = np.lexsort((-pes[near_f], _round(primary[near_f]), _round(secondary[near_f])))
+    return int(near_f[order[0]])
 
 
 def _round(x: np.ndarray) -> np.ndarray:

@@ -16,8 +16,10 @@ Rules for data statistics (documented in docs/eyeriss_model.md):
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,8 @@ from ..workload.rlc import rlc_ratio
 from .cost import LEVELS, TYPES, Problem, evaluate
 from .eyexam import EyexamStep, bounds, limiting_resource
 from .hardware import Hardware, resolve_hardware
-from .mapper import DEFAULT_TOLERANCE, OBJECTIVES, Mapping, check_native, make_problem, search
+from .mapper import DEFAULT_TOLERANCE, OBJECTIVES, Mapping, check_native, choose, make_problem
+from .shortlist import Shortlist, shortlist
 
 # MB of 16-bit words: accesses x 2 bytes / 1e6 (JSSC Table V)
 _MB = 2.0 / 1e6
@@ -198,24 +201,25 @@ class ScoreReport:
 
 
 class _MappingCache:
-    """The mappings searched in this process, shared by every :class:`Scorer` (so by
-    :func:`score`, the plugin and every loop): the key is the hardware, objective, tolerance,
-    layer shape, bit widths and the rounded statistics the search ran on, so a hit is exactly
-    what a new search would return. Bounded (least recently added entries go first); thread-safe."""
+    """The mapping shortlists searched in this process, shared by every :class:`Scorer` (so by
+    :func:`score`, the plugin and every loop), keyed on the hardware and the layer shape only:
+    statistics, bit widths, objective and tolerance pick the winner from the shortlist afterwards
+    (see :mod:`.shortlist`), so a network re-profiled during training is never re-mapped.
+    Bounded (least recently added entries go first); thread-safe."""
 
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self._data: dict[tuple[Any, ...], Mapping] = {}
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._data: dict[tuple[Any, ...], Shortlist] = {}
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
-    def get(self, key: tuple[Any, ...]) -> Mapping | None:
+    def get(self, key: tuple[Any, ...]) -> Shortlist | None:
         return self._data.get(key)
 
-    def put(self, key: tuple[Any, ...], mapping: Mapping) -> None:
+    def put(self, key: tuple[Any, ...], value: Shortlist) -> None:
         with self._lock:
             while len(self._data) >= self.max_entries:
                 self._data.pop(next(iter(self._data)))
-            self._data[key] = mapping
+            self._data[key] = value
 
     def clear(self) -> None:
         with self._lock:
@@ -233,6 +237,14 @@ def clear_mapping_cache() -> None:
     _MAPPINGS.clear()
 
 
+def default_workers() -> int:
+    """The cores this process may use (its CPU affinity), for the cold mapping search."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class Scorer:
     """Scores workloads on one hardware/objective; caches results by layer, mappings process-wide.
 
@@ -245,7 +257,7 @@ class Scorer:
     """
 
     def __init__(self, hardware: Hardware | str | None = "eyeriss_v1", objective: str = "energy",
-                 tolerance: float = DEFAULT_TOLERANCE) -> None:
+                 tolerance: float = DEFAULT_TOLERANCE, workers: int | None = None) -> None:
         if objective not in OBJECTIVES:
             raise HwawareError(f"unknown objective '{objective}'; allowed: {', '.join(OBJECTIVES)}")
         if not 0.0 <= float(tolerance) < 1.0:
@@ -253,8 +265,13 @@ class Scorer:
         self.tolerance = float(tolerance)
         self.hardware = resolve_hardware(hardware)
         self.objective = objective
+        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+            raise HwawareError(f"workers must be a positive integer, got {workers!r}")
+        #: threads for the cold mapping search (default: the cores this process may use)
+        self.workers = int(workers) if workers is not None else default_workers()
         self._mapping_keys: set[tuple[Any, ...]] = set()  # the mappings this scorer used
         self._searches = 0  # mapper searches this scorer ran (misses of the process-wide cache)
+        self._lock = threading.Lock()
         self._score_cache: dict[tuple[Any, ...], LayerScore] = {}
 
     # -- per layer ----------------------------------------------------------------------------
@@ -290,24 +307,53 @@ class Scorer:
             self._score_cache[key] = ls
             return ls
         pb = make_problem(layer, hw, rlc_if=rlc_if, rlc_of=rlc_of, rlc_w=rlc_w)
-        # The mapping depends on statistics only weakly, so it is cached on the shape and the
-        # statistics rounded to 2 decimals -- and searched on exactly those rounded statistics, so
-        # it is a pure function of the key: results never depend on what was scored before.
-        stats = (round(layer.ifmap_zeros, 2), round(layer.weight_zeros, 2), round(rlc_if, 2),
-                 round(rlc_of, 2), round(rlc_w, 2))
-        mkey = (hw, self.objective, self.tolerance, layer.shape_key(), layer.weight_bits, layer.act_bits, stats)
-        self._mapping_keys.add(mkey)
-        mapping = _MAPPINGS.get(mkey)
-        if mapping is None:
-            rounded = layer.replace(ifmap_zeros=stats[0], weight_zeros=stats[1])
-            pb_key = make_problem(rounded, hw, rlc_if=stats[2], rlc_of=stats[3], rlc_w=stats[4])
-            mapping = search(pb_key, hw, self.objective, self.tolerance)
-            self._searches += 1
-            _MAPPINGS.put(mkey, mapping)
-        res = evaluate(pb, hw, *(np.array([getattr(mapping, k)]) for k in ("e", "n", "p", "q", "r", "t", "m")))
-        ls = _layer_score(layer, mapping, res, hw, note=check_native(layer, hw).note, pb=pb)
+        # the statistics pick the winner from the shape's shortlist: exactly search()'s choice
+        sl = self._shortlist(layer)
+        n = len(sl)
+        res = {k: np.broadcast_to(v, (n,)) for k, v in evaluate(pb, hw, *sl.columns()).items()}
+        b = choose(res, self.objective, self.tolerance)
+        one = {k: v[b:b + 1] for k, v in res.items()}
+        ls = _layer_score(layer, sl.mapping(b), one, hw, note=check_native(layer, hw).note, pb=pb)
         self._score_cache[key] = ls
         return ls
+
+    def _shortlist(self, layer: Layer) -> Shortlist:
+        mkey = (self.hardware, layer.shape_key())
+        sl = _MAPPINGS.get(mkey)
+        searched = sl is None
+        if sl is None:
+            sl = shortlist(layer, self.hardware)
+            _MAPPINGS.put(mkey, sl)
+        with self._lock:
+            self._mapping_keys.add(mkey)
+            self._searches += searched
+        return sl
+
+    def prepare(self, layers: Sequence[Layer]) -> None:
+        """Search the shortlists of ``layers``' distinct shapes not yet in the process-wide cache,
+        ``self.workers`` at a time (threads: the search is NumPy work on arrays)."""
+        if self.hardware.dataflow != "rs":
+            return
+        todo: dict[tuple[Any, ...], Layer] = {}
+        for layer in layers:
+            k = layer.shape_key()
+            if k not in todo and _MAPPINGS.get((self.hardware, k)) is None:
+                try:
+                    check_native(layer, self.hardware)
+                except UnsupportedLayerError:
+                    continue  # reported per layer by score_layer
+                todo[k] = layer
+        if len(todo) < 2 or self.workers < 2:
+            return
+
+        def one(layer: Layer) -> None:
+            try:
+                self._shortlist(layer)
+            except UnsupportedLayerError:
+                pass  # reported per layer by score_layer
+
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
+            list(pool.map(one, todo.values()))
 
     # -- workload -----------------------------------------------------------------------------
     def score(self, workload: Workload | Sequence[Layer] | str, *, batch: int | None = None,
@@ -324,6 +370,7 @@ class Scorer:
         scores: list[LayerScore] = []
         unscored: list[Unscored] = []
         layers = wl.layers
+        self.prepare(layers)
         for i, layer in enumerate(layers):
             nxt = layers[i + 1].ifmap_zeros if i + 1 < len(layers) else None
             try:
@@ -340,8 +387,8 @@ class Scorer:
                            tuple(unscored), tuple(wl.unmodeled), batch=n)
 
     def cache_info(self) -> dict[str, int]:
-        """``mappings``: distinct mappings this scorer used; ``searched``: how many of them it had to
-        search (the rest came from the process-wide cache); ``layers``: scored layers it keeps."""
+        """``mappings``: distinct layer shapes this scorer mapped; ``searched``: how many of them it
+        had to search (the rest came from the process-wide cache); ``layers``: scored layers it keeps."""
         return {"mappings": len(self._mapping_keys), "searched": self._searches, "layers": len(self._score_cache)}
 
 
