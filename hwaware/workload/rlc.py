@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import HwawareError
 
-__all__ = ["compressed_bytes", "decode", "encode", "encoded_words", "expected_words", "rlc_ratio"]
+__all__ = ["compressed_bytes", "decode", "encode", "encoded_words", "expected_words", "rlc_ratio", "words_for_nonzero"]
 
 RUN_BITS = 5
 LEVEL_BITS = 16
@@ -155,11 +155,17 @@ def decode(words: np.ndarray) -> np.ndarray:
 def encoded_words(codes: np.ndarray) -> int:
     """``len(encode(codes))`` computed from the zero runs alone (no words built)."""
     a = _as_codes(codes)
-    n = a.size
-    nz = np.flatnonzero(a)
+    return words_for_nonzero(np.flatnonzero(a), a.size)
+
+
+def words_for_nonzero(nz: np.ndarray, n: int) -> int:
+    """Words of the code of an ``n``-value stream whose non-zero values sit at the ascending
+    indices ``nz`` (what :func:`encoded_words` counts; the profiler passes a zero mask's indices)."""
     if nz.size:
-        prev = np.concatenate(([-1], nz[:-1]))
-        pairs = int(((nz - prev - 1) // 32).sum()) + nz.size
+        gaps = np.diff(nz, prepend=-1)
+        gaps -= 1  # zeros before each non-zero value
+        gaps >>= 5  # // 32: the extra (31, 0) pairs of long runs
+        pairs = int(gaps.sum()) + nz.size
         tail = n - 1 - int(nz[-1])
     else:
         pairs, tail = 0, n

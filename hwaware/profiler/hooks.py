@@ -1,0 +1,282 @@
+"""The :class:`Profiler` context manager: forward hooks on every module record each Conv1d/Conv2d/
+Linear call (shape and measured statistics, :mod:`.stats`), and a torch function mode counts the
+MACs of functional ops called outside counted modules (:mod:`.macs`)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .._checks import check_finite_tensor
+from ..errors import HwawareError
+from ..workload import Layer, UnmodeledOp, Workload
+from .macs import (
+    COUNTED,
+    FUNCTIONAL,
+    arg,
+    attention_macs,
+    conv_macs,
+    conv_transpose_macs,
+    linear_macs,
+    rnn_macs,
+)
+from .records import layer_for, shape_str
+from .stats import LayerStats, input_stats, zeros
+
+NameFilter = Callable[[str], bool] | str | None
+
+
+class _CountingMode(TorchFunctionMode):
+    """Counts MACs of functional ops called while a profiled forward pass is running."""
+
+    def __init__(self, profiler: Profiler) -> None:
+        super().__init__()
+        self._prof = profiler
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch API)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        try:
+            entry = FUNCTIONAL.get(func)
+        except TypeError:  # an unhashable callable cannot be one of ours
+            entry = None
+        if entry is not None:
+            self._prof._functional(entry, args, kwargs, out)
+        return out
+
+
+class Profiler:
+    """Context manager that records every Conv1d/Conv2d/Linear call of ``model``.
+
+        >>> with Profiler(model) as prof:
+        ...     model(x1); model(x2)          # each call of the model is one batch
+        >>> wl = prof.workload()
+
+    Inside the block the model is in eval mode and gradients are off; on exit (also on an
+    exception) all hooks are removed and every module's ``training`` flag is restored.
+    ``name_filter`` (a callable on names, or a regular expression searched in them) keeps only
+    the matching layer records and unmodeled ops.
+    """
+
+    def __init__(self, model: nn.Module, *, name_filter: NameFilter = None,
+                 source: str = "") -> None:
+        if not isinstance(model, nn.Module):
+            raise HwawareError(f"profile: expected a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.source = source or type(model).__name__
+        self._keep = name_filter_fn(name_filter)
+        self._exit_stack: contextlib.ExitStack | None = None
+        # state of the batch in flight
+        self._stack: list[tuple[str, nn.Module, bool]] = []   # (name, module, counted)
+        self._counted_depth = 0
+        self._calls: Counter[str] = Counter()
+        self._events: list[tuple[Layer, tuple[int, int, int], tuple[int, int, int]]] = []
+        self._pending: dict[tuple[str, str], int] = defaultdict(int)
+        self._batch_size = 1
+        # accumulated over batches
+        self._records: dict[str, LayerStats] = {}
+        self._weights: dict[tuple[int, int, int], int] = {}  # (id, version, data_ptr) -> zeros
+        self._unmodeled: dict[tuple[str, str], float] = defaultdict(float)
+        self._ref_batch: int | None = None
+        self.batches = 0
+        #: (name, class) of the innermost module still open when a forward pass raised
+        self.failed_module: tuple[str, str] | None = None
+
+    # --- context ---------------------------------------------------------------------------
+    def __enter__(self) -> Profiler:
+        if self._exit_stack is not None:
+            raise RuntimeError("Profiler is not reentrant")
+        with contextlib.ExitStack() as stack:
+            flags = [(m, m.training) for m in self.model.modules()]
+            stack.callback(restore_training, flags)
+            self.model.eval()
+            stack.enter_context(torch.no_grad())
+            names = {id(m): (n or type(m).__name__) for n, m in self.model.named_modules()}
+            for m in self.model.modules():
+                name = names[id(m)]
+                pre = m.register_forward_pre_hook(partial(self._enter, name), with_kwargs=True)
+                stack.callback(pre.remove)
+                post = m.register_forward_hook(partial(self._exit, name), with_kwargs=True)
+                stack.callback(post.remove)
+            stack.enter_context(_CountingMode(self))
+            self._exit_stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is not None:
+            stack.close()
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the model on one batch; on failure remember the module that raised."""
+        self.failed_module = None
+        try:
+            return self.model(*args, **kwargs)
+        except BaseException:
+            if self._stack:
+                name, module, _ = self._stack[-1]
+                self.failed_module = (name, type(module).__name__)
+            self._stack.clear()
+            self._counted_depth = 0
+            raise
+
+    # --- hooks -----------------------------------------------------------------------------
+    def _enter(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if module is self.model or not self._stack:
+            self._begin_batch(args, kwargs)
+        counted = isinstance(module, COUNTED)
+        self._stack.append((name, module, counted))
+        self._counted_depth += counted
+
+    def _exit(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        # Pop down to this module's entry (entries above it belong to calls whose exception
+        # the model itself caught).
+        for i in range(len(self._stack) - 1, -1, -1):
+            if self._stack[i][1] is module:
+                for _, _, counted in self._stack[i:]:
+                    self._counted_depth -= counted
+                del self._stack[i:]
+                break
+        if isinstance(module, COUNTED) and not self._counted_depth:
+            self._record(name, module, args, kwargs, output)
+        if not self._stack:
+            self._end_batch()
+
+    def _functional(self, entry: tuple[str, Callable], args: tuple, kwargs: dict, out: Any) -> None:
+        if not self._stack or self._counted_depth:
+            return  # outside the model, or inside a module that is counted as a whole
+        op, count = entry
+        try:
+            macs = int(count(args, kwargs, out))
+        except Exception:  # odd argument forms: list the op anyway so it is never dropped
+            op, macs = f"{op}[MACs unknown]", 0
+        self._pending[(op, self._stack[-1][0])] += macs
+
+    # --- records ---------------------------------------------------------------------------
+    def _record(self, name: str, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        inp = arg(args, kwargs, 0, "input")
+        if isinstance(module, nn.MultiheadAttention):
+            q, k, v = (arg(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
+            seq_dim = 1 if module.batch_first else 0
+            extra = int(module.bias_k is not None) + int(module.add_zero_attn)
+            macs = attention_macs(q, k, v, module.embed_dim, seq_dim, extra)
+            self._pending[("MultiheadAttention", name)] += macs
+            return
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+            self._pending[(type(module).__name__, name)] += rnn_macs(module, inp)
+            return
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        if not isinstance(inp, torch.Tensor) or not isinstance(out, torch.Tensor):
+            self._pending[(f"{type(module).__name__}[non-tensor input]", name)] += 0
+            return
+        cls = type(module).__name__
+        if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            self._pending[(cls, name)] += conv_transpose_macs(inp, module.weight)
+            return
+        if isinstance(module, nn.Conv3d):
+            self._pending[(cls, name)] += conv_macs(out, module.weight)
+            return
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)) and any(d != 1 for d in module.dilation):
+            dil = "x".join(str(d) for d in module.dilation)
+            self._pending[(f"{cls}[dilation={dil}]", name)] += conv_macs(out, module.weight)
+            return
+        layer = layer_for(module, inp, out)
+        if isinstance(layer, str):  # the record would not reproduce the output: list it instead
+            linear = isinstance(module, nn.Linear)
+            macs = linear_macs((inp,), {}, out) if linear else conv_macs(out, module.weight)
+            self._pending[(f"{cls}[{layer}]", name)] += macs
+            return
+        k = self._calls[name]
+        self._calls[name] += 1
+        layer = layer.replace(name=name if k == 0 else f"{name}#{k}")
+        w = module.weight
+        w_zeros = self._weight_zeros(name, w)
+        for what, t in (("input", inp), ("output", out)):
+            check_finite_tensor(t, f"layer '{name}': its {what}")
+        in_zeros, words, values = input_stats(inp, layer)
+        counts = (inp.numel(), w.numel(), out.numel(), values)
+        self._events.append((layer, (in_zeros, w_zeros, zeros(out), words), counts))
+
+    def _weight_zeros(self, name: str, w: torch.Tensor) -> int:
+        """Zeros of a weight, checked finite; measured once per profile unless it was written
+        (weights repeat across batches and calls; the tensor's version counter says if it changed)."""
+        key = (id(w), w._version, w.data_ptr())
+        hit = self._weights.get(key)
+        if hit is None:
+            check_finite_tensor(w, f"layer '{name}': its weight")
+            self._weights[key] = hit = zeros(w)
+        return hit
+
+    def _begin_batch(self, args: tuple, kwargs: dict) -> None:
+        self._stack.clear()
+        self._counted_depth = 0
+        self._calls.clear()
+        self._events = []
+        self._pending = defaultdict(int)
+        first = next((t for t in itertools.chain(args, kwargs.values())
+                      if isinstance(t, torch.Tensor) and t.dim() > 0), None)
+        self._batch_size = int(first.shape[0]) if first is not None else 1
+
+    def _end_batch(self) -> None:
+        if self._ref_batch is None:
+            self._ref_batch = max(self._batch_size, 1)
+        for layer, zs, counts in self._events:
+            stats = self._records.get(layer.name)
+            if stats is None:
+                self._records[layer.name] = stats = LayerStats(layer)
+            elif layer.replace(N=stats.layer.N).shape_key() != stats.layer.shape_key():
+                raise HwawareError(
+                    f"profile: layer '{layer.name}' changed shape between batches "
+                    f"({shape_str(stats.layer)} -> {shape_str(layer)}); "
+                    "profile inputs of one size"
+                )
+            stats.add(zs, counts)
+        scale = self._ref_batch / max(self._batch_size, 1)
+        for key, macs in self._pending.items():
+            self._unmodeled[key] += macs * scale
+        self._events = []
+        self._pending = defaultdict(int)
+        self.batches += 1
+
+    def workload(self) -> Workload:
+        """The records so far: shapes of the first batch, zero fractions over all batches."""
+        if not self.batches:
+            raise HwawareError("profile: no forward pass completed; the data yielded no batches")
+        layers = [s.finish() for s in self._records.values() if self._keep(s.layer.name)]
+        # A zero-MAC entry is kept only when it carries a note (e.g. "[MACs unknown]").
+        unmodeled = [UnmodeledOp(op, name, round(macs / self.batches))
+                     for (op, name), macs in self._unmodeled.items()
+                     if self._keep(name) and (macs > 0 or "[" in op)]
+        return Workload(tuple(layers), tuple(unmodeled), source=self.source)
+
+
+def restore_training(flags: list[tuple[nn.Module, bool]]) -> None:
+    for m, training in flags:
+        m.training = training
+
+
+def name_filter_fn(spec: NameFilter) -> Callable[[str], bool]:
+    if spec is None:
+        return lambda name: True
+    if isinstance(spec, str):
+        try:
+            pattern = re.compile(spec)
+        except re.error as exc:
+            raise HwawareError(
+                f"profile: name_filter {spec!r} is not a valid regular expression: {exc}"
+            ) from None
+        return lambda name: pattern.search(name) is not None
+    if callable(spec):
+        return spec
+    raise HwawareError(
+        f"profile: name_filter must be a callable or a regex string, got {type(spec).__name__}"
+    )
