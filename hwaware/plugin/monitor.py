@@ -1,55 +1,5 @@
-"""Training-script plugin: watch a network's Eyeriss energy and latency while it trains.
-
-    >>> hw = hwaware.attach(model, example_batch, hardware="eyeriss_v1", logdir="runs/tb", every=200)
-    >>> for x, y in loader:
-    ...     loss = F.cross_entropy(model(x), y)
-    ...     opt.zero_grad(); loss.backward(); opt.step()
-    ...     hw.step()                       # after optimizer.step()
-    >>> hw.summary()                        # prints the per-layer table of the last score
-
-Every ``every`` steps the monitor profiles the model on the *live* batch (the last input the
-model's forward saw; a forward pre-hook keeps a reference to it, nothing is copied), scores the
-workload on the Eyeriss model and logs to TensorBoard:
-
-- scalars ``energy/<level>`` (DRAM, GLB, array, RF, MAC, total), ``energy_by_type/<type>``
-  (ifmap, filter, psum, MAC), ``latency/processing_ms``, ``latency/total_ms``,
-  ``sparsity/<layer>/ifmap`` and ``sparsity/<layer>/weight`` (measured fractions of zeros);
-  with a schedule also ``prune/target`` and ``prune/weight_sparsity``;
-- a figure ``energy/breakdown``: per-layer stacked energy by level and by data type, on every
-  ``figure_every``-th log (default 10) and for the final state at ``close()``.
-
-Only the profiling forward pass runs on the training thread (it must see this step's weights);
-scoring, TensorBoard writes and figures run on the monitor's worker thread (``background=True``),
-which a step never waits for unless two logs are still pending. ``hw.history``, ``hw.summary()``
-and ``hw.close()`` wait for it; ``hw.overhead_seconds`` is the time the training thread paid,
-``hw.background_seconds`` the worker's.
-
-Energy is per inference (the workload is scored at ``batch=1`` unless told otherwise) in the
-model's normalized unit (one 16-bit MAC = 1); sparsity changes as the network trains, so the
-energy does too. Profiling uses at most ``samples`` images of the batch, runs in eval mode under
-``torch.no_grad()`` and restores every module's train/eval flag: weights, BatchNorm statistics,
-gradients, optimizer state and the RNG are untouched (tests check training is bit-identical
-with and without the monitor).
-
-Schedules (:class:`~hwaware.compress.schedule.PruneSchedule`, re-exported here): gradual pruning
-from step ``start`` to ``end`` towards a
-fraction ``target`` of the Conv/Linear weights, following the cubic ramp of Zhu and Gupta
-("To prune, or not to prune", 2017): ``s(t) = target * (1 - (1 - (t - start)/(end - start))^3)``,
-one pruning event every ``every`` steps. ``method="magnitude"`` zeroes the smallest weights
-(one global threshold, or per layer with ``scope="layer"``: :func:`hwaware.compress.magnitude.magnitude_masks`);
-``method="energy"`` spends each event's weights on the layers in proportion to their share of
-the Eyeriss energy, measured on the live batch just before the event (the most energy-hungry
-layers lose the most weights, as in energy-aware pruning, Yang et al. CVPR 2017), with the
-smallest-magnitude weights removed inside each layer and no layer above
-``max_layer_sparsity``. Masks only grow and are re-applied after every optimizer step, so
-pruned weights stay zero while the optimizer keeps running.
-
-Wrapped models: ``DistributedDataParallel``/``DataParallel`` are unwrapped (``.module``) for
-profiling and masking; only rank 0 profiles and writes logs, and the energy-aware allocation is
-broadcast from rank 0 so every rank applies the same masks. ``torch.compile``: the monitor
-profiles the original module (``_orig_mod``, eager, with its own hooks), so the compiled graph is
-not re-traced; the live batch is captured by a hook on the outer (compiled) object.
-"""
+"""The :class:`HardwareMonitor`: capture the live batch, profile on the training thread, score and
+log on the worker thread, apply pruning schedules. See :mod:`hwaware.plugin` for the whole story."""
 
 from __future__ import annotations
 
@@ -57,103 +7,19 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import IO, Any
 
 import torch
 from torch import nn
 
-from .background import Worker
-from .compress.schedule import PruneSchedule, energy_allocation, schedule_masks
-from .errors import HwawareError
-from .measure import ModelMetrics, module_energy
+from ..background import Worker
+from ..compress.schedule import PruneSchedule, energy_allocation, schedule_masks
+from ..errors import HwawareError
+from ..measure import module_energy
+from .inputs import as_call, batch_of, first_n, rank, unwrap_model, world
+from .logs import MonitorRecord, history_table, write_scalars
 
-__all__ = ["HardwareMonitor", "MonitorRecord", "PruneSchedule", "attach", "energy_allocation", "unwrap_model"]
-
-
-
-# --- value types -------------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class MonitorRecord(ModelMetrics):
-    """One log point: the :class:`~hwaware.measure.ModelMetrics` of the model at optimizer step
-    ``step`` (energy per inference, normalized to one 16-bit MAC; latency on the Eyeriss model;
-    measured zero fractions per layer), the pruning state, and the wall time the log took."""
-
-    step: int
-    pruned_fraction: float | None = None
-    target_fraction: float | None = None
-    seconds: float = 0.0
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module that holds the layers: strips ``DistributedDataParallel``/``DataParallel``
-    (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers, in any nesting."""
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-
-    seen = 0
-    while seen < 8:
-        seen += 1
-        if isinstance(model, (DataParallel, DistributedDataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            break
-    return model
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _first_n(x: Any, n: int, batch: int | None) -> Any:
-    """Keep the first ``n`` samples of every tensor whose first dimension is the batch."""
-    if isinstance(x, torch.Tensor):
-        return x[:n] if batch is not None and x.dim() > 0 and x.shape[0] == batch else x
-    if isinstance(x, tuple):
-        return tuple(_first_n(v, n, batch) for v in x)
-    if isinstance(x, list):
-        return [_first_n(v, n, batch) for v in x]
-    if isinstance(x, dict):
-        return {k: _first_n(v, n, batch) for k, v in x.items()}
-    return x
-
-
-def _batch_of(args: tuple, kwargs: dict) -> int | None:
-    for t in (*args, *kwargs.values()):
-        if isinstance(t, torch.Tensor) and t.dim() > 0:
-            return int(t.shape[0])
-    return None
-
-
-def _as_call(batch: Any) -> tuple[tuple, dict]:
-    """An example batch -> forward arguments: a tensor, a tuple of tensors, an ``(inputs,
-    targets)`` pair from a loader (the inputs are used), or a dict of keyword arguments."""
-    if isinstance(batch, torch.Tensor):
-        return (batch,), {}
-    if isinstance(batch, Mapping):
-        return (), dict(batch)
-    if isinstance(batch, (tuple, list)) and batch:
-        if len(batch) == 2 and isinstance(batch[0], torch.Tensor) and isinstance(batch[1], torch.Tensor) \
-                and batch[1].dim() <= 1 and not torch.is_floating_point(batch[1]):
-            return (batch[0],), {}  # (images, integer labels) from a DataLoader
-        return tuple(batch), {}
-    raise HwawareError("attach: example_batch must be a tensor, a tuple of forward arguments, an "
-                       f"(inputs, labels) pair or a dict of keyword arguments; got {type(batch).__name__}")
-
-
-# --- the monitor --------------------------------------------------------------------------------
 
 class HardwareMonitor:
     """Profiles, scores and logs a model during training; see :func:`attach` and the module docstring."""
@@ -163,7 +29,7 @@ class HardwareMonitor:
                  samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
                  figures: bool = True, log_first: bool = True, writer: Any = None, background: bool = True,
                  figure_every: int = 10, optimizer: Any = None) -> None:
-        from .eyeriss import Scorer
+        from ..eyeriss import Scorer
 
         if not isinstance(model, nn.Module):
             raise HwawareError(f"attach: expected a torch.nn.Module, got {type(model).__name__}")
@@ -199,13 +65,13 @@ class HardwareMonitor:
         self.overhead_seconds = 0.0
         self._score_lock = threading.Lock()  # the worker and a prune event may score at once
         self._worker: Worker | None = None
-        self._rank = _rank()
-        self._example = _as_call(example_batch) if example_batch is not None else None
+        self._rank = rank()
+        self._example = as_call(example_batch) if example_batch is not None else None
         self._live: tuple[tuple, dict] | None = None
         self._closed = False
         self._prunable: dict[str, nn.Module] = {}
         if schedule is not None:
-            from .compress.magnitude import prunable_layers
+            from ..compress.magnitude import prunable_layers
 
             self._prunable = prunable_layers(self.model, schedule.layers)
         self._owns_writer = False
@@ -316,7 +182,7 @@ class HardwareMonitor:
         return self._worker.busy_seconds if self._worker is not None else 0.0
 
     def _call(self, batch: Any) -> tuple[tuple, dict]:
-        call = _as_call(batch) if batch is not None else (self._live or self._example)
+        call = as_call(batch) if batch is not None else (self._live or self._example)
         if call is None:
             raise HwawareError("HardwareMonitor: nothing to profile yet; pass example_batch to attach() "
                                "or call step() after the model has run a forward pass")
@@ -325,12 +191,12 @@ class HardwareMonitor:
     def _profile(self, call: tuple[tuple, dict]) -> tuple[Any, int, float | None, float | None]:
         """The caller's-thread half of a log: the workload of the model as it is now, with the step
         and pruning state it belongs to."""
-        from .profiler import profile_call
+        from ..profiler import profile_call
 
         args, kwargs = call
         if self.samples is not None:
-            n = _batch_of(args, kwargs)
-            args, kwargs = _first_n(args, self.samples, n), _first_n(kwargs, self.samples, n)
+            n = batch_of(args, kwargs)
+            args, kwargs = first_n(args, self.samples, n), first_n(kwargs, self.samples, n)
         wl = profile_call(self.model, args, kwargs, source=type(self.model).__name__)
         pruned = target = None
         if self.schedule is not None:
@@ -355,35 +221,21 @@ class HardwareMonitor:
         draw = self.figures and self._logs % self.figure_every == 0
         self._logs += 1
         self._write(rec, report, draw=draw)
-        rec = _with_seconds(rec, profile_seconds + time.perf_counter() - t0)
+        rec = replace(rec, seconds=profile_seconds + time.perf_counter() - t0)
         self._last = (report, wl)
         self._history.append(rec)
         return rec
 
     def _write(self, rec: MonitorRecord, report: Any, *, draw: bool) -> None:
-        w = self.writer
-        if w is None:
+        if self.writer is None:
             return
-        s = rec.step
-        for k, v in rec.energy_by_level.items():
-            w.add_scalar(f"energy/{k}", v, s)
-        w.add_scalar("energy/total", rec.energy, s)
-        for k, v in rec.energy_by_type.items():
-            w.add_scalar(f"energy_by_type/{k}", v, s)
-        w.add_scalar("latency/processing_ms", rec.processing_latency_ms, s)
-        w.add_scalar("latency/total_ms", rec.total_latency_ms, s)
-        for name in rec.ifmap_sparsity:
-            w.add_scalar(f"sparsity/{name}/ifmap", rec.ifmap_sparsity[name], s)
-            w.add_scalar(f"sparsity/{name}/weight", rec.weight_sparsity[name], s)
-        if rec.target_fraction is not None:
-            w.add_scalar("prune/target", rec.target_fraction, s)
-            w.add_scalar("prune/weight_sparsity", rec.pruned_fraction or 0.0, s)
+        write_scalars(self.writer, rec)
         if draw:
-            self._draw(report, s, rec.energy)
-        w.flush()
+            self._draw(report, rec.step, rec.energy)
+        self.writer.flush()
 
     def _draw(self, report: Any, step: int, energy: float) -> None:
-        from .plots import energy_breakdown_figure
+        from ..plots import energy_breakdown_figure
 
         fig = energy_breakdown_figure(report, title=f"step {step}: energy {energy:.4g} (x one 16-bit MAC) "
                                                      f"per batch of {self.batch}")
@@ -412,7 +264,7 @@ class HardwareMonitor:
                     {n: int((m.weight == 0).sum()) for n, m in self._prunable.items()},
                     module_energy(report), goal, sched.max_layer_sparsity)
                 self.overhead_seconds += time.perf_counter() - t0
-            if _world() > 1:
+            if world() > 1:
                 import torch.distributed as dist
 
                 box = [fractions]
@@ -426,31 +278,14 @@ class HardwareMonitor:
     def summary(self, file: IO[str] | None = None, *, show: bool = True) -> str:
         """Print (to ``file``, default stdout; nothing when ``show=False``) and return: the per-layer
         table of the last score and the energy/latency/sparsity history of every log step."""
-        from .report_table import format_pct, format_si, format_table
-
         if self._rank != 0:
             return ""
         if self.last_report is None:
             text = "hwaware monitor: no log step yet (call hw.log() or wait for `every` steps)"
         else:
-            rows = []
-            for r in self.history:
-                ifz = list(r.ifmap_sparsity.values())
-                wz = list(r.weight_sparsity.values())
-                rows.append([str(r.step), format_si(r.energy), format_pct(r.energy_by_level.get("DRAM", 0.0) / r.energy
-                                                                        if r.energy else 0.0),
-                             f"{r.processing_latency_ms:.3f}", format_pct(sum(ifz) / len(ifz) if ifz else 0.0),
-                             format_pct(sum(wz) / len(wz) if wz else 0.0),
-                             "" if r.pruned_fraction is None else format_pct(r.pruned_fraction)])
-            hist = format_table(["step", "energy/inference", "DRAM share", "proc ms", "mean ifmap zeros",
-                                 "mean weight zeros", "pruned"], rows)
-            first, last = self.history[0], self.history[-1]
-            change = (f"energy {last.energy / first.energy:.3f}x of step {first.step}, latency "
-                      f"{last.processing_latency_ms / first.processing_latency_ms:.3f}x"
-                      if first.energy and first.processing_latency_ms else "")
             text = (f"{self.last_report.table()}\n\nhistory ({len(self.history)} log steps, monitor overhead "
                     f"{self.overhead_seconds:.2f} s on the training thread, {self.background_seconds:.2f} s "
-                    f"in the background):\n{hist}\n{change}")
+                    f"in the background):\n{history_table(self.history)}")
         if show:
             print(text, file=file if file is not None else sys.stdout)
         return text
@@ -482,34 +317,3 @@ class HardwareMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _with_seconds(rec: MonitorRecord, seconds: float) -> MonitorRecord:
-    return replace(rec, seconds=seconds)
-
-
-def attach(model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",
-           objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
-           samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
-           figures: bool = True, log_first: bool = True, writer: Any = None, background: bool = True,
-           figure_every: int = 10, optimizer: Any = None) -> HardwareMonitor:
-    """Attach a :class:`HardwareMonitor` to ``model`` (plain, DDP-wrapped or ``torch.compile``'d).
-
-    ``example_batch``: forward input(s) for the first log (step 0) and a fallback when no live
-    batch was seen. ``hardware``/``objective``: as for :func:`hwaware.score`. ``logdir``: TensorBoard
-    directory (``None``: no logs, records are still kept in ``hw.history``). ``every``: steps
-    between logs. ``batch``: N the energy is scored at (1 = per inference). ``samples``: images
-    of the live batch profiled (sparsity is averaged over them). ``schedule``: a
-    :class:`PruneSchedule` or its dict, e.g. ``{"method": "energy", "start": 200, "end": 2000,
-    "target": 0.8, "every": 100}``. ``figures``: log the per-layer breakdown figure, on every
-    ``figure_every``-th log step and for the final state at ``close()`` (a figure costs far more
-    than the numbers). ``background``: score, write and draw on the monitor's worker thread, so a
-    log step costs the training loop only the profiling forward pass (``False``: all on the
-    caller's thread, and ``step()`` returns the record). ``optimizer``: its learning rate is
-    logged as ``train/lr`` at every step (pass ``hw.step(loss=loss, accuracy=acc)`` for the
-    training loss and accuracy).
-    """
-    return HardwareMonitor(model, example_batch, hardware=hardware, objective=objective, logdir=logdir,
-                           every=every, batch=batch, samples=samples, schedule=schedule, figures=figures,
-                           log_first=log_first, writer=writer, background=background, figure_every=figure_every,
-                           optimizer=optimizer)
