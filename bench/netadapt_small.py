@@ -43,7 +43,8 @@ def main() -> None:
     from hwaware.data import make_loader
     from hwaware.modelref import load_model
     from hwaware.netadapt import NetAdaptConfig, ResourceMeter
-    from hwaware.netadapt.split import HeldoutSplit as _Data
+    from hwaware.netadapt.rules import derive_seed
+    from hwaware.splits import HeldoutSplit
     from hwaware.train import SMALL_CNN_EPOCHS, SMALL_CNN_RECIPE, evaluate, fit, trained_small_cnn
 
     out = Path(args.out)
@@ -88,7 +89,9 @@ def main() -> None:
     if not args.skip_baseline:
         # the same resource measurement as the job: its held-out images, the same options
         cfg = NetAdaptConfig()
-        data = _Data("builtin:shapes", cfg)
+        data = HeldoutSplit("builtin:shapes", holdout=cfg.holdout, seed=derive_seed(cfg.seed, "split"),
+                            train_size=cfg.train_size, profile_images=cfg.profile_images,
+                            batch_size=cfg.batch_size)
         meter = ResourceMeter(["latency", "energy", "macs", "weights"])
         target = short["resources"]["latency"]
         width = None

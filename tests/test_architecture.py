@@ -162,3 +162,192 @@ def test_no_underscore_names_imported_across_modules():
                 if n.startswith("_") and not n.startswith("__") and not is_module:
                     found.add((module, n))
     assert found <= known, found - known
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """hwaware's module import graph: module -> modules it imports (at module level or inside a
+    function alike; annotation-only imports left out). ``from pkg import name`` points at the
+    submodule ``name`` when it is one, else at the submodule of ``pkg`` that ``pkg/__init__.py``
+    re-exports ``name`` from, else at ``pkg`` itself."""
+    files = {}
+    for path in (ROOT / "hwaware").rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        files[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = path
+
+    def reexports(pkg: str) -> dict[str, str]:
+        path = files.get(pkg)
+        if path is None or path.name != "__init__.py":
+            return {}
+        out = {}
+        for target, names in _imports(path, pkg):
+            for n in names:
+                out[n] = target
+        return out
+
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, path in files.items():
+        for target, names in _imports(path, module):
+            again = reexports(target)
+            for n in names:
+                full = f"{target}.{n}"
+                dest = full if full in files else again.get(n, target)
+                if dest in files and dest != module:
+                    graph[module].add(dest)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), iteratively."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        found.append(sorted(comp))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle():
+    # the checker itself can fail: a 3-cycle and a self-contained chain
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(g) == [["a", "b", "c"]]
+
+
+def test_module_import_graph_is_acyclic():
+    """No module reaches itself through imports, package ``__init__`` re-exports excepted: a
+    package importing its own submodules to re-export them is how the public API is built."""
+    graph = _module_graph()
+    assert "hwaware.netadapt.blocks" in graph["hwaware.netadapt.loop"]  # the graph is really built
+    assert "hwaware.splits" in graph["hwaware.netadapt.loop"]  # through a relative import two levels up
+    inits = {m for m in graph if (ROOT / Path(*m.split("."))).is_dir()}
+    inner = {m: {w for w in ws if w not in inits} for m, ws in graph.items() if m not in inits}
+    assert _cycles(inner) == []
+
+
+def test_layers_import_leftward_only():
+    """The data flow of docs/architecture.md: a lower layer never imports a higher one."""
+    order = ["workload", "eyeriss", "compress", "fixedpoint", "netadapt", "recipes", "cli"]
+    rank = {name: i for i, name in enumerate(order)}
+    graph = _module_graph()
+    wrong = []
+    for m, ws in graph.items():
+        a = m.split(".")[1] if m.count(".") >= 1 else ""
+        for w in ws:
+            b = w.split(".")[1] if w.count(".") >= 1 else ""
+            if a in rank and b in rank and rank[b] > rank[a]:
+                wrong.append((m, w))
+    assert wrong == []
+
+
+# -- an open recipe-stage registry -------------------------------------------------------------------
+
+def test_a_recipe_stage_registered_from_outside_runs(tmp_path):
+    from hwaware.recipes.options import Option
+    from hwaware.recipes.run import run_recipe
+    from hwaware.recipes.schema import RecipeError, parse_recipe
+    from hwaware.recipes.stages import STAGES, StageDef, StageResult, register_stage
+
+    seen = []
+
+    def run(ctx, stage):
+        frac = stage.options["fraction"]
+        seen.append(frac)
+        model = ctx.model
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.Conv2d):
+                    k = int(frac * m.weight.numel())
+                    cut = m.weight.abs().flatten().kthvalue(k).values
+                    m.weight[m.weight.abs() <= cut] = 0.0
+        ctx.set_model(model)
+        ctx.snapshot(stage.label)  # as the shipped model-changing stages do
+        return StageResult(stage.label, stage.name, 0.0, f"zeroed {frac:.0%} of every conv's weights")
+
+    register_stage(StageDef("zero-weights", "zero the smallest weights of every convolution",
+                            (Option("fraction", "float", 0.5, "share of each conv's weights set to zero",
+                                    low=0.0, high=1.0),),
+                            run=run, describe=lambda ctx, st: "zero weights"))
+    try:
+        recipe = {"name": "outside", "model": "models/small_cnn.py", "model_args": {"width": 0.25},
+                  "profile_images": 2, "stages": [{"zero-weights": {"fraction": 0.75}}]}
+        res = run_recipe(parse_recipe(recipe), out=tmp_path / "run", progress=False, log=lambda m: None)
+        assert seen == [0.75]
+        assert [s.label for s in res.timeline] == ["input", "1-zero-weights", "final"]
+        assert res.final.energy < res.input.energy  # zero weights are gated and compressed
+        bad = {**recipe, "stages": [{"zero-weights": {"fractoin": 0.5}}]}
+        with pytest.raises(RecipeError, match="fraction"):  # its options are checked like any stage's
+            parse_recipe(bad)
+    finally:
+        del STAGES["zero-weights"]
+    with pytest.raises(RecipeError, match="zero-weights"):
+        parse_recipe(recipe)
+
+
+# -- one name per thing across the CLI ----------------------------------------------------------------
+
+def _verb_flags():
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {verb: {s: a for a in p._actions for s in a.option_strings} for verb, p in sub.choices.items()}
+
+
+def test_shared_flags_mean_the_same_in_every_verb():
+    flags = _verb_flags()
+    # the same option: the same metavar wherever it appears
+    for flag, metavar in (("--hardware", "NAME|FILE"), ("--threads", "N"), ("--max-drop", "POINTS"),
+                          ("--batch", "N"), ("--batch-size", None), ("--seed", "N"), ("--data", "REF"),
+                          ("--model-ref", "REF"), ("--dataflow", "NAME")):
+        used = {verb: a.metavar for verb, fl in flags.items() for s, a in fl.items() if s == flag}
+        assert len(used) >= 2, flag
+        if metavar is not None:
+            assert set(used.values()) == {metavar}, (flag, used)
+    # --quiet and --no-progress are one flag; --force only where an output directory may exist
+    for verb, fl in flags.items():
+        if "--quiet" in fl:
+            assert fl["--no-progress"] is fl["--quiet"]
+    # every verb that writes a main output calls it --out (NetAdapt's --workdir keeps its name)
+    assert {v for v, fl in flags.items() if "--out" in fl} == {"run", "prune", "quantize", "export-vectors",
+                                                               "netadapt"}
+    assert flags["netadapt"]["--out"] is flags["netadapt"]["--workdir"]
+    assert flags["netadapt"]["--batch"].dest == "batch"
+
+
+def test_netadapt_out_and_batch_reach_the_config():
+    from hwaware.cli.netadapt import options_from_args
+
+    args = build_parser().parse_args(["netadapt", "m.pt", "--data", "builtin:shapes", "--out", "w",
+                                      "--budget", "latency=0.5", "--batch", "4"])
+    assert args.workdir == "w"
+    assert options_from_args(args)["batch"] == 4

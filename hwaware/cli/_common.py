@@ -1,20 +1,11 @@
-"""Flags and checks shared by the verbs that load a model (one place, one line per verb)."""
+"""What the verbs that load a model share at run time: loading ``TARGET`` (honouring
+``--model-ref``/``--trust-source``) and the input paths an output must not overwrite. The flags
+themselves are defined in :mod:`._flags`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
-
-MODEL_REF_HELP = ("for a saved .pt: the model reference that builds its architecture "
-                  "(path.py:callable, torchvision:NAME, timm:NAME); the file's code is never run")
-TRUST_HELP = ("for a saved .pt: import the model file or module recorded in it (needed only when it is "
-              "not torchvision, timm or a network bundled with hwaware); use only for files you trust")
-
-
-def add_model_flags(p: Any) -> None:
-    """``--model-ref`` and ``--trust-source`` (how a saved model's architecture is rebuilt)."""
-    p.add_argument("--model-ref", metavar="REF", help=MODEL_REF_HELP)
-    p.add_argument("--trust-source", action="store_true", help=TRUST_HELP)
 
 
 def load_target(args: argparse.Namespace) -> Any:
@@ -50,8 +41,3 @@ def input_paths(args: argparse.Namespace) -> list[str]:
     if isinstance(data, str) and ":" in data and not data.startswith("builtin:"):
         paths.append(data.split(":", 1)[1].split("?", 1)[0])
     return paths
-
-
-def add_force_flag(p: Any) -> None:
-    p.add_argument("--force", action="store_true",
-                   help="write into a non-empty output directory (files of the same name are replaced)")

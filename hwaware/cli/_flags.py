@@ -1,5 +1,10 @@
-"""Flags several verbs share, defined once: a config dataclass's options (name, type, default and
-help from the class itself), the fixed-point arithmetic, ``--dataflow`` and ``--quiet``."""
+"""Every flag two or more verbs share, defined once so the same thing has the same name, metavar
+and help in every verb: a config dataclass's options (name, type, default and help from the class
+itself), the fixed-point arithmetic, ``--dataflow``, ``--quiet`` (alias ``--no-progress``),
+``--force``, ``--model-ref``/``--trust-source``, ``--threads``. Conventions: ``--out`` is a verb's
+main output (a file or a directory), ``--json PATH`` an extra JSON report next to what is printed,
+``--batch N`` images per inference on the hardware model, ``--batch-size B`` a data loader's batch,
+``--hardware NAME|FILE`` a preset or a hardware file."""
 
 from __future__ import annotations
 
@@ -10,11 +15,14 @@ from typing import Any
 
 from .._config import config_defaults, config_docs
 
-__all__ = ["add_arithmetic_flags", "add_config_flags", "add_dataflow_flag", "add_quiet_flag", "config_options",
-           "fold_dataflow"]
+__all__ = ["HARDWARE_METAVAR", "MODEL_REF_HELP", "TRUST_HELP", "add_arithmetic_flags", "add_config_flags",
+           "add_dataflow_flag", "add_force_flag", "add_model_flags", "add_quiet_flag", "add_threads_flag",
+           "config_options", "fold_dataflow"]
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
 _METAVARS = {int: "N", float: "X", str: "NAME"}
+HARDWARE_METAVAR = "NAME|FILE"
+_FIELD_METAVARS = {"hardware": HARDWARE_METAVAR, "max_drop": "POINTS"}  # the same in every verb
 
 
 def add_config_flags(group: Any, cls: type, names: Iterable[str], *, choices: Mapping[str, Iterable[str]] | None = None,
@@ -44,7 +52,7 @@ def add_config_flags(group: Any, cls: type, names: Iterable[str], *, choices: Ma
         if choices and name in choices:
             kw["choices"] = tuple(choices[name])
         else:
-            kw["metavar"] = (metavars or {}).get(name, _METAVARS.get(typ, "VALUE"))
+            kw["metavar"] = (metavars or {}).get(name, _FIELD_METAVARS.get(name, _METAVARS.get(typ, "VALUE")))
         group.add_argument(flag, dest=name, **kw)
 
 
@@ -87,3 +95,25 @@ def fold_dataflow(options: dict[str, Any], args: argparse.Namespace) -> dict[str
 
         options["hardware"] = hardware_spec(options.get("hardware"), args.dataflow)
     return options
+
+
+MODEL_REF_HELP = ("for a saved .pt: the model reference that builds its architecture "
+                  "(path.py:callable, torchvision:NAME, timm:NAME); the file's code is never run")
+TRUST_HELP = ("for a saved .pt: import the model file or module recorded in it (needed only when it is "
+              "not torchvision, timm or a network bundled with hwaware); use only for files you trust")
+
+
+def add_model_flags(p: Any) -> None:
+    """``--model-ref`` and ``--trust-source`` (how a saved model's architecture is rebuilt)."""
+    p.add_argument("--model-ref", metavar="REF", help=MODEL_REF_HELP)
+    p.add_argument("--trust-source", action="store_true", help=TRUST_HELP)
+
+
+def add_force_flag(p: Any) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty output directory (files of the same name are replaced)")
+
+
+def add_threads_flag(parser: Any) -> None:
+    """``--threads N``: torch threads of this process."""
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's own choice)")

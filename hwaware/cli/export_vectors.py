@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import HwawareError
-from ._flags import add_arithmetic_flags, add_quiet_flag
 from .._io import check_output_path
-from ._common import add_force_flag, add_model_flags, input_paths, load_target
+from ..errors import HwawareError
+from ._common import input_paths, load_target
+from ._flags import add_arithmetic_flags, add_force_flag, add_model_flags, add_quiet_flag
 
 HELP = "write bit-exact int16 test vectors (npz + $readmemh hex + manifest) of every Conv/Linear layer"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()

@@ -13,13 +13,21 @@ from typing import Any
 import yaml
 
 from ..errors import HwawareError
-from ._flags import add_config_flags, add_dataflow_flag, add_quiet_flag, config_options, fold_dataflow
-from ._common import add_model_flags, load_target
+from ._common import load_target
+from ._flags import (
+    add_config_flags,
+    add_dataflow_flag,
+    add_model_flags,
+    add_quiet_flag,
+    add_threads_flag,
+    config_options,
+    fold_dataflow,
+)
 
 # NetAdaptConfig fields with their own flag (name, type, default and help from the class); any
 # other field is set with --set KEY=VALUE
 _OPTION_FLAGS = ("delta", "decay", "channel_step", "min_channels", "short_term_steps", "long_term_steps", "lr",
-                 "batch_size", "holdout", "train_size", "pick", "seed", "hardware", "max_iterations")
+                 "batch_size", "holdout", "train_size", "pick", "seed", "hardware", "batch", "max_iterations")
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +49,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", required=True, metavar="REF",
                    help="dataset reference (builtin:shapes, cifar10:PATH, imagefolder:PATH); proposals are "
                         "ranked on images held out from its training split")
-    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and outputs of this job")
+    p.add_argument("--workdir", "--out", dest="workdir", required=True, metavar="DIR",
+                   help="checkpoints and outputs of this job (--out: the same flag, the name other verbs use)")
     p.add_argument("--resume", action="store_true", help="continue the job in --workdir after an interruption")
     p.add_argument("--logdir", metavar="DIR", help="TensorBoard directory (default WORKDIR/tb)")
     g = p.add_argument_group("NetAdapt options (defaults: docs/netadapt.md)")
@@ -51,7 +60,7 @@ def register(subparsers: Any) -> None:
                    help="any other option, e.g. --set profile_images=16 --set test_eval=false")
     x = p.add_argument_group("execution (does not change the result)")
     x.add_argument("--device", choices=("cpu", "cuda"), help="where fine-tunes run (cpu; cuda per rank under torchrun)")
-    x.add_argument("--threads", metavar="N", type=int, help="torch threads per process (set it for reproducible numbers)")
+    add_threads_flag(x)
     add_quiet_flag(x)
     add_model_flags(p)
     p.set_defaults(func=run)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .._checks import check_alloc, check_dim
+from .._io import check_output_path
 from ..errors import HwawareError
 from ..report_table import format_pct, format_si, format_table
 from ..workload import Workload
-from .._checks import check_alloc, check_dim
-from .._io import check_output_path
-from ._common import add_model_flags, input_paths, load_target
+from ._common import input_paths, load_target
+from ._flags import add_model_flags
 
 HELP = "profile a model with forward hooks: per-layer shapes, MACs, weights, zero fractions"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()

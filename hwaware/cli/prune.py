@@ -15,10 +15,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import HwawareError
-from ._flags import add_config_flags, add_dataflow_flag, add_quiet_flag, config_options, fold_dataflow
 from .._io import check_output_path
-from ._common import add_model_flags, input_paths, load_target
+from ..errors import HwawareError
+from ._common import input_paths, load_target
+from ._flags import (
+    add_config_flags,
+    add_dataflow_flag,
+    add_model_flags,
+    add_quiet_flag,
+    add_threads_flag,
+    config_options,
+    fold_dataflow,
+)
 
 HELP = "prune a network: energy-aware (CVPR 2017), magnitude (Han 2015) or structured channels"
 
@@ -38,7 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("target", metavar="TARGET",
                    help="the model: a saved model .pt (trained), path.py[:callable], torchvision:NAME")
     add_config_flags(p, PruneConfig, _MAIN_FLAGS, choices={"method": METHODS},
-                     metavars={"target_energy": "FRAC", "max_drop": "POINTS"})
+                     metavars={"target_energy": "FRAC"})
     p.add_argument("--data", required=True, metavar="REF",
                    help="builtin:shapes, cifar10:PATH, imagefolder:PATH, or 'random' (random images; "
                         "'accuracy' = agreement with the unpruned model, for random-weight models)")
@@ -57,7 +65,7 @@ def register(subparsers: Any) -> None:
                    help="training images used to profile the energy and fit the restoration (64)")
     d.add_argument("--val-limit", type=int, metavar="K", help="validation images deciding each step (all)")
     d.add_argument("--train-limit", type=int, metavar="K", help="training images used for fine-tuning (all)")
-    d.add_argument("--threads", type=int, metavar="T", help="torch threads")
+    add_threads_flag(d)
     add_quiet_flag(d)
     add_model_flags(p)
     p.set_defaults(func=run)
@@ -203,13 +211,13 @@ def _loaders(model: Any, args: argparse.Namespace, seed: int) -> tuple[Any, Any,
                 f"on {n_val} random images")
         return train, val, None, calib, note
     from ..data import make_loader
+    from ..splits import val_split
 
-    train = make_loader(args.data, "train", batch_size=args.batch_size, seed=seed, limit=args.train_limit)
-    val = make_loader(args.data, "val", batch_size=256, limit=args.val_limit, seed=seed)
-    test = make_loader(args.data, "test", batch_size=256)
+    split = val_split(args.data, batch_size=args.batch_size, seed=seed, train_limit=args.train_limit,
+                      val_limit=args.val_limit)
     calib_loader = make_loader(args.data, "train", batch_size=args.calib_size, shuffle=True, seed=seed + 1)
     calib = next(iter(calib_loader))[0]
-    return train, val, test, calib, ""
+    return split.train, split.val, split.test, calib, ""
 
 
 def _writer(logdir: str | None) -> Any:

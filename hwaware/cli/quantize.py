@@ -10,10 +10,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import HwawareError
-from ._flags import add_arithmetic_flags, add_dataflow_flag, add_quiet_flag, fold_dataflow
 from .._io import check_output_path
-from ._common import add_model_flags, input_paths, load_target
+from ..errors import HwawareError
+from ._common import input_paths, load_target
+from ._flags import (
+    HARDWARE_METAVAR,
+    add_arithmetic_flags,
+    add_dataflow_flag,
+    add_model_flags,
+    add_quiet_flag,
+    fold_dataflow,
+)
 
 HELP = "energy-aware quantization: narrowest per-layer widths (16 down to 4) within an accuracy drop"
 EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
@@ -26,7 +33,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("target", metavar="TARGET", help="model: path.py[:callable], torchvision:NAME or a saved .pt")
     p.add_argument("--data", required=True, metavar="REF",
                    help="calibration from its train split, accuracy on its val split")
-    p.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                    help="allowed top-1 drop below the float model, in percentage points (default 1.0)")
     p.add_argument("--out", required=True, metavar="PATH", help="write the result as JSON here")
     p.add_argument("--widths", default="12,10,8,6,4", metavar="LIST",
@@ -35,7 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--val-samples", type=int, default=1000, metavar="K",
                    help="validation images per accuracy measurement (default 1000)")
     add_arithmetic_flags(p)
-    p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE", help="hardware preset or file (default eyeriss_v1)")
+    p.add_argument("--hardware", default="eyeriss_v1", metavar=HARDWARE_METAVAR, help="hardware preset or file (default eyeriss_v1)")
     add_dataflow_flag(p)
     p.add_argument("--finetune-steps", type=int, default=8, metavar="N",
                    help="quantization-aware fine-tuning steps (batch 64, train split) per trial; 0: post-training "

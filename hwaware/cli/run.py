@@ -18,8 +18,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._flags import add_quiet_flag
-from ._common import TRUST_HELP
+from ._flags import TRUST_HELP, add_quiet_flag
 
 HELP = "run a recipe: train, profile, score, prune, quantize, NetAdapt, report (see recipes/)"
 

@@ -12,11 +12,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import HwawareError
 from .._checks import check_dim
 from .._io import check_output_path
-from ._common import add_force_flag, add_model_flags, input_paths
-from ._flags import add_dataflow_flag, fold_dataflow
+from ..errors import HwawareError
+from ._common import input_paths
+from ._flags import (
+    HARDWARE_METAVAR,
+    add_dataflow_flag,
+    add_force_flag,
+    add_model_flags,
+    fold_dataflow,
+)
 
 HELP = "score a model or workload on the embedded Eyeriss model (energy, DRAM, latency, power)"
 
@@ -28,7 +34,7 @@ def register(subparsers: Any) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("target", metavar="TARGET",
                    help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a workload file")
-    p.add_argument("--hardware", default="eyeriss_v1", metavar="NAME|FILE",
+    p.add_argument("--hardware", default="eyeriss_v1", metavar=HARDWARE_METAVAR,
                    help=f"hardware preset ({', '.join(PRESETS)}) or a YAML hardware file (default eyeriss_v1)")
     add_dataflow_flag(p)
     p.add_argument("--batch", type=int, metavar="N", help="images per inference N the hardware scores, for every layer (default: as profiled)")

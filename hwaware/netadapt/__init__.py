@@ -9,8 +9,10 @@
   ``measured``) and :class:`ResourceMeter`; :mod:`.lut` — measured per-layer latency tables.
 - :mod:`.budget` — budgets (``latency=0.5``, ``energy=60%``, ``macs=abs:2e6``).
 - :mod:`.loop` — the loop (:class:`NetAdapt` step API, :func:`netadapt` entry function);
-  :mod:`.rules` — its step rules as pure functions; :mod:`.family` — proposals, family members,
-  the result; :mod:`.split` — the held-out / fine-tune split of the training data.
+  :mod:`.rules` — its step rules as pure functions; :mod:`.blocks` — one block's candidate
+  widths; :mod:`.family` — proposals, family members, the result; :mod:`.progress` — log lines and
+  TensorBoard; :mod:`.determinism` — torch settings for bit-identical resume. The held-out /
+  fine-tune split of the training data is :class:`hwaware.splits.HeldoutSplit`.
 - :mod:`.job` — workdir, checkpoints, resume; :mod:`.distributed` — proposals on torchrun ranks.
 """
 

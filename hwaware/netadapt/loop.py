@@ -21,9 +21,7 @@ as they are made (for notebooks); :func:`netadapt` runs a whole job; the CLI wra
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,31 +30,27 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HwawareError
+from ..splits import HeldoutSplit
+from .blocks import block_widths, check_reachable, scan_block
 from .budget import BudgetSpec, parse_budgets
 from .config import NetAdaptConfig
+from .determinism import torch_settings
 from .distributed import DistContext, setup, teardown
 from .family import FamilyMember, NetAdaptResult, Proposal
-from .resources import ResourceContext, ResourceMeter, resource_info
+from .progress import FamilyLog
+from .resources import ResourceContext, ResourceMeter
 from .rules import (
-    RESOURCE_EPS,
     budgets_met,
     candidate_units,
     choose_units,
     derive_seed,
     lowers,
-    meets,
     pick_proposal,
     step_targets,
 )
-from .split import HeldoutSplit
 
 __all__ = ["FamilyMember", "NetAdapt", "NetAdaptResult", "Proposal", "candidate_units", "choose_units",
            "derive_seed", "netadapt", "pick_proposal", "step_targets"]
-
-
-
-# ----------------------------------------------------------------------------------------------
-# the loop
 
 
 class NetAdapt:
@@ -105,13 +99,15 @@ class NetAdapt:
         self.device = self.dist.device
         self.workdir = Path(workdir) if workdir is not None else None
         self.logdir = Path(logdir) if logdir is not None else (self.workdir / "tb" if self.workdir else None)
-        self._writer: Any = None
+        self.log = FamilyLog(self.budgets, progress=progress, logdir=self.logdir)
         self._models: list[Any] = []  # in-memory family when there is no workdir
         self.members: list[FamilyMember] = []
         self._finished: NetAdaptResult | None = None
         try:
-            with self._torch_settings():
-                self.data = HeldoutSplit(data, self.cfg)
+            with torch_settings(self.threads, self.device):
+                self.data = HeldoutSplit(data, holdout=self.cfg.holdout, seed=derive_seed(self.cfg.seed, "split"),
+                                         train_size=self.cfg.train_size, profile_images=self.cfg.profile_images,
+                                         batch_size=self.cfg.batch_size)
                 self._init(model, resume)
         except BaseException:
             self.close(clean=False)
@@ -163,6 +159,7 @@ class NetAdapt:
             self.current = model
             self.initial = {}
         self.resumed = bool(records)
+        self.log.initial = self.initial
         from ..compress.magnitude import Masks
 
         zeros = Masks.from_model(self.current).sparsity()
@@ -176,47 +173,10 @@ class NetAdapt:
     def limits(self) -> dict[str, float]:
         return {b.resource: b.limit(self.initial[b.resource]) for b in self.budgets}
 
-    @contextlib.contextmanager
-    def _torch_settings(self) -> Iterator[None]:
-        """Thread count (and, on GPUs, deterministic kernels) for the duration of a step.
-
-        CPU kernels are deterministic for a fixed thread count. On GPUs deterministic algorithms
-        are switched on (warn-only); cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set
-        before the process starts for bit-reproducible matrix products.
-        """
-        import torch
-
-        threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        cuda = self.device.startswith("cuda")
-        if cuda:
-            det = torch.are_deterministic_algorithms_enabled()
-            warn = torch.is_deterministic_algorithms_warn_only_enabled()
-            cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
-            if cuda:
-                torch.use_deterministic_algorithms(det, warn_only=warn)
-                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
     # --- measurement ---------------------------------------------------------------------------
     def _measure(self, model: Any) -> dict[str, float]:
         values, _ = self.meter.measure_model(model, self.data.profile_images)
         return values
-
-    def _accuracy(self, model: Any) -> float:
-        from ..train import evaluate
-
-        model.to(self.device)
-        try:
-            return float(evaluate(model, self.data.heldout_loader(), device=self.device))
-        finally:
-            model.cpu()
 
     def _finetune(self, model: Any, steps: int, seed: int) -> None:
         """Fine-tune ``model`` in place for ``steps`` SGD steps. Weights that are exactly zero when
@@ -255,7 +215,7 @@ class NetAdapt:
         """Run one iteration (the first call measures the original); None once budgets are met."""
         if self._finished is not None:
             return None
-        with self._torch_settings():
+        with torch_settings(self.threads, self.device):
             if not self.members:
                 return self._original()
             last = self.members[-1]
@@ -264,7 +224,7 @@ class NetAdapt:
             if last.iteration >= self.cfg.max_iterations:
                 self._error_keep(
                     f"budgets not met after max_iterations={self.cfg.max_iterations} "
-                    f"({self._budget_status(last.resources)}); raise max_iterations or delta"
+                    f"({self.log.budget_status(last.resources)}); raise max_iterations or delta"
                 )
             return self._iterate(last.iteration + 1)
 
@@ -279,39 +239,14 @@ class NetAdapt:
                 raise HwawareError(f"the original network's {b.resource} is {self.initial[b.resource]}; "
                                    "a budget needs a positive value to shrink")
         graph = ChannelGraph(model, self.data.example)
-        self._check_reachable(graph)
+        check_reachable(graph, self.budgets, self.initial, self._measure, min_channels=self.cfg.min_channels)
+        self.log.initial = self.initial
         member = FamilyMember(
-            iteration=0, kind="original", block=None, channels=_channels(graph),
-            resources=self.initial, accuracy=self._accuracy(model),
+            iteration=0, kind="original", block=None, channels=block_widths(graph),
+            resources=self.initial, accuracy=self.data.heldout_accuracy(model, self.device),
             seconds=time.perf_counter() - t0,
         )
         return self._commit(member, model)
-
-    def _check_reachable(self, graph: Any) -> None:
-        """Fail before any work when even the smallest network misses a budget."""
-        keep = {}
-        for g in graph.prunable_groups():
-            units = self._min_units(g)
-            keep[g.name] = sorted(graph.ranking(g)[:units])
-        smallest = self._measure(graph.shrink(keep))
-        for b in self.budgets:
-            r = b.resource
-            lim = b.limit(self.initial[r])
-            if smallest[r] > lim * (1 + RESOURCE_EPS):
-                unit = f" {resource_info(r).unit}" if resource_info(r).unit else ""
-                raise HwawareError(
-                    f"budget {b} cannot be met: with every prunable block cut to "
-                    f"min_channels={self.cfg.min_channels} the network's {r} is {smallest[r]:.4g}{unit} "
-                    f"({smallest[r] / self.initial[r]:.1%} of the original {self.initial[r]:.4g}{unit}); "
-                    f"ask for at least {math.ceil(1000 * smallest[r] / self.initial[r]) / 1000:g}"
-                )
-
-    def _min_units(self, g: Any) -> int:
-        per_unit = g.channels_per_unit
-        return max(1, min(g.size, math.ceil(self.cfg.min_channels / per_unit)))
-
-    def _unit_step(self, g: Any) -> int:
-        return max(1, round(self.cfg.channel_step / (g.channels_per_unit)))
 
     def _iterate(self, i: int) -> FamilyMember:
         from tqdm.auto import tqdm
@@ -333,7 +268,8 @@ class NetAdapt:
         try:
             for k, g in enumerate(groups):
                 if d.mine(k):
-                    scans[k] = self._scan(graph, g, targets)
+                    scans[k] = scan_block(graph, g, targets, self._measure, channel_step=cfg.channel_step,
+                                          min_channels=cfg.min_channels)
         except HwawareError as exc:
             error = str(exc)
         d.agree(error)
@@ -343,7 +279,7 @@ class NetAdapt:
         if found is None:
             self._error_keep(
                 f"budgets cannot be met from iteration {i - 1}: no block can be shrunk further "
-                f"without raising a resource ({self._budget_status(current)})"
+                f"without raising a resource ({self.log.budget_status(current)})"
             )
         step, targets, chosen = found
 
@@ -360,7 +296,7 @@ class NetAdapt:
                 prop_model = graph.prune(g.name, g.size - units)
                 before = scans[k][[u for u, _ in scans[k]].index(units)][1]
                 self._finetune(prop_model, cfg.short_term_steps, derive_seed(cfg.seed, i, k))
-                acc = self._accuracy(prop_model)
+                acc = self.data.heldout_accuracy(prop_model, self.device)
                 after = self._measure(prop_model)
                 per_unit = g.channels_per_unit
                 results[k] = self._judge(Proposal(
@@ -400,17 +336,6 @@ class NetAdapt:
         self.current = winner_model
         return self._commit(member, winner_model)
 
-    def _scan(self, graph: Any, g: Any, targets: Mapping[str, float]) -> list[tuple[int, dict[str, float]]]:
-        """(units kept, resources) for this block's candidates, largest first, up to the first that
-        meets ``targets`` (all of them when none does)."""
-        out = []
-        for units in candidate_units(g.size, self._unit_step(g), self._min_units(g)):
-            values = self._measure(graph.prune(g.name, g.size - units))
-            out.append((units, values))
-            if meets(values, targets):
-                break
-        return out
-
     def _judge(self, p: Proposal, current: Mapping[str, float]) -> Proposal:
         """Eligible when, after the fine-tune, the proposal still :func:`lowers` the resources
         (measured sparsity, hence Eyeriss energy, can move a little during the fine-tune)."""
@@ -433,38 +358,13 @@ class NetAdapt:
         elif self.workdir is None:
             self._models.append(copy.deepcopy(model))
         if self.dist.is_main:
-            self._log(member)
+            self.log.member(member)
             if self.job is not None:
                 from .report import write_family
 
                 write_family(self._result(final=False), self.workdir, plot=False)
         self.members.append(member)
         return member
-
-    def _log(self, member: FamilyMember) -> None:
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"netadapt iteration {member.iteration}: {member.block or member.kind} | "
-                       f"{self._budget_status(member.resources)} | held-out accuracy {member.accuracy:.4f}")
-        if self.logdir is None:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.logdir), purge_step=member.iteration)
-        w, step = self._writer, member.iteration + (1 if member.kind == "long_term" else 0)
-        for r, v in member.resources.items():
-            w.add_scalar(f"resource/{r}", v, step)
-            w.add_scalar(f"relative/{r}", v / self.initial[r], step)
-        w.add_scalar("accuracy/heldout", member.accuracy, step)
-        w.add_scalar("netadapt/step", member.step, step)
-        w.flush()
-
-    def _budget_status(self, values: Mapping[str, float]) -> str:
-        return ", ".join(f"{b.resource} {values[b.resource] / self.initial[b.resource]:.1%} "
-                         f"(budget {b.limit(self.initial[b.resource]) / self.initial[b.resource]:.1%})"
-                         for b in self.budgets)
 
     def _error_keep(self, message: str) -> None:
         where = f"; the {len(self.members)} completed iteration(s) are kept in '{self.workdir}'" \
@@ -488,8 +388,8 @@ class NetAdapt:
                       disable=not (self.progress and self.dist.is_main), dynamic_ncols=True) as bar:
                 for member in self.iterations():
                     bar.update(1 if member.kind == "iteration" else 0)
-                    bar.set_postfix_str(self._budget_status(member.resources))
-            with self._torch_settings():
+                    bar.set_postfix_str(self.log.budget_status(member.resources))
+            with torch_settings(self.threads, self.device):
                 self._long_term()
                 self._test_accuracy()
             result = self._result(final=True)
@@ -518,7 +418,7 @@ class NetAdapt:
                 t0 = time.perf_counter()
                 model = copy.deepcopy(self.current)
                 self._finetune(model, cfg.long_term_steps, derive_seed(cfg.seed, "long_term"))
-                member = replace(self.members[-1], kind="long_term", accuracy=self._accuracy(model),
+                member = replace(self.members[-1], kind="long_term", accuracy=self.data.heldout_accuracy(model, self.device),
                                  resources=self._measure(model), proposals=(), step=0.0, targets={},
                                  model=None, seconds=time.perf_counter() - t0)
                 member = self._commit(member, model)
@@ -565,18 +465,13 @@ class NetAdapt:
     def close(self, *, clean: bool = True) -> None:
         """Close the TensorBoard writer and leave a process group this object created
         (``clean=False`` after an error: no final barrier with the other ranks)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if hasattr(self, "log"):
+            self.log.close()
         if getattr(self, "job", None) is not None:  # record how the job ended; free the workdir
             self.job.close(None if clean else (sys.exc_info()[1] or RuntimeError("stopped")))
         if self._owns_dist and hasattr(self, "dist"):
             teardown(self.dist, clean=clean)
             self._owns_dist = False  # closing twice must not touch the group again
-
-
-def _channels(graph: Any) -> dict[str, int]:
-    return {g.name: g.width for g in graph.prunable_groups()}
 
 
 def netadapt(

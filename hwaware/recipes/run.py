@@ -26,10 +26,11 @@ with an exclusive ``mkdir``, so no run ever overwrites another):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,8 +51,27 @@ __all__ = [
     "run_recipe",
 ]
 
-# stage name -> runner, from the stage registry (a test may swap one in)
-STAGE_RUNNERS: dict[str, Callable[[RunContext, object], StageResult]] = {n: d.run for n, d in STAGES.items()}
+class _Runners(MutableMapping[str, Callable[..., StageResult]]):
+    """Stage name -> runner, a live view of the stage registry (a stage registered later, from
+    outside the package, is here too); setting a runner replaces that :class:`StageDef`'s ``run``."""
+
+    def __getitem__(self, name: str) -> Callable[..., StageResult]:
+        return STAGES[name].run
+
+    def __setitem__(self, name: str, run: Callable[..., StageResult]) -> None:
+        STAGES[name] = dataclasses.replace(STAGES[name], run=run)
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("remove a stage from hwaware.recipes.stages.STAGES, not from its runners")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(STAGES)
+
+    def __len__(self) -> int:
+        return len(STAGES)
+
+
+STAGE_RUNNERS: MutableMapping[str, Callable[..., StageResult]] = _Runners()
 
 
 @dataclass(frozen=True)
@@ -171,7 +191,7 @@ def run_recipe(recipe: Recipe, *, runs_dir: str | os.PathLike[str] = "runs", out
             if st.options["skip"]:
                 ctx.results.append(StageResult(st.label, st.name, 0.0, "skipped"))
                 continue
-            res = STAGE_RUNNERS[st.name](ctx, st)
+            res = STAGES[st.name].run(ctx, st)
             ctx.results.append(res)
             if st.name != "report":  # the report is written (and timed) after the last stage
                 ctx.log(f"    {st.name}: {res.summary} ({res.seconds:.1f} s)")
