@@ -15,14 +15,39 @@ from typing import Any
 
 from .._config import config_defaults, config_docs
 
-__all__ = ["HARDWARE_METAVAR", "MODEL_REF_HELP", "TRUST_HELP", "add_arithmetic_flags", "add_config_flags",
-           "add_dataflow_flag", "add_force_flag", "add_model_flags", "add_quiet_flag", "add_threads_flag",
-           "config_options", "fold_dataflow"]
+__all__ = [
+    "HARDWARE_METAVAR",
+    "MODEL_REF_HELP",
+    "TRUST_HELP",
+    "add_arithmetic_flags",
+    "add_config_flags",
+    "add_dataflow_flag",
+    "add_force_flag",
+    "add_model_flags",
+    "add_quiet_flag",
+    "add_threads_flag",
+    "add_verb",
+    "config_options",
+    "examples",
+    "fold_dataflow",
+]
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
 _METAVARS = {int: "N", float: "X", str: "NAME"}
 HARDWARE_METAVAR = "NAME|FILE"
 _FIELD_METAVARS = {"hardware": HARDWARE_METAVAR, "max_drop": "POINTS"}  # the same in every verb
+
+
+def add_verb(subparsers: Any, name: str, help: str, *, details: str = "", epilog: str | None = None) -> Any:
+    """A verb's parser: ``help`` is its line in ``hwaware --help``; its own ``--help`` shows
+    ``help`` + ``details`` and then ``epilog`` as written (the examples of the verb's module)."""
+    return subparsers.add_parser(name, help=help, description=help + "." + (" " + details if details else ""),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+
+
+def examples(doc: str | None) -> str:
+    """``examples:`` and a verb module's docstring after its first two lines."""
+    return "examples:\n" + (doc or "").split("\n", 2)[2].rstrip()
 
 
 def add_config_flags(group: Any, cls: type, names: Iterable[str], *, choices: Mapping[str, Iterable[str]] | None = None,

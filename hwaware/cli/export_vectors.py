@@ -13,16 +13,21 @@ from typing import Any
 from .._io import check_output_path
 from ..errors import HwawareError
 from ._common import input_paths, load_target
-from ._flags import add_arithmetic_flags, add_force_flag, add_model_flags, add_quiet_flag
+from ._flags import (
+    add_arithmetic_flags,
+    add_force_flag,
+    add_model_flags,
+    add_quiet_flag,
+    add_verb,
+    examples,
+)
 
 HELP = "write bit-exact int16 test vectors (npz + $readmemh hex + manifest) of every Conv/Linear layer"
-EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("export-vectors", help=HELP, description=HELP + ". The arithmetic is "
-                              "the contract in docs/fixedpoint.md.",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p = add_verb(subparsers, "export-vectors", HELP, details="The arithmetic is the contract in docs/fixedpoint.md.",
+                 epilog=examples(__doc__))
     p.add_argument("target", metavar="TARGET", help="model: path.py[:callable], torchvision:NAME or a saved .pt")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument("--data", metavar="REF",

@@ -17,15 +17,13 @@ from ..errors import HwawareError
 from ..report_table import format_pct, format_si, format_table
 from ..workload import Workload
 from ._common import input_paths, load_target
-from ._flags import add_model_flags
+from ._flags import add_model_flags, add_verb, examples
 
 HELP = "profile a model with forward hooks: per-layer shapes, MACs, weights, zero fractions"
-EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("profile", help=HELP, description=HELP + ".",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p = add_verb(subparsers, "profile", HELP, epilog=examples(__doc__))
     p.add_argument("target", metavar="TARGET",
                    help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a "
                         "workload file (.yaml/.yml/.json)")

@@ -24,6 +24,7 @@ from ._flags import (
     add_model_flags,
     add_quiet_flag,
     add_threads_flag,
+    add_verb,
     config_options,
     fold_dataflow,
 )
@@ -38,11 +39,10 @@ _OPTION_FLAGS = ("step", "min_step", "local_steps", "global_steps", "finetune_ev
 def register(subparsers: Any) -> None:
     from ..compress.prune import METHODS, PruneConfig
 
-    p = subparsers.add_parser(
-        "prune", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
-        description=HELP + ". Steps are accepted while validation accuracy stays within --max-drop "
-                    "points; the loop stops at --target-energy (fraction of the starting Eyeriss "
-                    "energy) or when nothing more can be pruned, and keeps the best model found.")
+    p = add_verb(subparsers, "prune", HELP, epilog=__doc__,
+                 details="Steps are accepted while validation accuracy stays within --max-drop points; the "
+                         "loop stops at --target-energy (fraction of the starting Eyeriss energy) or when "
+                         "nothing more can be pruned, and keeps the best model found.")
     p.add_argument("target", metavar="TARGET",
                    help="the model: a saved model .pt (trained), path.py[:callable], torchvision:NAME")
     add_config_flags(p, PruneConfig, _MAIN_FLAGS, choices={"method": METHODS},

@@ -19,17 +19,18 @@ from ._flags import (
     add_dataflow_flag,
     add_model_flags,
     add_quiet_flag,
+    add_verb,
+    examples,
     fold_dataflow,
 )
 
 HELP = "energy-aware quantization: narrowest per-layer widths (16 down to 4) within an accuracy drop"
-EXAMPLES = "examples:\n" + __doc__.split("\n", 2)[2].rstrip()
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("quantize", help=HELP, description=HELP + ". Accuracy is measured with the "
-                              "integer backend on the validation split; energy with the Eyeriss model.",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p = add_verb(subparsers, "quantize", HELP, epilog=examples(__doc__),
+                 details="Accuracy is measured with the integer backend on the validation split; energy with "
+                         "the Eyeriss model.")
     p.add_argument("target", metavar="TARGET", help="model: path.py[:callable], torchvision:NAME or a saved .pt")
     p.add_argument("--data", required=True, metavar="REF",
                    help="calibration from its train split, accuracy on its val split")

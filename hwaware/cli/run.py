@@ -18,14 +18,13 @@ import argparse
 import sys
 from typing import Any
 
-from ._flags import TRUST_HELP, add_quiet_flag
+from ._flags import TRUST_HELP, add_quiet_flag, add_verb
 
 HELP = "run a recipe: train, profile, score, prune, quantize, NetAdapt, report (see recipes/)"
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("run", help=HELP, description=HELP + ".",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = add_verb(subparsers, "run", HELP, epilog=__doc__)
     p.add_argument("recipe", metavar="RECIPE", nargs="?", help="recipe YAML file (e.g. recipes/quickstart.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key (repeatable)")

@@ -21,6 +21,7 @@ from ._flags import (
     add_dataflow_flag,
     add_force_flag,
     add_model_flags,
+    add_verb,
     fold_dataflow,
 )
 
@@ -30,8 +31,7 @@ HELP = "score a model or workload on the embedded Eyeriss model (energy, DRAM, l
 def register(subparsers: Any) -> None:
     from ..eyeriss import OBJECTIVES, PRESETS
 
-    p = subparsers.add_parser("score", help=HELP, description=HELP + ".",
-                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = add_verb(subparsers, "score", HELP, epilog=__doc__)
     p.add_argument("target", metavar="TARGET",
                    help="model (path.py[:callable], torchvision:NAME, saved model .pt) or a workload file")
     p.add_argument("--hardware", default="eyeriss_v1", metavar=HARDWARE_METAVAR,
