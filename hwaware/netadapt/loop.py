@@ -163,11 +163,11 @@ class NetAdapt:
         from ..compress.magnitude import Masks
 
         zeros = Masks.from_model(self.current).sparsity()
-        if zeros > 0.01 and self.progress and d.is_main:
+        if zeros > 0.01 and d.is_main:  # information, not progress: shown with progress off too
             from tqdm.auto import tqdm
 
             tqdm.write(f"netadapt: {zeros:.1%} of the Conv/Linear weights are zero (a pruned model); "
-                       "every fine-tune keeps them at zero")
+                       "every fine-tune keeps them at zero", file=sys.stderr)
 
     @property
     def limits(self) -> dict[str, float]:
