@@ -107,7 +107,8 @@ def check_output_path(out: str | os.PathLike[str] | None, *, inputs: Any = (), f
         if p.exists() and not p.is_dir():
             raise HwawareError(f"{flag} '{out}' exists and is not a directory")
         if p.is_dir() and any(p.iterdir()) and not force:
-            raise HwawareError(f"{flag} '{out}' is a non-empty directory; choose a new one or pass --force "
+            how = "pass --force" if flag.startswith("--") else "pass force=True"  # CLI flag or API argument
+            raise HwawareError(f"{flag} '{out}' is a non-empty directory; choose a new one or {how} "
                                "to write into it (files of the same name are replaced)")
     elif p.is_dir():
         raise HwawareError(f"{flag} '{out}' is a directory; give a file path")

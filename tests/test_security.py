@@ -232,6 +232,23 @@ def test_non_empty_output_directory_needs_force(tmp_path, capsys):
     assert (d / "mine.txt").read_text() == "keep" and len(list(d.iterdir())) > 1
 
 
+def test_export_vectors_api_refuses_a_non_empty_directory(tmp_path):
+    """The Python API refuses what the CLI refuses (before converting anything); force=True writes."""
+    from hwaware.fixedpoint.vectors import export_vectors
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    d = tmp_path / "vec"
+    d.mkdir()
+    (d / "mine.txt").write_text("keep")
+    with pytest.raises(HwawareError, match=r"out_dir '.*vec' is a non-empty directory.*force=True"):
+        export_vectors(model, d, inputs=x)
+    assert [p.name for p in d.iterdir()] == ["mine.txt"]
+    vs = export_vectors(model, d, inputs=x, force=True)
+    assert len(vs.layers) == 2 and (d / "manifest.json").is_file() and (d / "mine.txt").read_text() == "keep"
+    assert len(export_vectors(model, tmp_path / "new", inputs=x).layers) == 2  # a new directory needs nothing
+
+
 def test_unwritable_output_fails_before_the_work(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

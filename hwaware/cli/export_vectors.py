@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"target": args.target, "data": args.data or "random normal", "seed": args.seed}
     vs = export_vectors(model, args.out, inputs=inputs, calibration_data=calib, mode=args.mode,
                         rounding=args.rounding, overflow=args.overflow, samples=args.samples,
-                        hex_files=not args.no_hex, meta=meta, progress=not args.quiet)
+                        hex_files=not args.no_hex, meta=meta, progress=not args.quiet, force=args.force)
     _print(vs, args)
     return 0
 

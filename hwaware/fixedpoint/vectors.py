@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_open, write_json, write_text
-from ..errors import HwawareError
+from .._io import atomic_open, check_output_path, write_json, write_text
 from .convert import ConvOp, FixedPointModel, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING
 
@@ -85,11 +84,13 @@ def _hex_lines(a: np.ndarray, digits: int) -> str:
 def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tensor,
                    calibration_data: Any = None, mode: str = DEFAULT_MODE,
                    rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, samples: int | None = 256, hex_files: bool = True,
-                   meta: dict[str, Any] | None = None, progress: bool = False) -> VectorSet:
+                   meta: dict[str, Any] | None = None, progress: bool = False, force: bool = False) -> VectorSet:
     """Convert ``model`` (unless it is a :class:`FixedPointModel`), run ``inputs``, write vectors.
 
-    ``calibration_data`` sets the formats (default: ``inputs``). Returns what was written.
+    ``calibration_data`` sets the formats (default: ``inputs``). ``out_dir`` must be new or empty
+    (files of another export would mix with these) unless ``force``. Returns what was written.
     """
+    check_output_path(out_dir, flag="export_vectors: out_dir", directory=True, force=force)
     if isinstance(model, FixedPointModel):
         fixed = model
     else:
@@ -98,8 +99,6 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
                         progress=progress)
     arith = fixed.arith
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise HwawareError(f"export-vectors: '{out}' exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     run = fixed.run(fixed.quantize_input(inputs), keep=True)
     layers: list[VectorLayer] = []

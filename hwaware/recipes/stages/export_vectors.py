@@ -61,7 +61,8 @@ def run_export_vectors(ctx: RunContext, stage: Stage) -> StageResult:
         return StageResult(stage.label, stage.name, 0.0, "no run directory")
     vs = export_vectors(ctx.fixed if reuse else ctx.model, out, inputs=images,
                         calibration_data=None if reuse else ctx.training_images(o["samples"]),
-                        samples=o["samples"], hex_files=o["hex"], progress=ctx.progress, **arith)
+                        samples=o["samples"], hex_files=o["hex"], progress=ctx.progress,
+                        force=True, **arith)  # the run's own directory: a resumed stage rewrites it
     return StageResult(stage.label, stage.name, time.perf_counter() - t0,
                        f"{len(vs.layers)} layers x {images.shape[0]} image(s), {arith['mode']}/{arith['rounding']}/"
                        f"{arith['overflow']}" + (" (the quantize stage's integer model)" if reuse else ""),
