@@ -6,7 +6,8 @@ Limits (checked before any work, each a one-line :class:`HwawareError`):
   ``MAX_DIM`` (1,048,576): scoring cost grows with them (the mapper enumerates tilings of each
   dimension), and at these limits one layer still scores in seconds (measured: M = C = 2^20 in
   3.6 s, N = 10^5 in 5.5 s on a loaded 2-core machine; N = 10^6 took 17 s);
-- an input tensor hwaware creates (``--input-size``) must fit in a quarter of the available memory
+- an input tensor hwaware creates (``--input-size``, ``score(input_size=...)``, a recipe's
+  ``input_size``; :func:`check_input_size`) must fit in a quarter of the available memory
   (activations of the layers after it need the rest);
 - weights, buffers, activations and hardware fields are finite (no NaN/inf).
 """
@@ -58,6 +59,25 @@ def check_alloc(shape: tuple[int, ...], where: str, *, itemsize: int = 4) -> Non
         raise HwawareError(f"{where}: a {'x'.join(map(str, shape))} input is {_gb(need)} GB; with "
                            f"{_gb(have)} GB of memory available hwaware allows up to {_gb(have // 4)} GB "
                            "(activations need the rest); use a smaller size")
+
+
+def check_input_size(size: Any, where: str, *, batch: bool = True) -> tuple[int, ...]:
+    """One input shape hwaware will allocate (``--input-size``, ``score(input_size=...)``, a recipe's
+    ``input_size``): positive integers, at most 5 of them, the batch (first size, when ``batch``)
+    within ``MAX_BATCH`` and the tensor within :func:`check_alloc`'s memory limit. Returns it as ints;
+    every caller (CLI and Python API) goes through here, so the errors read the same."""
+    try:
+        dims = tuple(size)
+        shape = tuple(int(v) for v in dims)
+        ok = all(isinstance(v, int) or float(v) == int(v) for v in dims) and 0 < len(shape) <= 5
+    except (TypeError, ValueError, OverflowError):
+        shape, ok = (), False
+    if not ok or any(v <= 0 for v in shape):
+        raise HwawareError(f"{where}: expected positive integer sizes like (1, 3, 224, 224), got {size!r}")
+    if batch:
+        check_dim(shape[0], "N", where)
+    check_alloc(shape if batch else (1, *shape), where)
+    return shape
 
 
 def check_finite_model(model: Any, where: str) -> None:

@@ -381,6 +381,30 @@ def test_huge_sizes_are_one_line_errors_before_work(tmp_path, capsys):
     Layer(name="x", N=65536, M=1 << 20, C=1 << 20, H=1, W=1, R=1, S=1)  # the limits themselves are fine
 
 
+def test_huge_sizes_in_the_python_api_and_recipes(tmp_path, capsys):
+    """The Python API and recipes use the CLI's helper (``_checks.check_input_size``): same limits,
+    same one-line errors, before any tensor is allocated or any forward pass runs."""
+    import time
+
+    model = load_model("models/small_cnn.py", width=0.25)
+    t0 = time.perf_counter()
+    with pytest.raises(HwawareError, match=r"^score: input_size: a 1x3x100000x100000 input is 120 GB"):
+        hwaware.score(model, input_size=(1, 3, 100_000, 100_000))
+    with pytest.raises(HwawareError, match=r"^score: input_size: 'N' = 1000000000 exceeds 65536"):
+        hwaware.score(model, input_size=(10**9, 3, 32, 32))
+    with pytest.raises(HwawareError, match=r"^score: input_size: expected positive integer sizes"):
+        hwaware.score(model, input_size=(1, 3, -32, 32))
+    big = torch.empty(70_000, 1, 1, 1).expand(70_000, 3, 32, 32)  # no memory: a view of one column
+    with pytest.raises(HwawareError, match=r"^profile: the input batch: 'N' = 70000 exceeds 65536"):
+        hwaware.profile(model, big)
+    assert time.perf_counter() - t0 < 30
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: big\nmodel: models/small_cnn.py\ninput_size: [3, 100000, 100000]\nstages:\n  - score: {}\n")
+    assert main(["run", str(recipe), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "input_size: a 1x3x100000x100000 input is 120 GB" in err and len(err.strip().splitlines()) == 1, err
+
+
 # --- NaN / inf anywhere ---------------------------------------------------------------------------
 
 def _nan_model(tmp_path, value=float("nan")):

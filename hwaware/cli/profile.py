@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._checks import check_alloc, check_dim
+from .._checks import check_input_size
 from .._io import check_output_path
 from ..errors import HwawareError
 from ..report_table import format_pct, format_si, format_table
@@ -125,9 +125,7 @@ def parse_input_size(text: str) -> tuple[int, ...]:
         raise HwawareError(f"--input-size '{text}': expected positive sizes like 1x3x224x224 "
                            "(NxCxHxW) or 3x224x224 (batch 1)")
     size = (1, *size) if len(size) == 3 else size
-    check_dim(size[0], "N", f"--input-size {text}")
-    check_alloc(size, f"--input-size {text}")
-    return size
+    return check_input_size(size, f"--input-size {text}")
 
 
 def workload_table(wl: Workload, *, title: str = "") -> str:

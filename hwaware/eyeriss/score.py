@@ -464,7 +464,9 @@ def _to_workload(target: Any, *, data: Any, input_size: Sequence[int] | None, ba
         if data is None:
             if input_size is None:
                 raise HwawareError("scoring a model needs data= (a batch or loader) or input_size=(N, C, H, W)")
-            size = tuple(int(s) for s in input_size)
+            from .._checks import check_input_size
+
+            size = check_input_size(input_size, "score: input_size")
             gen = torch.Generator().manual_seed(0)
             data = torch.randn(size, generator=gen)
         return profile(target, data, batches=batches)

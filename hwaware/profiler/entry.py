@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import check_dim
 from ..errors import HwawareError
 from ..workload import Workload
 from .hooks import NameFilter, Profiler
@@ -44,6 +45,9 @@ def profile(model: nn.Module, data: Any, *, batches: int | None = None,
     with Profiler(model, name_filter=name_filter, source=source) as prof:
         for args, kwargs in tqdm(calls, total=total, desc="profile", unit="batch", disable=not show,
                                  leave=False):
+            first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim()), None)
+            if first is not None:  # the batch limit before the forward pass, not after it
+                check_dim(int(first.shape[0]), "N", "profile: the input batch")
             if device is not None:
                 args, kwargs = _to_device(args, device), _to_device(kwargs, device)
             try:

@@ -79,7 +79,10 @@ class RunContext:
 
     def _input_size(self) -> tuple[int, int, int]:
         if self.settings["input_size"]:
-            return tuple(self.settings["input_size"])  # type: ignore[return-value]
+            from .._checks import check_input_size
+
+            return check_input_size(self.settings["input_size"], f"recipe {self.recipe.source}: input_size",  # type: ignore[return-value]
+                                    batch=False)
         from ..modelref import default_input_size
 
         data = self.settings["data"]
