@@ -4,6 +4,12 @@ A file is written to a temporary name in the same directory, flushed and fsync'd
 over the target, so a reader (or a job killed half-way) never sees a partial file. New files get
 the usual permissions (``0o666`` less the umask), as ``open`` would give them.
 
+Every JSON object hwaware writes (:func:`write_json`) carries a ``"checksum"`` key, the SHA-256 of
+its canonical content; every JSON file hwaware reads back (NetAdapt ``job.json``/``state.json``,
+``status.json``, workload JSON, the latency LUT) goes through :func:`read_json`, which verifies it
+(one-line error naming the file). Model files carry their own checksum (:mod:`hwaware.checkpoint`).
+Files people edit by hand (recipes, hardware YAML, workload YAML) have none.
+
 :func:`check_output_path` is called by every command before any work: an output that is one of
 the command's inputs (same inode, or same resolved path), an unwritable location, or a non-empty
 output directory (without ``force``) is a one-line :class:`HwawareError`.
@@ -12,6 +18,7 @@ output directory (without ``force``) is a one-line :class:`HwawareError`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -49,10 +56,56 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         fh.write(text)
 
 
+CHECKSUM_KEY = "checksum"
+
+
+def json_checksum(obj: Any) -> str:
+    """``"sha256:<hex>"`` of ``obj``'s canonical JSON (keys sorted, no spaces, ASCII), computed on
+    the value as it reads back from the file, so writer and reader hash the same text."""
+    plain = json.loads(json.dumps(obj, default=json_default))  # tuples -> lists, numpy -> numbers, int keys -> str
+    canon = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canon.encode("ascii")).hexdigest()
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as JSON, atomically; a dict gets a ``"checksum"`` key (:func:`json_checksum` of
+    the other keys) that :func:`read_json` verifies."""
+    if isinstance(obj, dict):
+        body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+        obj = {**body, CHECKSUM_KEY: json_checksum(body)}
     with atomic_open(path, "w") as fh:
         json.dump(obj, fh, indent=1, default=json_default)
         fh.write("\n")
+
+
+def read_json(path: str | os.PathLike[str], *, required: bool = True) -> Any:
+    """A JSON file hwaware wrote, checksum verified; returns the content without ``"checksum"``.
+
+    Every failure is one :class:`HwawareError` line naming the file: unreadable, not JSON, a
+    checksum that does not match (changed or corrupted since it was written) or, when ``required``,
+    none at all (a file hwaware did not write). ``required=False`` is for formats people may also
+    write by hand (workload JSON): a checksum present is still verified.
+    """
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HwawareError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HwawareError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is "
+                           "truncated or corrupt") from None
+    if not isinstance(data, dict) or CHECKSUM_KEY not in data:
+        if required:
+            raise HwawareError(f"{path}: no '{CHECKSUM_KEY}' key; hwaware writes one into every JSON file "
+                               "it reads back, so this file was not written by hwaware (or by a version "
+                               "before checksums)")
+        return data
+    body = {k: v for k, v in data.items() if k != CHECKSUM_KEY}
+    if data[CHECKSUM_KEY] != json_checksum(body):
+        raise HwawareError(f"{path}: checksum mismatch; the file was changed or corrupted after hwaware "
+                           "wrote it (restore it, or start again in a new directory)")
+    return body
 
 
 def torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -239,14 +292,14 @@ class JobLock:
 
 def job_status(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """``DIR/status.json`` with ``status`` made truthful: ``running`` only while its lock is held;
-    a job that died without finishing (killed, power loss) reads ``killed``. ``{}`` if none."""
+    a job that died without finishing (killed, power loss) reads ``killed``. ``{}`` if none; a
+    damaged file is a :class:`HwawareError` (:func:`read_json`)."""
     import fcntl
 
     d = Path(directory)
-    try:
-        status = json.loads((d / STATUS_NAME).read_text())
-    except (OSError, ValueError):
+    if not (d / STATUS_NAME).is_file():
         return {}
+    status = read_json(d / STATUS_NAME)
     if status.get("status") == "running":
         try:
             with open(d / LOCK_NAME, "a+") as fh:

@@ -232,6 +232,81 @@ def test_non_empty_output_directory_needs_force(tmp_path, capsys):
     assert (d / "mine.txt").read_text() == "keep" and len(list(d.iterdir())) > 1
 
 
+def _tamper(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_json_outputs_carry_a_checksum_verified_on_load(tmp_path, capsys):
+    """Every JSON hwaware writes has a "checksum" (SHA-256 of its canonical content); every JSON it
+    reads back (workload, NetAdapt job/state, status.json, the latency LUT) is verified, and a changed
+    file is a one-line error naming it. Hand-written workload JSON (no checksum) still loads."""
+    import json
+    import warnings
+
+    import numpy as np
+
+    from hwaware._io import read_json, write_json
+    from hwaware.netadapt.job import Workdir
+    from hwaware.netadapt.lut import LatencyLUT
+    from hwaware.workload import Layer
+
+    # round trip of what writers hand in (tuples, numpy scalars, int keys); checksum over the content
+    obj = {"a": (1, 2), "b": np.float32(0.5), "c": {3: "x"}, "d": float("inf")}
+    write_json(tmp_path / "o.json", obj)
+    raw = json.loads((tmp_path / "o.json").read_text())
+    assert raw["checksum"].startswith("sha256:") and len(raw["checksum"]) == 7 + 64
+    assert read_json(tmp_path / "o.json") == {"a": [1, 2], "b": 0.5, "c": {"3": "x"}, "d": float("inf")}
+    _tamper(tmp_path / "o.json", '"x"', '"y"')
+    with pytest.raises(HwawareError, match=r"^/.*o\.json: checksum mismatch"):
+        read_json(tmp_path / "o.json")
+
+    # workload JSON written by `hwaware profile --json`, read by `hwaware score`
+    wl = tmp_path / "wl.json"
+    assert main(["profile", "models/small_cnn.py", "--json", str(wl)]) == 0
+    assert "checksum" in json.loads(wl.read_text())
+    assert main(["score", str(wl)]) == 0
+    capsys.readouterr()
+    _tamper(wl, '"M": 64', '"M": 65')
+    assert main(["score", str(wl)]) == 2
+    err = capsys.readouterr().err
+    assert f"{wl}: checksum mismatch" in err and len(err.strip().splitlines()) == 1, err
+    hand = tmp_path / "hand.json"  # written by hand: no checksum, accepted
+    hand.write_text(json.dumps({"layers": [Layer(name="fc", N=1, M=4, C=8, H=1, W=1, R=1, S=1).to_dict()]}))
+    assert main(["score", str(hand)]) == 0
+
+    # NetAdapt workdir: state.json and job.json
+    wd = tmp_path / "job"
+    w = Workdir(wd, IDENT, resume=False)
+    w.set_extra("note", 1)
+    w.close()
+    _tamper(wd / "state.json", '"note": 1', '"note": 2')
+    with pytest.raises(HwawareError, match=r"state\.json is unusable: /.*state\.json: checksum mismatch"):
+        Workdir(wd, IDENT, resume=True)
+    _tamper(wd / "job.json", '"kind"', '"kind" ')  # whitespace only: same content, still valid
+    _tamper(wd / "job.json", '"abc"', '"abd"')
+    with pytest.raises(HwawareError, match=r"job\.json is not a hwaware netadapt job file \(.*checksum mismatch"):
+        Workdir(wd, IDENT, resume=True)
+
+    # status.json of a run directory (hwaware run --status)
+    _tamper(wd / "status.json", '"finished"', '"running"')
+    assert main(["run", "--status", str(wd)]) == 2
+    err = capsys.readouterr().err
+    assert "status.json: checksum mismatch" in err and len(err.strip().splitlines()) == 1, err
+
+    # the latency LUT is only a cache: a changed one is ignored with a warning and timed again
+    lut = LatencyLUT(tmp_path / "lut", timer=lambda layer: 1.0, step=1)
+    layer = Layer(name="fc", N=1, M=4, C=8, H=1, W=1, R=1, S=1)
+    lut.layer_latency(layer)
+    lut.save()
+    _tamper(lut.path, "1.0", "0.5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = LatencyLUT(tmp_path / "lut", timer=lambda layer: 1.0, step=1)
+    assert again.entries == {} and any("checksum mismatch" in str(c.message) for c in caught)
+
+
 def test_export_vectors_api_refuses_a_non_empty_directory(tmp_path):
     """The Python API refuses what the CLI refuses (before converting anything); force=True writes."""
     from hwaware.fixedpoint.vectors import export_vectors

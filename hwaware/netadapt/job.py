@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._io import STATUS_NAME, JobLock, write_json
+from .._io import STATUS_NAME, JobLock, read_json, write_json
 from ..errors import HwawareError
 
 JOB_FILE = "job.json"
@@ -126,11 +126,11 @@ class Workdir:
         job_file = p / JOB_FILE
         if job_file.is_file():
             try:
-                job = json.loads(job_file.read_text())
-                ok = isinstance(job, dict) and job.get("kind") == KIND and "hash" in job
-            except (OSError, json.JSONDecodeError):
-                ok = False
-            if not ok:
+                job = read_json(job_file)
+            except HwawareError as exc:
+                raise HwawareError(f"workdir '{p}': {JOB_FILE} is not a hwaware netadapt job file ({exc}); "
+                                   "use another --workdir") from None
+            if not (isinstance(job, dict) and job.get("kind") == KIND and "hash" in job):
                 raise HwawareError(f"workdir '{p}': {JOB_FILE} is not a hwaware netadapt job file; "
                                    "use another --workdir")
             state = self._read_state()
@@ -168,9 +168,9 @@ class Workdir:
         if not f.is_file():
             return {}
         try:
-            state = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise HwawareError(f"workdir '{self.path}': {STATE_FILE} is unreadable ({exc})") from None
+            state = read_json(f)
+        except HwawareError as exc:
+            raise HwawareError(f"workdir '{self.path}': {STATE_FILE} is unusable: {exc}") from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise HwawareError(f"workdir '{self.path}': {STATE_FILE} has an unknown format")
         return state

@@ -17,17 +17,17 @@ as the sum of its layers' entries. This module does the same on the machine runn
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json
+from .._io import read_json, write_json
 from ..errors import HwawareError
 from ..workload import Layer, Workload
 
@@ -129,9 +129,12 @@ class LatencyLUT:
 
     def _read_entries(self) -> dict[str, float]:
         """The cached entries, or nothing for a missing, stale or foreign table (only a cache)."""
+        if not self.path.is_file():
+            return {}
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = read_json(self.path)
+        except HwawareError as exc:  # only a cache: time again, but say why
+            warnings.warn(f"latency LUT ignored, entries will be timed again: {exc}", RuntimeWarning, stacklevel=2)
             return {}
         ok = (
             isinstance(data, dict)
@@ -159,10 +162,7 @@ class LatencyLUT:
     @staticmethod
     def key(layer: Layer) -> str:
         """Everything that determines a layer's run time (statistics excluded)."""
-        return "{}:N{}_C{}_M{}_H{}_W{}_R{}_S{}_U{}x{}_P{}x{}_G{}".format(
-            layer.kind, layer.N, layer.C, layer.M, layer.H, layer.W, layer.R, layer.S,
-            layer.U, layer.U_h, layer.padding, layer.padding_w, layer.groups,
-        )
+        return f"{layer.kind}:N{layer.N}_C{layer.C}_M{layer.M}_H{layer.H}_W{layer.W}_R{layer.R}_S{layer.S}_U{layer.U}x{layer.U_h}_P{layer.padding}x{layer.padding_w}_G{layer.groups}"
 
     def _point(self, layer: Layer) -> float:
         k = self.key(layer)

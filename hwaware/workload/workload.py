@@ -7,7 +7,6 @@ are rejected with a suggestion; sizes must be positive.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .._io import write_json, write_text
+from .._io import read_json, write_json, write_text
 from ..errors import HwawareError
 from .layer import Layer
 
@@ -148,10 +147,13 @@ class Workload:
             raise HwawareError(f"workload file not found: {path}")
         if path.suffix not in WORKLOAD_SUFFIXES:
             raise HwawareError(f"{path}: workload files must end in .yaml, .yml or .json")
+        if path.suffix == ".json":  # hwaware's own (checksum verified) or written by hand (none)
+            data = read_json(path, required=False)
+            return cls.from_dict(data, where=str(path))
         text = path.read_text()
         try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             msg = str(exc).splitlines()[0]
             raise HwawareError(f"{path}: not valid {path.suffix[1:].upper()}: {msg}") from None
         return cls.from_dict(data, where=str(path))
