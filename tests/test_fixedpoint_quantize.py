@@ -37,8 +37,10 @@ def test_greedy_search_order_limits_and_energy(setup):
                             samples=32)
     trials = list(search.steps())
     res = search.result
-    # order: energy of each layer at 16 bits, scored independently
-    wl = profile(model, calib[:16], progress=False)
+    # order: energy of each layer at 16 bits, scored independently, per batch of 1 image (hwaware's
+    # one batch convention: recipes, summary.md and `hwaware quantize` all report per batch of 1)
+    wl = profile(model, calib[:16], progress=False).with_batch(1)
+    assert res.batch == 1 and "per batch of 1)" in res.table()
     energies = {ls.name: ls.energy_total for ls in Scorer("eyeriss_v1").score(wl).layers}
     assert list(res.order) == sorted(energies, key=lambda k: -energies[k])
     assert trials[0].layer == res.order[0] and trials[0].bits == 8  # largest share, one step down first
@@ -84,6 +86,7 @@ def test_cli_quantize(tmp_path, capsys):
     assert rc == 0
     d = json.loads(out.read_text())
     assert set(d["bits"].values()) == {8}  # any drop allowed: every layer steps down
+    assert d["batch"] == 1  # the same batch as the recipe summary's energies
     assert d["energy"] == pytest.approx(d["energy_8"])
     assert "vs uniform 16 bits" in capsys.readouterr().out
     assert cli_main(["quantize", "models/small_cnn.py", "--data", "builtin:shapes", "--widths", "a",

@@ -50,6 +50,8 @@ def register(subparsers: Any) -> None:
                         "search (default 8: a modest budget; more steps reach narrower widths)")
     p.add_argument("--finetune-lr", type=float, default=0.01, metavar="LR",
                    help="SGD learning rate of the fine-tuning (default 0.01)")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="energies are scored per batch of N images (default 1, as in recipes and summary.md)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of fresh weights and sampling (default 0)")
     add_quiet_flag(p)
     add_model_flags(p)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
                    mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=hardware,
                    samples=args.samples, train_data=train, finetune_steps=args.finetune_steps,
-                   finetune_lr=args.finetune_lr, progress=not args.quiet)
+                   finetune_lr=args.finetune_lr, batch=args.batch, progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
     print(f"{args.target} on {args.data}")
     print(res.table())

@@ -1,7 +1,8 @@
 """Energy-aware quantization: per-layer bit widths chosen greedily, largest energy share first.
 
-1. Profile the model (:func:`hwaware.profile`) and score it on the Eyeriss model at 16 bits; order
-   the Conv/Linear layers by energy, largest first.
+1. Profile the model (:func:`hwaware.profile`, zero fractions from up to 16 calibration images)
+   and score it on the Eyeriss model at 16 bits, per batch of ``batch`` images (default 1, like
+   every energy hwaware reports); order the Conv/Linear layers by energy, largest first.
 2. In rounds, visit the layers in that order and narrow each by one step of ``widths`` (default
    16 -> 12 -> 10 -> 8 -> 6 -> 4) when the top-1 accuracy on the validation data stays within
    ``max_drop`` percentage points of the float model's; a layer whose next step fails keeps its
@@ -127,7 +128,8 @@ class BitWidthSearch:
                  max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE,
                  rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1",
                  samples: int | None = 256, train_data: Any = None, finetune_steps: int = 0,
-                 finetune_lr: float = 0.01) -> None:
+                 finetune_lr: float = 0.01, batch: int = 1) -> None:
+        from .._checks import check_dim
         from ..eyeriss import Scorer
         from ..profiler import profile
 
@@ -143,6 +145,9 @@ class BitWidthSearch:
             raise HwawareError("quantize: finetune_steps > 0 needs train_data (batches of inputs and labels)")
         if not float(finetune_lr) > 0.0:
             raise HwawareError(f"quantize: finetune_lr must be > 0, got {finetune_lr}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise HwawareError(f"quantize: batch must be a positive integer, got {batch!r}")
+        check_dim(batch, "N", "quantize: batch")
         self.finetune_steps, self.finetune_lr, self.train_data = finetune_steps, float(finetune_lr), train_data
         self.model = model.eval()
         self.calib = collect_inputs(calibration_data, samples)
@@ -153,7 +158,10 @@ class BitWidthSearch:
         self.samples = samples
         self.scorer = Scorer(hardware)
         with torch.no_grad():
-            self.workload = profile(model, self.calib[:max(1, min(len(self.calib), 16))], progress=False)
+            # zero fractions from up to 16 images; energies per batch of ``batch`` (the convention of
+            # every energy hwaware reports: recipes, score, summary.md -- default 1 image)
+            profiled = profile(model, self.calib[:max(1, min(len(self.calib), 16))], progress=False)
+        self.workload = profiled.with_batch(batch)
         if not self.workload.layers:
             raise HwawareError("quantize: the model has no Conv/Linear layer to quantize")
         report = self.scorer.score(self.workload)
@@ -267,14 +275,14 @@ def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, ma
              widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING,
              overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1", samples: int | None = 256,
              train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.01,
-             progress: bool = False) -> QuantizeResult:
+             batch: int = 1, progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm
 
     search = BitWidthSearch(model, calibration_data=calibration_data, val_data=val_data, max_drop=max_drop,
                             widths=widths, mode=mode, rounding=rounding, overflow=overflow,
                             hardware=hardware, samples=samples, train_data=train_data,
-                            finetune_steps=finetune_steps, finetune_lr=finetune_lr)
+                            finetune_steps=finetune_steps, finetune_lr=finetune_lr, batch=batch)
     bar = tqdm(desc="quantize", unit="trial", disable=not progress, leave=False)
     for t in search.steps():
         bar.set_postfix_str(f"{t.layer} {t.bits}b drop {t.drop:.2f}")

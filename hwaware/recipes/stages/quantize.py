@@ -81,7 +81,8 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
                           widths=o["widths"], mode=o["mode"], rounding=o["rounding"], overflow=o["overflow"],
                           hardware=ctx.settings["hardware"], samples=o["samples"],
                           train_data=ctx.train_loader if o["finetune_steps"] else None,
-                          finetune_steps=o["finetune_steps"], finetune_lr=o["finetune_lr"], progress=ctx.progress)
+                          finetune_steps=o["finetune_steps"], finetune_lr=o["finetune_lr"],
+                          batch=ctx.settings["batch"], progress=ctx.progress)
         bits = {k: v for k, v in search.bits.items() if v < 16}
         if search.model is not None:  # fine-tuned: continue with those weights, in the user's architecture
             from ...fixedpoint.qat import write_back
