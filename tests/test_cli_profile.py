@@ -118,7 +118,7 @@ def test_profile_json_is_a_workload_file(capsys, net_file, tmp_path):
     rc, out, _ = run_cli(capsys, f"{net_file}:net", "--input-size", "2x3x16x16", "--json", out_json)
     assert rc == 0 and f"wrote {out_json}" in out
     data = json.loads(out_json.read_text())
-    assert set(data) == {"layers", "unmodeled", "total"}
+    assert set(data) == {"layers", "unmodeled", "total", "checksum"}  # checksum: verified on load
     assert data["total"] == {"macs": 2 * (NET_CONV_MACS + NET_FC_MACS), "weights": NET_WEIGHTS}
     conv = data["layers"][0]
     for key in ("name", "kind", "N", "M", "C", "H", "W", "R", "S", "E", "F", "U", "groups",
