@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import HwawareError
 
-__all__ = ["FitResult", "fit", "finetune", "evaluate", "trained_small_cnn", "resolve_cache_dir", "SMALL_CNN_RECIPE"]
+__all__ = ["FitResult", "fit", "finetune", "evaluate", "trained_small_cnn", "trained_shapes_model", "resolve_cache_dir", "SMALL_CNN_RECIPE"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
@@ -37,6 +37,15 @@ SMALL_CNN_RECIPE: dict[str, Any] = {
     "schedule": "cosine",
 }
 SMALL_CNN_EPOCHS = 8
+# vgg_small (the pruning study's network, models/vgg_small.py): the same recipe, 6 epochs
+# (bench/prune_compare.py prints its accuracy)
+VGG_SMALL_RECIPE: dict[str, Any] = dict(SMALL_CNN_RECIPE)
+VGG_SMALL_EPOCHS = 6
+# models trained_shapes_model knows: name -> (recipe, default epochs)
+SHAPES_MODELS: dict[str, tuple[dict[str, Any], int]] = {
+    "small_cnn": (SMALL_CNN_RECIPE, SMALL_CNN_EPOCHS),
+    "vgg_small": (VGG_SMALL_RECIPE, VGG_SMALL_EPOCHS),
+}
 
 
 @dataclass(frozen=True)
@@ -250,11 +259,29 @@ def trained_small_cnn(
 ) -> Any:
     """``models/small_cnn.py:small_cnn`` trained on ``builtin:shapes`` (train split), in eval mode.
 
-    Trained once, then loaded from ``<cache>/small_cnn-shapes-<key>.pt``; the key hashes the model
-    file, a fingerprint of the generated data, the split sizes and normalization, this recipe,
-    ``epochs`` and ``seed``, so a changed ingredient never reuses stale weights. Training is
-    deterministic for a given seed and thread count. The default 8 epochs reach 93.0% test top-1
+    Trained once, then loaded from ``<cache>/small_cnn-shapes-<key>.pt`` (see
+    :func:`trained_shapes_model`). The default 8 epochs reach 93.0% test top-1
     in 86 s of CPU time on one thread (bench/train_small_cnn.py; docs/data_and_models.md).
+    """
+    return trained_shapes_model("small_cnn", cache_dir=cache_dir, epochs=epochs, seed=seed, progress=progress)
+
+
+def trained_shapes_model(
+    name: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Any:
+    """``models/<name>.py:<name>`` trained on ``builtin:shapes`` (train split), in eval mode.
+
+    ``name`` is one of :data:`SHAPES_MODELS` (``small_cnn``; ``vgg_small``, the pruning study's
+    feature-map-bound network); ``epochs`` defaults to the model's recipe. Trained once, then loaded
+    from ``<cache>/<name>-shapes-<key>.pt``; the key hashes the model file, a fingerprint of the
+    generated data, the split sizes and normalization, the recipe, ``epochs`` and ``seed``, so a
+    changed ingredient never reuses stale weights. Training is deterministic for a given seed and
+    thread count.
     """
     import torch
 
@@ -262,13 +289,17 @@ def trained_small_cnn(
     from ._io import torch_save
     from .modelref import load_model, source_root
 
-    model_file = source_root() / "models" / "small_cnn.py"
+    if name not in SHAPES_MODELS:
+        raise HwawareError(f"trained_shapes_model: unknown model '{name}'; allowed: {', '.join(SHAPES_MODELS)}")
+    base_recipe, default_epochs = SHAPES_MODELS[name]
+    epochs = default_epochs if epochs is None else epochs
+    model_file = source_root() / "models" / f"{name}.py"
     if not model_file.is_file():
-        raise HwawareError(f"trained_small_cnn: '{model_file}' not found; it ships in the hwaware "
+        raise HwawareError(f"trained_shapes_model: '{model_file}' not found; it ships in the hwaware "
                            "source tree (install hwaware from a checkout)")
     if not (isinstance(epochs, int) and epochs > 0):
-        raise HwawareError(f"trained_small_cnn: epochs must be a positive integer, got {epochs!r}")
-    recipe = dict(SMALL_CNN_RECIPE, epochs=epochs, seed=seed)
+        raise HwawareError(f"trained_shapes_model: epochs must be a positive integer, got {epochs!r}")
+    recipe = dict(base_recipe, epochs=epochs, seed=seed)
     # The data enters the key as a fingerprint of what the generator produces (64 images), not
     # its source text: any change to the generator changes them, and a process whose source file
     # was edited after import still computes the key of the code it actually runs.
@@ -281,11 +312,11 @@ def trained_small_cnn(
         repr((data_mod.SHAPES_MEAN, data_mod.SHAPES_STD)).encode(),
         repr(sorted(recipe.items())).encode(),
     )
-    path = resolve_cache_dir(cache_dir) / f"small_cnn-shapes-{key}.pt"
+    path = resolve_cache_dir(cache_dir) / f"{name}-shapes-{key}.pt"
 
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)
-        model = load_model(f"{model_file}:small_cnn")
+        model = load_model(f"{model_file}:{name}")
         if path.is_file():
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)

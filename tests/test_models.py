@@ -138,6 +138,25 @@ def test_small_cnn_size_and_forward():
     assert default_input_size("models/small_cnn.py") == (3, 32, 32)
 
 
+def test_vgg_small_shapes_and_totals():
+    """Conv/Linear totals counted by hand from the plan in the docstring: weights M*C*R*S and MACs
+    weights*E*F per CONV (3x3, 'same' padding), in*out per FC."""
+    model = _meta_model("models/vgg_small.py")
+    records = _conv_linear_records(model, (3, 32, 32))
+    assert [r[0] for r in records] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+    convs = [(3, 32, 32), (32, 32, 32), (32, 64, 16), (64, 64, 16), (64, 128, 8)]  # (C, M, E=F)
+    weights = sum(c * m * 9 for c, m, _ in convs) + 128 * 256 + 256 * 10
+    macs = sum(c * m * 9 * e * e for c, m, e in convs) + 128 * 256 + 256 * 10
+    assert _totals(records) == (weights, macs)
+    assert [r[3][2] for r in records[:5]] == [32, 32, 16, 16, 8]
+    assert default_input_size("models/vgg_small.py") == (3, 32, 32)
+
+
+def test_trained_shapes_model_names_what_it_knows(tmp_path):
+    with pytest.raises(HwawareError, match="unknown model 'resnet'.*small_cnn, vgg_small"):
+        train.trained_shapes_model("resnet", cache_dir=tmp_path)
+
+
 # --- model references -------------------------------------------------------------------------
 
 def test_file_refs_stem_attr_model_instance_and_kwargs(tmp_path):

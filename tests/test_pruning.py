@@ -300,6 +300,39 @@ def test_loop_stops_at_energy_target():
     with pytest.raises(HwawareError, match="unknown pruning option 'target'"):
         prune(_small_cnn(width=0.25), train=train, val=val, target=0.3)
 
+def _count_steps(monkeypatch):
+    """Count the optimizer steps every fine-tuning call of the loop asks for (an independent tally)."""
+    from hwaware import train as train_mod
+
+    asked = []
+    real = train_mod.finetune
+
+    def counting(model, loader, steps, **kw):
+        asked.append(steps)
+        return real(model, loader, steps, **kw)
+
+    monkeypatch.setattr(train_mod, "finetune", counting)
+    return asked
+
+
+@pytest.mark.parametrize("method", ["magnitude", "structured"])
+def test_finetune_budget_is_spent_exactly(method, monkeypatch):
+    """With a budget every method trains exactly that many optimizer steps: proposals stop while the
+    final fine-tune still fits, and the final fine-tune gets what is left (the fake accuracy never
+    drops and these methods always lower the energy, so proposals are accepted)."""
+    torch.manual_seed(0)
+    train, val = _toy_data()
+    asked = _count_steps(monkeypatch)
+    cfg = PruneConfig(method=method, target_energy=0.01, max_drop=100.0, step=0.3, local_steps=3,
+                      global_steps=4, finetune_every=2, final_steps=5, max_steps=40, finetune_budget=23)
+    pruner = Pruner(_small_cnn(width=0.25).eval(), train=train, val=val, config=cfg, evaluate_fn=lambda m: 1.0)
+    steps = list(pruner.steps())
+    assert sum(asked) == 23 == pruner.finetune_steps_used
+    assert steps[-1].kind == "final" and asked[-1] >= 5
+    assert "budget" in pruner.result().message
+    with pytest.raises(HwawareError, match="finetune_budget"):
+        PruneConfig(final_steps=10, finetune_budget=5)
+
 
 # -- command line -------------------------------------------------------------------------------
 

@@ -48,8 +48,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--finetune-steps", type=int, default=8, metavar="N",
                    help="quantization-aware fine-tuning steps (batch 64, train split) per trial; 0: post-training "
                         "search (default 8: a modest budget; more steps reach narrower widths)")
-    p.add_argument("--finetune-lr", type=float, default=0.01, metavar="LR",
-                   help="SGD learning rate of the fine-tuning (default 0.01)")
+    p.add_argument("--finetune-lr", type=float, default=0.001, metavar="LR",
+                   help="SGD learning rate of the fine-tuning (default 0.001; BN is folded, so 0.01 wrecks a trained net)")
     p.add_argument("--batch", type=int, default=1, metavar="N",
                    help="energies are scored per batch of N images (default 1, as in recipes and summary.md)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of fresh weights and sampling (default 0)")

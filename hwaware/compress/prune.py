@@ -75,6 +75,9 @@ class PruneConfig:
     final_steps      whole-network fine-tuning steps at the end
     lr               fine-tuning learning rate (a trained net's sharp minimum dislikes larger steps)
     max_steps        proposals at most
+    finetune_budget  fine-tuning optimizer steps of the whole run (local, global and final together); 0 = no
+                     limit. With a budget no proposal starts that would leave less than final_steps, and
+                     the final fine-tune gets whatever is left: methods compared at one budget train equally
     restore          least-squares restoration of the output feature maps (energy method)
     ridge            ridge regularization of the restoration
     restore_max_flops   larger layers skip restoration (noted in the step message)
@@ -96,6 +99,7 @@ class PruneConfig:
     final_steps: int = 150
     lr: float = 0.003
     max_steps: int = 60
+    finetune_budget: int = 0
     restore: bool = True
     ridge: float = 1e-3
     restore_max_flops: float = 2e10
@@ -114,7 +118,7 @@ class PruneConfig:
             raise HwawareError(f"max_drop is in accuracy points [0, 100], got {self.max_drop}")
         if not 0.0 < self.min_step <= self.step < 1.0:
             raise HwawareError(f"need 0 < min_step <= step < 1, got min_step={self.min_step}, step={self.step}")
-        for name in ("local_steps", "global_steps", "final_steps"):
+        for name in ("local_steps", "global_steps", "final_steps", "finetune_budget"):
             if int(getattr(self, name)) < 0:
                 raise HwawareError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("finetune_every", "max_steps", "round_to", "batch"):
@@ -122,6 +126,9 @@ class PruneConfig:
                 raise HwawareError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise HwawareError(f"lr must be a positive number, got {self.lr}")
+        if self.finetune_budget and self.finetune_budget < self.final_steps:
+            raise HwawareError(f"finetune_budget ({self.finetune_budget}) must be 0 (no limit) or at least "
+                               f"final_steps ({self.final_steps})")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -195,6 +202,7 @@ class Pruner:
         self.done: set[str] = set()  # targets the criterion may not propose again
         self._notes: dict[str, str] = {}
         self.history: list[PruneStep] = []
+        self.finetune_steps_used = 0  # optimizer steps of fine-tuning so far (the budget counts these)
         self.baseline = self._measure()
         self.current = self.baseline
         self._accepted = 0
@@ -225,8 +233,14 @@ class Pruner:
             masks = self.masks
             finetune(self.model, self.train, steps, params=params, lr=self.config.lr,
                      after_step=(masks.apply if masks is not None else None))
+            self.finetune_steps_used += max(0, steps)
         finally:
             self.model.eval()
+
+    def _budget_left(self) -> int | None:
+        """Fine-tuning steps the budget still allows (None: no budget)."""
+        budget = self.config.finetune_budget
+        return None if not budget else budget - self.finetune_steps_used
 
     def _snapshot(self) -> tuple[nn.Module, Masks | None]:
         if not self._criterion.uses_masks:
@@ -257,6 +271,11 @@ class Pruner:
                 self._message = (f"stopped after max_steps={cfg.max_steps} proposals at energy "
                                  f"{self.current.energy / self.baseline.energy:.3f} of the start")
                 break
+            left = self._budget_left()
+            if left is not None and left - cfg.local_steps < cfg.final_steps:
+                self._message = (f"fine-tuning budget of {cfg.finetune_budget} steps spent at energy "
+                                 f"{self.current.energy / self.baseline.energy:.3f} of the start")
+                break
             target = cands[0]
             frac = self._step_size.setdefault(target, cfg.step)
             t0 = time.perf_counter()
@@ -280,9 +299,14 @@ class Pruner:
             self.history.append(step)
             yield step
             if accepted and self._accepted % cfg.finetune_every == 0 and cfg.global_steps > 0:
-                yield self._global_finetune("finetune", cfg.global_steps)
-        if cfg.final_steps > 0 and self._accepted > 0:
-            yield self._global_finetune("final", cfg.final_steps)
+                left = self._budget_left()
+                steps = cfg.global_steps if left is None else min(cfg.global_steps, left - cfg.final_steps)
+                if steps > 0:
+                    yield self._global_finetune("finetune", steps)
+        left = self._budget_left()
+        final = cfg.final_steps if left is None else max(cfg.final_steps, left)
+        if final > 0 and self._accepted > 0:
+            yield self._global_finetune("final", final)
         self._finished = True
 
     def _global_finetune(self, kind: str, steps: int) -> PruneStep:

@@ -128,7 +128,7 @@ class BitWidthSearch:
                  max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE,
                  rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1",
                  samples: int | None = 256, train_data: Any = None, finetune_steps: int = 0,
-                 finetune_lr: float = 0.01, batch: int = 1) -> None:
+                 finetune_lr: float = 0.001, batch: int = 1) -> None:
         from .._checks import check_dim
         from ..eyeriss import Scorer
         from ..profiler import profile
@@ -274,7 +274,7 @@ class BitWidthSearch:
 def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, max_drop: float = 1.0,
              widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING,
              overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1", samples: int | None = 256,
-             train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.01,
+             train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.001,
              batch: int = 1, progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm

@@ -50,7 +50,7 @@ def _spec() -> StageDef:
                    check=_check_widths),
             Option("finetune_steps", "int", 8, "search: quantization-aware fine-tuning steps per trial (fake "
                    "quantization matching the integer backend; 0: post-training search)", low=0),
-            Option("finetune_lr", "float", 0.01, "search: SGD learning rate of the fine-tuning", low=0.0),
+            Option("finetune_lr", "float", 0.001, "search: SGD learning rate of the fine-tuning (BN is folded: 0.01 wrecks the trained small CNN)", low=0.0),
             *arith_options(),
             Option("samples", "int", 256, "training images that calibrate the formats", low=1),
             Option("bias_correction", "bool", True, "correct the mean rounding error through the bias"),

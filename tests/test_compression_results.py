@@ -1,0 +1,93 @@
+"""Issue 17's compression results against their targets (slow: each trains or prunes for minutes).
+
+The benches measure; these tests run them with the measured settings and assert the issue's
+thresholds. Where a target is not met the test is a strict xfail whose reason states the value
+measured: it turns red the day the target is reached, so the xfail is then removed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_vgg_small_energy_is_feature_map_traffic():
+    """The pruning study's network is where the paper's effect lives: at the chip's batch of 4
+    its Eyeriss energy is mostly ifmap and psum accesses, while most weights sit in the layers with
+    the smallest feature maps (conv5, fc6, fc7). Random weights: the split hardly depends on them."""
+    from hwaware.eyeriss import Scorer
+    from hwaware.measure import measure, module_energy
+    from hwaware.modelref import load_model
+
+    torch.manual_seed(0)
+    model = load_model(str(ROOT / "models" / "vgg_small.py")).eval()
+    m = measure(model, torch.randn(4, 3, 32, 32), scorer=Scorer("eyeriss_v1"), batch=4)
+    t = m.energy_by_type
+    assert (t["ifmap"] + t["psum"]) / m.energy >= 0.6, t
+    assert t["filter"] / m.energy <= 0.3, t
+    sizes = {n: mod.weight.numel() for n, mod in model.named_modules() if hasattr(mod, "weight") and mod.weight.dim() > 1}
+    late = sizes["conv5"] + sizes["fc6"] + sizes["fc7"]
+    assert late / sum(sizes.values()) >= 0.5
+    energy = module_energy(m.layer_energy)
+    assert (energy["conv5"] + energy["fc6"] + energy["fc7"]) / m.energy <= 0.25
+
+
+# Settings of the measured study (bench/prune_compare.py, docs/pruning.md "Where the paper's effect
+# lives"): vgg_small trained once and cached, 1000 validation images, 200 fine-tuning steps per run.
+_STUDY = ["--val", "1000", "--budget", "200", "--threads", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="measured 0.94x (energy-aware 0.952 vs magnitude 0.891 of the energy at <= 1 point) "
+                          "at 200 fine-tuning steps; target 1.5x, paper 1.74x")
+def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(tmp_path):
+    out = tmp_path / "p.json"
+    assert _bench("prune_compare").main(["--methods", "magnitude,energy", *_STUDY, "--json", str(out)]) == 0
+    runs = _json(out)["runs"]
+    gain = runs["magnitude"]["at_max_drop"]["energy_ratio"] / runs["energy"]["at_max_drop"]["energy_ratio"]
+    assert gain >= 1.5, gain
+
+
+@pytest.mark.slow
+def test_channel_level_energy_aware_pruning_cuts_energy_and_latency(tmp_path):
+    """Zero weights save energy but never cycles on Eyeriss; removing channels saves both
+    (measured: energy 0.745, latency 0.798 of the start at a 1.1-point validation drop)."""
+    out = tmp_path / "s.json"
+    assert _bench("prune_compare").main(["--methods", "structured", *_STUDY, "--json", str(out)]) == 0
+    run = _json(out)["runs"]["structured"]
+    assert run["final"]["energy_ratio"] <= 0.85
+    assert run["final"]["latency_ratio"] <= 0.9
+    assert 100 * (_json(out)["baseline_val"] - run["final"]["val_accuracy"]) <= 3.0 + 1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="measured 1.04x less energy than uniform 8 bits (conv1 5b, fc 6b, the rest 8b) with an "
+                          "integer top-1 11 points lower (fake quant 92.2%, integer 82.0%); target 1.5x at <= 1 point")
+def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(tmp_path):
+    out = tmp_path / "q.json"
+    assert _bench("quantize_qat").main(["--threads", "2", "--json", str(out)]) == 0
+    q = _json(out)
+    assert q["gain_vs_8"] >= 1.5, q["gain_vs_8"]
+    assert 100 * (q["test_float"] - q["test_searched"]) <= 1.0
