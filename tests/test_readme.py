@@ -150,6 +150,39 @@ def test_commands_are_found_and_every_skip_says_why():
     assert {c.text.split()[0] for c in skipped} <= {"pip", "python"} and len(skipped) == 2
 
 
+SHELL_WORDS = ("hwaware ", "python ", "torchrun ", "pip ", "$ ", "cp ", "bash ")
+SYNOPSIS = re.compile(r"\.\.\.|\[|\b[A-Z][A-Z_]{2,}\b")  # ..., [--optional], a placeholder (TARGET, MODEL)
+
+
+def unlabelled_command_lines(path: Path) -> list[Command]:
+    """Command lines inside blocks that are not ```bash (unlabelled, text, console, sh): these are
+    not run, so each must read as a synopsis or sample output, never as a concrete command."""
+    out: list[Command] = []
+    lang: str | None = None
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            lang = line[3:].strip() if lang is None else None
+            continue
+        if lang in ("", "text", "console", "sh", "shell") and line.lstrip().startswith(SHELL_WORDS):
+            out.append(Command(str(path.relative_to(ROOT)), n, line.strip()))
+    return out
+
+
+def test_every_concrete_command_is_in_a_bash_block():
+    """A concrete command outside a ```bash block would never be tested: it must be labelled bash
+    (then the tests below run it) or be a synopsis (placeholders in capitals, ``...``, ``[...]``)."""
+    lines = [c for f in FILES for c in unlabelled_command_lines(f)]
+    concrete = [str(c) for c in lines if not SYNOPSIS.search(c.text)]
+    assert not concrete, "concrete commands outside ```bash blocks:\n" + "\n".join(concrete)
+    assert any("docs/netadapt.md" in c.file for c in lines)  # the synopsis there is seen, and passes
+    assert not SYNOPSIS.search("hwaware quantize runs/small_cnn.pt --data builtin:shapes --out quant.json")
+    # the docs' former unlabelled commands are now run
+    texts = [c.text for c in all_commands()]
+    assert "hwaware profile models/alexnet.py" in texts
+    assert any(t.startswith("hwaware quantize models/small_cnn.py --data builtin:shapes") for t in texts)
+    assert any(t.startswith("hwaware export-vectors torchvision:resnet18") for t in texts)
+
+
 def test_small_settings_are_appended_not_substituted():
     cmd = "hwaware run recipes/quickstart.yaml --set train.epochs=2    # override any key"
     got = with_small_settings(cmd)
