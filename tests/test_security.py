@@ -324,6 +324,38 @@ def test_export_vectors_api_refuses_a_non_empty_directory(tmp_path):
     assert len(export_vectors(model, tmp_path / "new", inputs=x).layers) == 2  # a new directory needs nothing
 
 
+def test_planted_kernel_in_a_shared_cache_never_runs(tmp_path, monkeypatch, capsys):
+    """Case 3 from a user's command: `hwaware export-vectors` with HWAWARE_CACHE holding a planted
+    library at the kernel's predictable path. The planted constructor never runs; the command
+    rebuilds the kernel, warns once and writes correct vectors (tests/test_fixedpoint_kernel_cache.py
+    checks every other planted variant: forged manifests, symlinks, modes, owners)."""
+    import shutil
+    import warnings
+
+    from hwaware.fixedpoint import _kernel_cache, _native
+
+    plant = pytest.importorskip("test_fixedpoint_kernel_cache").plant
+    if shutil.which(os.environ.get("CC", "cc")) is None or _native.library() is None:
+        pytest.skip("no C compiler: the exact torch path runs, no kernel is loaded")
+    built_dir, built_stem = _native.cache_entry()  # reuse this process's verified build (compiling: ~10 s)
+    built = built_dir / f"{built_stem}.so"
+    if built.is_file():
+        monkeypatch.setattr(_kernel_cache, "compile_source", lambda s, f, out, cc: shutil.copy(built, out))
+    monkeypatch.setenv("HWAWARE_CACHE", str(tmp_path / "shared"))
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_tried", False)
+    directory, stem = _native.cache_entry()
+    directory.mkdir(parents=True, mode=0o700)
+    marker = tmp_path / "marker"
+    plant(directory / f"{stem}.so", marker)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export-vectors", "models/small_cnn.py", "--out", str(tmp_path / "vec")]) == 0
+    assert not marker.exists()
+    assert any("cached kernel rejected" in str(c.message) for c in caught)
+    assert (tmp_path / "vec" / "manifest.json").is_file()
+
+
 def test_unwritable_output_fails_before_the_work(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
