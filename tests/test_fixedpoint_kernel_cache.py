@@ -145,9 +145,11 @@ def test_a_world_writable_cache_directory_is_not_used(cache):
     assert not marker.exists()
 
 
-def test_the_fixed_point_kernel_rejects_a_planted_library(tmp_path, monkeypatch):
-    # end to end through hwaware's own loader, at the predictable path in HWAWARE_CACHE
-    if _native.library() is not None:  # reuse this process's verified build: compiling takes ~10 s
+def plant_in_a_fresh_cache(tmp_path, monkeypatch):
+    """``HWAWARE_CACHE`` set to a new directory holding a planted library at the fixed-point
+    kernel's predictable path; returns the marker its constructor would write. Rebuilding copies
+    this process's verified build (compiling takes ~10 s)."""
+    if _native.library() is not None:
         built_dir, built_stem = _native.cache_entry()
         built = built_dir / f"{built_stem}.so"
         if built.is_file():
@@ -159,6 +161,12 @@ def test_the_fixed_point_kernel_rejects_a_planted_library(tmp_path, monkeypatch)
     directory.mkdir(parents=True, mode=0o700)
     marker = tmp_path / "marker"
     plant(directory / f"{stem}.so", marker)
+    return marker
+
+
+def test_the_fixed_point_kernel_rejects_a_planted_library(tmp_path, monkeypatch):
+    # end to end through hwaware's own loader, at the predictable path in HWAWARE_CACHE
+    marker = plant_in_a_fresh_cache(tmp_path, monkeypatch)
     with pytest.warns(RuntimeWarning, match="cached kernel rejected"):
         assert _native.library() is not None
     assert not marker.exists()

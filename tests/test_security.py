@@ -332,22 +332,12 @@ def test_planted_kernel_in_a_shared_cache_never_runs(tmp_path, monkeypatch, caps
     import shutil
     import warnings
 
-    from hwaware.fixedpoint import _kernel_cache, _native
+    from hwaware.fixedpoint import _native
 
-    plant = pytest.importorskip("test_fixedpoint_kernel_cache").plant
+    kc = pytest.importorskip("test_fixedpoint_kernel_cache")
     if shutil.which(os.environ.get("CC", "cc")) is None or _native.library() is None:
         pytest.skip("no C compiler: the exact torch path runs, no kernel is loaded")
-    built_dir, built_stem = _native.cache_entry()  # reuse this process's verified build (compiling: ~10 s)
-    built = built_dir / f"{built_stem}.so"
-    if built.is_file():
-        monkeypatch.setattr(_kernel_cache, "compile_source", lambda s, f, out, cc: shutil.copy(built, out))
-    monkeypatch.setenv("HWAWARE_CACHE", str(tmp_path / "shared"))
-    monkeypatch.setattr(_native, "_lib", None)
-    monkeypatch.setattr(_native, "_tried", False)
-    directory, stem = _native.cache_entry()
-    directory.mkdir(parents=True, mode=0o700)
-    marker = tmp_path / "marker"
-    plant(directory / f"{stem}.so", marker)
+    marker = kc.plant_in_a_fresh_cache(tmp_path, monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main(["export-vectors", "models/small_cnn.py", "--out", str(tmp_path / "vec")]) == 0
