@@ -170,7 +170,7 @@ def check_shrink(model: nn.Module, x: torch.Tensor, *, seed: int = 0) -> tuple[C
     rng = random.Random(seed)
     exact = [g for g in graph.prunable_groups() if not g.caveats]
     caveat = [g for g in graph.prunable_groups() if g.caveats]
-    keep = {g.name: sorted(rng.sample(range(g.size), rng.randint(1, g.size))) for g in exact}
+    keep = graph.kept_units({g.name: sorted(rng.sample(range(g.size), rng.randint(1, g.size))) for g in exact})
     small = graph.shrink(keep).eval()
     with torch.no_grad():
         got = small(x64)

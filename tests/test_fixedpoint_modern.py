@@ -130,3 +130,67 @@ def test_convert_cuda_model_and_data():
     assert fixed.report.model_device.startswith("cuda") and fixed.report.device == "cpu"
     assert next(model.parameters()).is_cuda  # the user's model stays where it was
     assert fixed(x).shape == model(x).shape
+
+
+def _golden_from_file(d, arith) -> np.ndarray:
+    """An exported op's y recomputed from its .npz alone (inputs, formats, parameters)."""
+    from hwaware.fixedpoint.format import FixedFormat
+
+    kind = str(d["kind"])
+    f = {k: FixedFormat(int(d[k])) for k in ("f_x", "f_x2", "f_y") if k in d}
+    kw = {"rounding": arith["rounding"], "overflow": arith["overflow"]}
+    x = d["x"]
+    if kind == "clamp":
+        return golden.clamp(x, float(d["lo"]), float(d["hi"]), fx=f["f_x"]).y
+    if kind == "leaky_relu":
+        return golden.leaky_relu(x, int(d["slope_code"]), int(d["f_slope"]), fx=f["f_x"], fy=f["f_y"], **kw).y
+    if kind in ("hardswish", "hardsigmoid"):
+        return getattr(golden, kind)(x, fx=f["f_x"], fy=f["f_y"], **kw).y
+    if kind == "lut":
+        return golden.lut(x, str(d["fn"]), fx=f["f_x"], fy=f["f_y"], **kw).y
+    if kind == "mul":
+        return golden.mul(x, d["x2"], fa=f["f_x"], fb=f["f_x2"], fy=f["f_y"], **kw).y
+    if kind == "add":
+        return golden.add(x, d["x2"], fa=f["f_x"], fb=f["f_x2"], fy=f["f_y"], relu=bool(d["relu"]), **kw).y
+    assert kind == "pool"
+    k, s, p, ceil = tuple(d["kernel"]), tuple(d["stride"]), tuple(d["padding"]), bool(d["ceil_mode"])
+    if str(d["pool"]) == "max":
+        return golden.max_pool2d_ext(x, k, s, p, ceil_mode=ceil).y
+    if d["adaptive"].size:
+        y = golden.adaptive_avg_pool2d(x, tuple(d["adaptive"]), fx=f["f_x"], fy=f["f_y"], **kw).y
+    else:
+        y = golden.avg_pool2d_ext(x, k, s, p, ceil_mode=ceil, count_include_pad=bool(d["count_include_pad"]),
+                                  fx=f["f_x"], fy=f["f_y"], **kw).y
+    return y if bool(d["keepdim"]) else y.reshape(y.shape[:2])
+
+
+@pytest.mark.parametrize("mode,rounding,overflow", [("wide", "nearest", "saturate"), ("eyeriss", "floor", "wrap")])
+def test_vectors_export_modern_ops(tmp_path, mode, rounding, overflow):
+    """Every activation, multiply, add and pooling op is exported; its y follows from its file."""
+    import json
+    import math
+
+    from hwaware.fixedpoint.vectors import export_vectors
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 9, 9)
+    vs = export_vectors(Modern().eval(), tmp_path / "v", inputs=x, mode=mode, rounding=rounding,
+                        overflow=overflow)
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    kinds = {e["kind"] for e in manifest["ops"]}
+    assert {"clamp", "hardswish", "hardsigmoid", "lut", "mul", "add", "leaky_relu", "pool"} <= kinds
+    assert len(vs.ops) == len(manifest["ops"]) and [e["name"] for e in manifest["layers"]][-1] == "fc"
+    pools = {(e["pool"], e["ceil_mode"], e["count_include_pad"], e["adaptive"] is not None)
+             for e in manifest["ops"] if e["kind"] == "pool"}
+    assert {("avg", True, False, False), ("max", True, True, False), ("avg", False, True, True)} <= pools
+    arith = {"rounding": rounding, "overflow": overflow}
+    for e in manifest["ops"]:
+        d = np.load(tmp_path / "v" / e["file"])
+        assert list(d["y"].shape) == e["y_shape"]
+        assert np.array_equal(_golden_from_file(d, arith), d["y"]), e["name"]
+        if e["kind"] == "lut":  # the table the hardware loads: round(g(-16 + k/16) * 2**15)
+            g = {"sigmoid": lambda v: 1 / (1 + math.exp(-v)), "tanh": math.tanh,
+                 "phi": lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))}[e["gate"]]
+            want = [math.floor(g(-16 + k / 16) * 2**15 + 0.5) for k in (0, 256, 300, 512)]
+            assert d["table"][[0, 256, 300, 512]].tolist() == want
+        assert (tmp_path / "v" / e["hex"]["y"]).read_text().count("\n") == d["y"].size

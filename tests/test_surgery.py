@@ -390,6 +390,65 @@ def test_blocked_patterns_explain_why():
     assert not g.prunable and "transpose" in g.reason
 
 
+class _MixedDW(nn.Module):
+    """timm MixedConv2d's pattern: split by sizes held in ``self.splits``, one conv per branch, cat."""
+
+    def __init__(self, c: int, sizes: list[int]):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(n, n, 2 * i + 3, padding=i + 1, groups=n) for i, n in enumerate(sizes))
+        self.splits = list(sizes)
+        self.in_channels = c
+
+    def forward(self, x):
+        parts = torch.split(x, self.splits, 1)
+        return torch.cat([conv(parts[i]) for i, conv in enumerate(self.convs)], 1)
+
+
+class _MixNet(nn.Module):
+    def __init__(self, literal: bool = False):
+        super().__init__()
+        self.pw = nn.Conv2d(3, 7, 1)
+        self.mix = _MixedDW(7, [4, 3])
+        self.head = nn.Conv2d(7, 2, 1)
+        self.literal = literal
+
+    def forward(self, x):
+        y = torch.relu(self.pw(x))
+        if self.literal:  # sizes no attribute holds: surgery cannot rewrite them
+            parts = torch.split(y, [4, 3], 1)
+            return self.head(torch.cat([parts[0], parts[1]], 1))
+        return self.head(torch.relu(self.mix(y)))
+
+
+def test_split_sizes_held_by_an_attribute_are_rewritten():
+    torch.manual_seed(0)
+    model = _MixNet().eval()
+    x = torch.randn(2, 3, 9, 9)
+    graph = ChannelGraph(model, x)
+    g = graph.group("pw")
+    assert g.prunable and g.size == 7
+    assert set(g.producers) == {"pw", "mix.convs.0", "mix.convs.1"}
+    keep = {"pw": [0, 2, 5]}  # two channels of branch 0, one of branch 1
+    small = graph.shrink(keep).eval()
+    assert small.mix.splits == [2, 1] and small.mix.in_channels == 3
+    masked = copy.deepcopy(model)
+    gone = [c for c in range(7) if c not in keep["pw"]]
+    masked.pw.weight.data[gone] = 0
+    masked.pw.bias.data[gone] = 0
+    for c in gone:  # the branch convs' copies of those channels
+        masked.mix.convs[c // 4].bias.data[c % 4] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
+    assert model.mix.splits == [4, 3]  # the user's model is untouched
+    # a branch is never emptied: its best-ranked channel comes back
+    kept = graph.kept_units({"pw": [0, 1]})["pw"]
+    assert kept[:2] == [0, 1] and len(kept) == 3 and kept[2] in range(4, 7)
+    assert kept[2] == min(range(4, 7), key=graph.ranking("pw").index)
+    assert graph.shrink({"pw": [0, 1]}).mix.splits == [2, 1]
+    blocked = ChannelGraph(_MixNet(literal=True), x).group("pw")
+    assert not blocked.prunable and "literal sizes [4, 3]" in blocked.reason
+
+
 def test_untraceable_model_names_the_module():
     class Branchy(nn.Module):
         def forward(self, x):

@@ -32,11 +32,7 @@ def _zoo():
 zoo = _zoo()
 
 FAST = ["timm:mobilenetv2_100", "timm:efficientnet_b0", "timm:convnext_atto"]
-#: known gaps, asserted to still fail so a fix is noticed
-GAPS = {"timm:mixnet_s": "MixedConv2d splits its input with literal sizes (torch.split(x, self.splits)); "
-                         "surgery blocks those groups instead of rewriting the sizes"}
-SLOW = [pytest.param(m, marks=pytest.mark.xfail(reason=GAPS[m], strict=True)) if m in GAPS else m
-        for m in zoo.ZOO if m not in FAST]
+SLOW = [m for m in zoo.ZOO if m not in FAST]
 
 
 @pytest.fixture(autouse=True)

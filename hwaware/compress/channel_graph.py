@@ -187,6 +187,8 @@ class ChannelGraph:
         self._atoms: dict[fx.Node, np.ndarray | None] = {}
         self._cdim: dict[fx.Node, int] = {}  # where each value's channel dim is
         self._parts: dict[fx.Node, list[tuple[np.ndarray, int]]] = {}  # split/chunk outputs
+        #: splits whose sizes a module attribute holds: (module, attribute, atoms of each part)
+        self._split_attrs: list[tuple[str, str, list[np.ndarray]]] = []
         self._param_atoms: dict[str, np.ndarray] = {}  # 1-D parameters scaling channels
         self._blocked: dict[int, str] = {}  # atom -> reason
         self._caveat: dict[int, str] = {}
@@ -516,11 +518,27 @@ class ChannelGraph:
             n = sizes[0]
             for k in range(1, len(sizes)):
                 self._uf.union_arrays(src[:n], src[k * n:(k + 1) * n])
-        else:
-            self._block(src, f"is split with literal sizes {sizes} at node '{node.name}' in "
-                        f"'{module_path(node)}' (the sizes would be wrong after surgery)")
         offsets = np.cumsum([0, *sizes])
         self._parts[node] = [(src[offsets[i]:offsets[i + 1]], cd) for i in range(len(sizes))]
+        if target_name(node) == "chunk" and len(set(sizes)) == 1:
+            return
+        attr = self._sizes_attribute(node, sizes)
+        if attr is None:
+            self._block(src, f"is split with literal sizes {sizes} at node '{node.name}' in "
+                        f"'{module_path(node)}' (the sizes would be wrong after surgery)")
+        else:  # timm MixedConv2d reads its sizes from ``self.splits``: surgery rewrites them
+            self._split_attrs.append((*attr, [p for p, _ in self._parts[node]]))
+
+    def _sizes_attribute(self, node: fx.Node, sizes: list[int]) -> tuple[str, str] | None:
+        """(module, attribute) when exactly one list attribute of the module whose forward does
+        the split holds ``sizes`` (the forward reads the sizes from it, as MixedConv2d does)."""
+        owner = module_path(node)
+        mod = self._modules.get(owner)
+        if mod is None:
+            return None
+        hits = [k for k, v in vars(mod).items() if isinstance(v, (list, tuple)) and list(v) == sizes
+                and all(type(s) is int for s in v)]
+        return (owner, hits[0]) if len(hits) == 1 else None
 
     def _reshape(self, node: fx.Node, src: np.ndarray | None, *, literal_ok: bool) -> None:
         inp = node.args[0] if node.args else None
@@ -714,8 +732,10 @@ class ChannelGraph:
         """Unit indices of ``group``, largest summed filter L2 norm first (see :func:`l2_ranking`)."""
         return l2_ranking(self.model, self.group(group) if isinstance(group, str) else group)
 
-    def shrink(self, keep: Mapping[str, Sequence[int]], *, round_to: int = 1, check: bool = True) -> nn.Module:
-        """A new, smaller dense copy of the model keeping ``keep[group]`` units of each named group."""
+    def kept_units(self, keep: Mapping[str, Sequence[int]], *, round_to: int = 1) -> dict[str, list[int]]:
+        """The units :meth:`shrink` keeps of each group named in ``keep``: ``keep`` rounded up to
+        ``round_to`` (best-ranked units first) and with every split branch (a MixedConv2d kernel
+        size) left at least one channel."""
         if not isinstance(round_to, int) or round_to < 1:
             raise HwawareError(f"round_to must be an integer >= 1, got {round_to!r}")
         removed_units: set[tuple[str, int]] = set()
@@ -727,6 +747,17 @@ class ChannelGraph:
             if len(kept) < g.size and not g.prunable:
                 raise HwawareError(f"channel group {g.reason}; it cannot be pruned")
             removed_units.update((g.name, u) for u in range(g.size) if u not in kept)
+        self._keep_split_parts(removed_units)
+        return {self.group(gname).name: [u for u in range(self.group(gname).size)
+                                         if (self.group(gname).name, u) not in removed_units]
+                for gname in keep}
+
+    def shrink(self, keep: Mapping[str, Sequence[int]], *, round_to: int = 1, check: bool = True) -> nn.Module:
+        """A new, smaller dense copy of the model keeping ``keep[group]`` units of each named group
+        (exactly the units :meth:`kept_units` names)."""
+        kept = self.kept_units(keep, round_to=round_to)
+        removed_units = {(g, u) for g, units in kept.items()
+                         for u in sorted(set(range(self.group(g).size)) - set(units))}
         new = copy.deepcopy(self.model)
         if removed_units:
             self._apply(new, removed_units)
@@ -746,6 +777,17 @@ class ChannelGraph:
 
     # -- applying ------------------------------------------------------------------------------
 
+    def _keep_split_parts(self, removed: set[tuple[str, int]]) -> None:
+        """Put back the best-ranked unit of any split part (a MixedConv2d kernel branch) that
+        ``removed`` would empty: a branch of zero channels is not a convolution."""
+        for _, _, parts in self._split_attrs:
+            for part in parts:
+                if part.size and not self._kept(part, removed):
+                    units = {self._unit_of[self._uf.find(a)] for a in part.tolist()
+                             if self._uf.find(a) in self._unit_of}
+                    by_group = {g: self.ranking(g) for g, _ in units}
+                    removed.discard(min(units, key=lambda gu: by_group[gu[0]].index(gu[1])))
+
     def _kept(self, atoms: np.ndarray, removed: set[tuple[str, int]]) -> list[int]:
         find = self._uf.find
         return [i for i, a in enumerate(atoms.tolist()) if self._unit_of.get(find(a)) not in removed]
@@ -764,6 +806,16 @@ class ChannelGraph:
             kept = self._kept(atoms, removed)
             if len(kept) < len(atoms):
                 resize_channelwise(new.get_submodule(name), kept)
+        for owner, attr, parts in self._split_attrs:
+            mod = new.get_submodule(owner)
+            sizes = [len(self._kept(p, removed)) for p in parts]
+            setattr(mod, attr, type(getattr(mod, attr))(sizes))
+            if isinstance(getattr(mod, "in_channels", None), int):
+                mod.in_channels = sum(sizes)
+            convs = list(mod.children())
+            if isinstance(getattr(mod, "out_channels", None), int) and convs and \
+                    all(isinstance(c, nn.modules.conv._ConvNd) for c in convs):
+                mod.out_channels = sum(c.out_channels for c in convs)
         for target, atoms in self._param_atoms.items():
             kept = self._kept(atoms, removed)
             if len(kept) < len(atoms):

@@ -15,6 +15,12 @@ plus ``NNN_<layer>.{x,w,b,y}.hex`` for ``$readmemh``: one value per line, row-ma
 in the shapes above, two's complement, 4 hex digits per int16 and 8 per int32. ``manifest.json``
 lists the layers in execution order with file names, shapes and attributes. The arithmetic that
 turns x, w, b into y is the contract in docs/fixedpoint.md.
+
+Every other op with arithmetic (activations, the squeeze-excitation multiply, add, pooling) is
+written as ``opKKK_<name>.npz`` (``KKK``: the op's index in the integer graph, so files sort in
+execution order) with ``x`` (and ``x2`` for add/multiply), ``y``, ``f_x`` (``f_x2``), ``f_y``,
+``op``, ``kind`` and the op's parameters (:data:`OP_PARAMS`); table activations also carry the
+gate ``table`` (513 entries at 15 fractional bits). ``manifest.json`` lists them under ``ops``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import torch
 from torch import nn
 
 from .._io import atomic_open, check_output_path, write_json, write_text
-from .convert import ConvOp, FixedPointModel, convert
+from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
+from .activations import LUT_FUNCTIONS, gate_table
+from .convert import AddOp, ConvOp, FixedPointModel, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING
 
 FORMAT = "hwaware-vectors/1"
@@ -53,6 +61,19 @@ class VectorLayer:
 
 
 @dataclass(frozen=True)
+class VectorOp:
+    """One exported non-Conv/Linear op (activation, multiply, add, pooling)."""
+
+    index: int
+    name: str
+    op: str
+    kind: str
+    file: str
+    y_shape: tuple[int, ...]
+    output_overflows: int
+
+
+@dataclass(frozen=True)
 class VectorSet:
     """What :func:`export_vectors` wrote."""
 
@@ -62,6 +83,91 @@ class VectorSet:
     rounding: str
     overflow: str
     layers: tuple[VectorLayer, ...]
+    ops: tuple[VectorOp, ...] = ()
+
+
+#: op kind -> its parameters in the .npz and the manifest (besides x, x2, y, f_x, f_x2, f_y)
+OP_PARAMS = {
+    "clamp": ("lo", "hi"),                          # ReLU6 / Hardtanh: codes clamped to lo..hi at f_x
+    "leaky_relu": ("slope_code", "f_slope"),        # negative side: x * slope_code >> (f_x + f_slope - f_y)
+    "hardswish": (), "hardsigmoid": (),             # the exact rational, rounded once
+    "lut": ("fn", "gate", "times_x"),              # + table: gate codes at 15 fractional bits
+    "mul": (), "add": ("relu",),
+    "pool": ("pool", "kernel", "stride", "padding", "ceil_mode", "count_include_pad", "adaptive",
+             "keepdim", "dims"),
+}
+
+
+def _op_params(op: Any) -> tuple[str, dict[str, Any]] | None:
+    """(kind, parameters) of an exported non-Conv op; None for ops without arithmetic."""
+    if isinstance(op, ClampOp):
+        return "clamp", {"lo": op.lo, "hi": op.hi}
+    if isinstance(op, LeakyReluOp):
+        return "leaky_relu", {"slope_code": int(op.slope_code), "f_slope": int(op.fs)}
+    if isinstance(op, HardOp):
+        return op.fn, {}
+    if isinstance(op, LutOp):
+        gate, times_x = LUT_FUNCTIONS[op.fn]
+        return "lut", {"fn": op.fn, "gate": gate, "times_x": times_x}
+    if isinstance(op, MulOp):
+        return "mul", {}
+    if isinstance(op, AddOp):
+        return "add", {"relu": bool(op.relu)}
+    if isinstance(op, WindowPoolOp):
+        return "pool", {"pool": op.kind, "kernel": list(op.kernel), "stride": list(op.stride),
+                        "padding": list(op.padding), "ceil_mode": bool(op.ceil_mode),
+                        "count_include_pad": bool(op.count_include_pad),
+                        "adaptive": list(op.adaptive) if op.adaptive is not None else None,
+                        "keepdim": bool(op.keepdim), "dims": int(op.dims)}
+    return None
+
+
+def _input_formats(op: Any, fixed: FixedPointModel) -> list[int]:
+    fmts = [getattr(op, "fa", None), getattr(op, "fb", None)] if isinstance(op, (MulOp, AddOp)) else \
+        [getattr(op, "fx", None)]
+    return [(f if f is not None else fixed.int_ops[j].fy).frac_bits for f, j in zip(fmts, op.inputs)]
+
+
+def _export_ops(fixed: FixedPointModel, run: Any, out: Path, hex_files: bool) -> tuple[list[VectorOp], list[dict]]:
+    """Write every non-Conv/Linear op with arithmetic (see the module docstring)."""
+    arith = fixed.arith
+    found: list[VectorOp] = []
+    entries: list[dict[str, Any]] = []
+    for k, op in enumerate(fixed.int_ops):
+        kp = _op_params(op)
+        if kp is None:
+            continue
+        kind, params = kp
+        stem = f"op{k:03d}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", op.name)
+        fxs = _input_formats(op, fixed)
+        arrays: dict[str, Any] = {"y": run.values[k].astype(np.int16), "f_y": np.int64(op.fy.frac_bits)}
+        for i, (j, f) in enumerate(zip(op.inputs, fxs)):
+            key = "x" if i == 0 else f"x{i + 1}"
+            arrays[key] = run.values[j].astype(np.int16)
+            arrays["f_" + key] = np.int64(f)
+        if kind == "lut":
+            arrays["table"] = gate_table(params["gate"])
+        for key, v in params.items():
+            arrays[key] = np.str_(v) if isinstance(v, str) else np.asarray(v if v is not None else [])
+        arrays.update({"mode": np.str_(arith["mode"]), "rounding": np.str_(arith["rounding"]),
+                       "overflow": np.str_(arith["overflow"]), "op": np.str_(op.op),
+                       "kind": np.str_(kind), "name": np.str_(op.name)})
+        with atomic_open(out / f"{stem}.npz", "wb") as fh:
+            np.savez(fh, **arrays)
+        hexes = {}
+        if hex_files:
+            for key in [a for a in ("x", "x2", "y") if a in arrays]:
+                hexes[key] = f"{stem}.{key}.hex"
+                write_text(out / hexes[key], _hex_lines(arrays[key], 4))
+        rec = VectorOp(k, op.name, op.op, kind, f"{stem}.npz", tuple(arrays["y"].shape), run.output_overflows[k])
+        found.append(rec)
+        entries.append({
+            "index": k, "name": op.name, "op": op.op, "kind": kind, "file": rec.file, "hex": hexes,
+            "x_shapes": [list(run.values[j].shape) for j in op.inputs], "y_shape": list(rec.y_shape),
+            **{f"f_{'x' if i == 0 else f'x{i + 1}'}": f for i, f in enumerate(fxs)},
+            "f_y": op.fy.frac_bits, **params, "output_overflows": rec.output_overflows,
+        })
+    return found, entries
 
 
 def _stem(index: int, name: str) -> str:
@@ -140,6 +246,7 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
             "shift": layer.f_x + layer.f_w - layer.f_y, "relu": op.relu,
             "product_overflows": layer.product_overflows, "output_overflows": layer.output_overflows,
         })
+    ops, op_entries = _export_ops(fixed, run, out, hex_files)
     manifest = out / "manifest.json"
     write_json(manifest, {
         "format": FORMAT,
@@ -151,5 +258,7 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
         "input_frac_bits": fixed.input_format.frac_bits,
         **(meta or {}),
         "layers": entries,
+        "ops": op_entries,
     })
-    return VectorSet(out, manifest, arith["mode"], arith["rounding"], arith["overflow"], tuple(layers))
+    return VectorSet(out, manifest, arith["mode"], arith["rounding"], arith["overflow"], tuple(layers),
+                     tuple(ops))
