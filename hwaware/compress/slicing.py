@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import HwawareError
 
 if TYPE_CHECKING:
-    from .channel_graph import ChannelGroup
+    from .channel_group import ChannelGroup
 
 __all__ = ["resize_channelwise", "round_up", "shrink_conv", "slice_module", "validate_keep"]
 

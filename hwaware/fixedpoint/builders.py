@@ -1,0 +1,190 @@
+"""How each float module or function becomes an integer op (Conv/Linear with BatchNorm folded,
+pooling in every form, activations); :class:`OpBuilders` is mixed into the converter, which
+supplies the formats (``act_format``, ``bits_for``, ``value_max``) from the calibration run."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._fx import is_plain_linear, is_same_pad_conv, module_path
+from ..errors import UnsupportedLayerError
+from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, WindowPoolOp
+from .format import FixedFormat, frac_bits_for, pair
+from .graph_ops import ConvOp
+from .intop import IntOp
+
+__all__ = ["BN_FOR", "OpBuilders", "base_type", "same_pads"]
+
+BN_FOR = {nn.Conv1d: (nn.BatchNorm1d,), nn.Conv2d: (nn.BatchNorm2d,), nn.Linear: (nn.BatchNorm1d,)}
+
+
+def base_type(mod: nn.Module | None) -> type | None:
+    """Conv1d / Conv2d / Linear for those classes and the subclasses with the same arithmetic
+    (timm's Conv2dSame pads first; timm's Linear); None for anything else."""
+    t = type(mod)
+    if t in (nn.Conv1d, nn.Conv2d, nn.Linear):
+        return t
+    if mod is not None and is_same_pad_conv(mod):
+        return nn.Conv2d
+    if mod is not None and is_plain_linear(mod):
+        return nn.Linear
+    return None
+
+
+
+def same_pads(size: tuple[int, ...], mod: nn.Module) -> tuple[int, int, int, int]:
+    """TF "SAME" padding of timm's Conv2dSame for an input of ``size`` (H, W): (top, bottom, left, right)."""
+    pads = []
+    for n, k, s, d in zip(size, mod.kernel_size, mod.stride, mod.dilation):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+#: activation name (class or function, lower case) -> table function for LutOp, or its own kind
+_ACTIVATIONS = {"relu6": "", "hardtanh": "", "leaky_relu": "", "leakyrelu": "", "hardswish": "",
+                "hardsigmoid": "", "silu": "silu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh"}
+_ACTIVATION_TYPES = (nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU,
+                     nn.Sigmoid, nn.Tanh)
+
+
+def _first(v: Any) -> int:
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+
+class OpBuilders:
+    """The converter's op constructors (need ``self.arith``, ``self.modules``, ``self.headroom``,
+    ``self.value_max``, ``act_format`` and ``bits_for``)."""
+
+    def conv_op(self, name, mod, group, j, int_ops, pre, relu) -> ConvOp:
+        w = mod.weight.detach().double()
+        b = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        if len(group) > 1 and type(self.modules.get(group[1].target)) in sum(BN_FOR.values(), ()):
+            bn = self.modules[group[1].target]
+            if not bn.track_running_stats or bn.running_mean is None:
+                raise UnsupportedLayerError(f"convert: '{group[1].target}' has no running statistics to fold")
+            scale = bn.weight.detach().double() if bn.affine else torch.ones_like(bn.running_var.double())
+            shift = bn.bias.detach().double() if bn.affine else torch.zeros_like(scale)
+            k = scale / torch.sqrt(bn.running_var.double() + bn.eps)
+            w = w * k.reshape(-1, *([1] * (w.dim() - 1)))
+            b = (b - bn.running_mean.double()) * k + shift
+        bits = self.bits_for(name)
+        fx = int_ops[j].fy
+        fxq = None
+        fw = FixedFormat(frac_bits_for(float(w.abs().max()), bits), bits)
+        fy = self.act_format(pre)
+        if bits < 16:
+            fxq = self.narrow_input_format(int_ops, j, bits)
+        f_in = fxq or fx
+        wq = fw.quantize(w.numpy())
+        if self.arith["mode"] == "eyeriss":
+            bq = FixedFormat(fy.frac_bits).quantize(b.numpy()).astype(np.int64)
+        else:
+            bq = np.clip(np.floor(np.ldexp(b.numpy(), f_in.frac_bits + fw.frac_bits) + 0.5),
+                         -(2**31), 2**31 - 1).astype(np.int64)
+        t = base_type(mod)
+        if t is nn.Linear:
+            return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq)
+        if any(p != 1 for p in pair(mod.dilation, "dilation")) or mod.padding_mode != "zeros" or \
+                isinstance(mod.padding, str):
+            raise UnsupportedLayerError(f"convert: layer '{name}': dilation, string padding and padding "
+                                        f"modes other than zeros are not supported")
+        if t is nn.Conv1d:
+            return ConvOp(name, "Conv1d", (j,), fy, fx, fw, wq, bq, (1, mod.stride[0]), (0, mod.padding[0]),
+                          mod.groups, relu, fxq)
+        return ConvOp(name, "Conv2d", (j,), fy, fx, fw, wq, bq, pair(mod.stride, "stride"),
+                      pair(mod.padding, "padding"), mod.groups, relu, fxq)
+
+    def narrow_input_format(self, int_ops, j, bits) -> FixedFormat:
+        """A narrower input format: the range the 16-bit input format was sized for."""
+        fx = int_ops[j].fy
+        top = self.value_max.get(j) or math.ldexp(fx.qmax, -fx.frac_bits)
+        return FixedFormat(frac_bits_for(top, bits, headroom=self.headroom), bits)
+
+    def pool_op(self, name, mod, j, int_ops, out) -> WindowPoolOp:
+        t = type(mod)
+        fx = int_ops[j].fy
+        dims = 1 if t.__name__.endswith("1d") else 2
+        kind = "max" if t.__name__.startswith("Max") else "avg"
+        if kind == "max" and (any(d != 1 for d in pair(mod.dilation, "dilation")) or mod.return_indices):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({t.__name__}): max pooling with dilation "
+                                        f"or return_indices is not supported")
+        if getattr(mod, "divisor_override", None):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({t.__name__}): divisor_override is not "
+                                        f"supported")
+        fy = fx if kind == "max" else self.act_format(out)
+        if t.__name__.startswith("Adaptive"):
+            size = mod.output_size
+            osz = (1, size if isinstance(size, int) else size[0]) if dims == 1 else pair(size, "output_size")
+            if None in osz:
+                raise UnsupportedLayerError(f"convert: layer '{name}': adaptive output size None is not supported")
+            return WindowPoolOp(name, t.__name__, (j,), fy, "avg", fx, adaptive=osz, dims=dims)
+        k = mod.kernel_size
+        st = mod.stride if mod.stride is not None else k
+        pad = mod.padding
+        if dims == 1:
+            k, st, pad = (1, _first(k)), (1, _first(st)), (0, _first(pad))
+        return WindowPoolOp(name, t.__name__, (j,), fy, kind, fx, pair(k, "kernel"), pair(st, "stride"),
+                            pair(pad, "padding"), bool(mod.ceil_mode),
+                            bool(getattr(mod, "count_include_pad", True)), dims=dims)
+
+    def mean_op(self, name, node, fenv, inp, int_ops) -> WindowPoolOp:
+        """``x.mean((2, 3))`` (keepdim or not) on N x C x H x W, ``x.mean(-1)`` on N x C x L."""
+        src = node.args[0]
+        dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        keep = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
+        rank = fenv[src].dim() if isinstance(src, torch.fx.Node) and src in fenv else 0
+        dims = sorted(d % rank for d in ([dims] if isinstance(dims, int) else (dims or ()))) if rank else []
+        if rank not in (3, 4) or dims != list(range(2, rank)):
+            raise UnsupportedLayerError(f"convert: '{name}' in '{module_path(node)}' (mean): only a mean over "
+                                        f"the spatial dims of N x C x H x W or N x C x L is supported, got "
+                                        f"dims {dims} of a {rank}-D tensor")
+        j = inp(src)
+        return WindowPoolOp(name, "mean", (j,), self.act_format(fenv[node]), "avg", int_ops[j].fy,
+                            adaptive=(1, 1), keepdim=keep, dims=2 if rank == 4 else 1)
+
+    def activation_op(self, name, kind, mod, fargs, fkwargs, node, fenv, inp, int_ops) -> IntOp | None:
+        """The integer op of an activation module (``kind`` = class name) or function/method
+        (``kind`` = its name, ``fargs``/``fkwargs`` its extra arguments); None if not one."""
+        if mod is None and node.op == "call_function" and \
+                not str(getattr(node.target, "__module__", "")).startswith("torch"):
+            return None
+        key = kind.lower().rstrip("_")
+        if key not in _ACTIVATIONS:
+            return None
+        if mod is not None and type(mod) not in _ACTIVATION_TYPES:
+            return None  # a user class named like one: its forward may differ
+        j = inp(node.args[0])
+        fx = int_ops[j].fy
+
+        def arg(i: int, kw: str, attr: str, default: Any) -> Any:
+            if mod is not None:
+                return getattr(mod, attr, default)
+            return fkwargs.get(kw, fargs[i] if len(fargs) > i else default)
+
+        if key in ("relu6", "hardtanh"):
+            lo = 0.0 if key == "relu6" else float(arg(0, "min_val", "min_val", -1.0))
+            hi = 6.0 if key == "relu6" else float(arg(1, "max_val", "max_val", 1.0))
+            return ClampOp(name, kind, (j,), fx, lo, hi)
+        if key == "leaky_relu" or key == "leakyrelu":
+            slope = float(arg(0, "negative_slope", "negative_slope", 0.01))
+            fs = frac_bits_for(abs(slope), 16) if slope else 0
+            return LeakyReluOp(name, kind, (j,), fx, fx, int(math.floor(math.ldexp(slope, fs) + 0.5)), fs)
+        fy = self.act_format(fenv[node])
+        if key in ("hardswish", "hardsigmoid"):
+            return HardOp(name, kind, (j,), fy, fx, key)
+        return LutOp(name, kind, (j,), fy, fx, _ACTIVATIONS[key])
+
+    def approx_error(self, op: IntOp) -> float:
+        """Stated bound of a table activation's error in output units (0 for exact ops)."""
+        if not isinstance(op, LutOp):
+            return 0.0
+        if op.fn in ("silu", "gelu"):
+            return op.gate_error * self.value_max.get(op.inputs[0], 0.0)
+        return op.gate_error

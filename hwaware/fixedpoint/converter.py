@@ -1,0 +1,401 @@
+"""The conversion pass: walk the traced float graph once, compute every float value on the
+calibration data, fuse Conv/Linear + BatchNorm (+ ReLU) and add + ReLU, build each integer op
+(:mod:`.builders`), fix its output format, correct its bias (:mod:`.bias`) and run it, so later
+formats see the integer values earlier layers really produce."""
+
+from __future__ import annotations
+
+import operator
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._fx import (
+    ADD_FUNCTIONS,
+    ADD_METHODS,
+    DROPOUT_FUNCTIONS,
+    MUL_FUNCTIONS,
+    MUL_METHODS,
+    STOCHASTIC_DEPTH_FUNCTIONS,
+    is_same_pad_conv,
+    is_stochastic_depth,
+    module_path,
+    target_name,
+)
+from ..errors import HwawareError, UnsupportedLayerError
+from .act_ops import MulOp, WindowPoolOp
+from .bias import correct_bias
+from .builders import BN_FOR, OpBuilders, base_type, same_pads
+from .format import FixedFormat, frac_bits_for, pair
+from .graph_ops import AddOp, CatOp, ConvOp, ReluOp, ReshapeOp
+from .intop import InputOp, IntOp
+from .model import ConversionReport, FixedPointModel, LayerReport
+
+__all__ = ["SUPPORTED", "Converter", "split_norm_act"]
+
+SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (with a following BatchNorm or timm "
+             "BatchNormAct2d folded and ReLU fused), ReLU, ReLU6, Hardtanh, LeakyReLU, Hardswish, "
+             "Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, "
+             "mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply, cat, "
+             "flatten/view/reshape")
+
+_RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
+_FLATTEN_FUNCS = (torch.flatten,)
+_CAT_FUNCS = (torch.cat, torch.concat)
+_PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+
+
+def split_norm_act(gm: torch.fx.GraphModule) -> None:
+    """Rewrite each timm ``BatchNormAct2d``-style node (a BatchNorm subclass with ``act``/``drop``
+    children) into a plain BatchNorm node and its activation node, so the BatchNorm folds into the
+    convolution before it and the activation converts as its own op (both keep module paths:
+    ``bn1.bn`` and ``bn1.act``)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(node.target)
+        if type(mod) in _BN_TYPES or not isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            continue
+        if not hasattr(mod, "act") or (hasattr(mod, "drop") and not isinstance(mod.drop, _PASS_MODULES)):
+            continue  # another BatchNorm subclass: make_op names it as unsupported
+        plain = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[2 if isinstance(mod, nn.BatchNorm2d)
+                                                                          else 1 if isinstance(mod, nn.BatchNorm1d) else 3]
+        bn = plain(mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats)
+        bn.load_state_dict({k: v for k, v in mod.state_dict().items() if "." not in k})
+        bn.eval()
+        mod.add_module("bn", bn)
+        with gm.graph.inserting_after(node):
+            bn_node = gm.graph.call_module(f"{node.target}.bn", node.args, node.kwargs)
+        last = bn_node
+        if not isinstance(mod.act, nn.Identity):
+            with gm.graph.inserting_after(bn_node):
+                last = gm.graph.call_module(f"{node.target}.act", (bn_node,))
+        node.replace_all_uses_with(last)
+        gm.graph.erase_node(node)
+    gm.recompile()
+
+
+
+def _is_relu(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return type(modules[node.target]) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _only_user(node: torch.fx.Node) -> torch.fx.Node | None:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class Converter(OpBuilders):
+    """Walks the traced graph once: float values, fusion, integer ops and their formats."""
+
+    def __init__(self, gm: torch.fx.GraphModule, layer_bits: dict[str, int] | int, *, mode: str,
+                 rounding: str, overflow: str, headroom: int, bias_correction: bool, progress: bool):
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.layer_bits = layer_bits
+        self.arith = {"mode": mode, "rounding": rounding, "overflow": overflow}
+        self.headroom = headroom
+        self.bias_correction = bias_correction
+        self.progress = progress
+        self.calls: dict[str, int] = {}
+
+    # naming as the profiler: module name, "#1" for a second call of the same module
+    def layer_name(self, node: torch.fx.Node) -> str:
+        base = str(node.target) if node.op == "call_module" else node.name
+        k = self.calls.get(base, 0)
+        self.calls[base] = k + 1
+        return base if k == 0 else f"{base}#{k}"
+
+    def bits_for(self, name: str) -> int:
+        if isinstance(self.layer_bits, int):
+            return self.layer_bits
+        return self.layer_bits.get(name, 16)
+
+    def act_format(self, t: torch.Tensor, bits: int = 16) -> FixedFormat:
+        m = float(t.abs().max()) if t.numel() else 0.0
+        return FixedFormat(frac_bits_for(m, bits, headroom=self.headroom), bits)
+
+    def run(self, x: torch.Tensor) -> FixedPointModel:
+        from tqdm import tqdm
+
+        nodes = list(self.gm.graph.nodes)
+        last_use: dict[torch.fx.Node, int] = {}
+        for i, n in enumerate(nodes):
+            for a in n.all_input_nodes:
+                last_use[a] = i
+        fenv: dict[torch.fx.Node, Any] = {}  # float values
+        ienv: dict[torch.fx.Node, int] = {}  # node -> index of its integer value
+        holders: dict[int, list[torch.fx.Node]] = {}  # integer value -> nodes that stand for it
+        ivals: list[np.ndarray | None] = []
+        shapes: list[tuple[int, ...]] = []
+        int_ops: list[IntOp] = []
+        reports: list[LayerReport] = []
+        absorbed: set[torch.fx.Node] = set()
+        self.value_max: dict[int, float] = {}
+        output_index = -1
+        bar = tqdm(nodes, desc="convert", disable=not self.progress, leave=False)
+        for i, node in enumerate(bar):
+            if node.op == "output":
+                out = node.args[0]
+                if not isinstance(out, torch.fx.Node) or out not in ienv:
+                    raise UnsupportedLayerError(
+                        "convert: the model must return one tensor computed by supported ops "
+                        f"({SUPPORTED})")
+                output_index = ienv[out]
+                break
+            if node not in fenv:
+                fenv[node] = self.float_value(node, fenv, x)
+            if node in absorbed:
+                pass
+            elif node.op == "placeholder":
+                if ienv:
+                    raise UnsupportedLayerError("convert: models with more than one input are not supported")
+                fmt = self.act_format(fenv[node])
+                int_ops.append(InputOp("input", "input", (), fmt))
+                ivals.append(fmt.quantize(fenv[node].double().numpy()))
+                shapes.append(ivals[0].shape)
+                ienv[node], holders[0] = 0, [node]
+                self.value_max[0] = _max_abs(fenv[node].numpy())
+            elif node.op == "get_attr" or not isinstance(fenv[node], torch.Tensor):
+                pass  # shapes, sizes, constants: read at run time where needed
+            else:
+                group = self.fuse(node)
+                for g in group[1:]:
+                    absorbed.add(g)
+                    fenv[g] = self.float_value(g, fenv, x)
+                op, reported = self.make_op(group, fenv, ienv, int_ops)
+                xs = [ivals[j] for j in op.inputs]
+                r = None
+                if isinstance(op, ConvOp) and self.bias_correction:
+                    r = correct_bias(op, xs[0], fenv[group[-2] if op.relu else group[-1]], self.arith)
+                if r is not None:
+                    pass
+                elif isinstance(op, ReshapeOp):
+                    r = op.run(xs, self.arith, _Shapes(shapes))
+                else:
+                    r = op.run(xs, self.arith)
+                k = len(int_ops)
+                int_ops.append(op)
+                ivals.append(r.y)
+                shapes.append(r.y.shape)
+                holders[k] = group
+                for g in group:
+                    ienv[g] = k
+                ref = fenv[group[-1]].double().numpy()
+                self.value_max[k] = _max_abs(ref)
+                if reported:
+                    err = float(np.abs(op.fy.dequantize(r.y) - ref).max()) if ref.size else 0.0
+                    reports.append(LayerReport(
+                        op.name, op.op, tuple(f.frac_bits for f in _in_formats(op, int_ops)),
+                        op.fw.frac_bits if isinstance(op, ConvOp) else None, op.fy.frac_bits,
+                        bool(getattr(op, "relu", False)), r.product_overflows, r.output_overflows, err,
+                        self.value_max[k], op.fw.bits if isinstance(op, ConvOp) else op.fy.bits,
+                        self.approx_error(op)))
+            # free the float and integer values nobody reads any more
+            for a in node.all_input_nodes:
+                if last_use.get(a) == i:
+                    fenv.pop(a, None)
+                    j = ienv.get(a)
+                    if j is not None and all(last_use.get(h, -1) <= i for h in holders[j]):
+                        ivals[j] = None
+        bar.close()
+        if output_index < 0:
+            raise UnsupportedLayerError("convert: the traced model has no output")
+        if isinstance(self.layer_bits, dict):
+            known = sorted(op.name for op in int_ops if isinstance(op, ConvOp))
+            for name in self.layer_bits:
+                if name not in known:
+                    from .._suggest import did_you_mean
+
+                    raise HwawareError(f"convert: bits names layer '{name}', which is not a Conv/Linear "
+                                       f"call of the model{did_you_mean(name, known)}")
+        report = ConversionReport(self.arith["mode"], self.arith["rounding"], self.arith["overflow"],
+                                  int_ops[0].fy.frac_bits, int(x.shape[0]), tuple(reports))
+        return FixedPointModel(int_ops, output_index, report=report, **self.arith)
+
+    # -- float side ----------------------------------------------------------------------------
+    def float_value(self, node: torch.fx.Node, fenv: dict, x: torch.Tensor) -> Any:
+        if node.op == "placeholder":
+            return x
+        args = torch.fx.node.map_arg(node.args, lambda n: fenv[n])
+        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: fenv[n])
+        if node.op == "call_module":
+            return self.modules[node.target](*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        if node.op == "get_attr":
+            obj: Any = self.gm
+            for part in str(node.target).split("."):
+                obj = getattr(obj, part)
+            return obj
+        raise UnsupportedLayerError(f"convert: graph node '{node.name}' ({node.op}) is not supported")
+
+    # -- pattern matching ----------------------------------------------------------------------
+    def fuse(self, node: torch.fx.Node) -> list[torch.fx.Node]:
+        group = [node]
+        mod = self.modules.get(node.target) if node.op == "call_module" else None
+        if base_type(mod) in BN_FOR:
+            nxt = _only_user(node)
+            if nxt is not None and nxt.op == "call_module" and \
+                    type(self.modules[nxt.target]) in BN_FOR[base_type(mod)]:
+                group.append(nxt)
+        if base_type(mod) in BN_FOR or self.is_add(node):
+            nxt = _only_user(group[-1])
+            if nxt is not None and _is_relu(nxt, self.modules):
+                group.append(nxt)
+        return group
+
+    def is_add(self, node: torch.fx.Node) -> bool:
+        return (node.op == "call_function" and node.target in ADD_FUNCTIONS) or \
+            (node.op == "call_method" and node.target in ADD_METHODS)
+
+    def is_mul(self, node: torch.fx.Node) -> bool:
+        return (node.op == "call_function" and node.target in MUL_FUNCTIONS) or \
+            (node.op == "call_method" and node.target in MUL_METHODS)
+
+    def make_op(self, group, fenv, ienv, int_ops) -> tuple[IntOp, bool]:
+        node = group[0]
+        name = self.layer_name(node)
+        relu = _is_relu(group[-1], self.modules) and len(group) > 1
+        pre = fenv[group[-2] if relu else group[-1]]  # value before a fused ReLU
+
+        def inp(n: Any) -> int:
+            if not isinstance(n, torch.fx.Node) or n not in ienv:
+                raise UnsupportedLayerError(
+                    f"convert: layer '{name}' reads {n!r}, which is not an activation of the model; "
+                    f"supported: {SUPPORTED}")
+            return ienv[n]
+
+        if node.op == "call_module":
+            mod = self.modules[node.target]
+            t = type(mod)
+            if base_type(mod) is not None:
+                op = self.conv_op(name, mod, group, inp(node.args[0]), int_ops, pre, relu)
+                if is_same_pad_conv(mod):
+                    op.pad_same = same_pads(tuple(fenv[node.args[0]].shape[2:]), mod)
+                return op, True
+            if t is nn.ReLU:
+                j = inp(node.args[0])
+                return ReluOp(name, "ReLU", (j,), int_ops[j].fy), True
+            if t in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                     nn.AdaptiveAvgPool2d):
+                return self.pool_op(name, mod, inp(node.args[0]), int_ops, fenv[node]), True
+            act = self.activation_op(name, t.__name__, mod, (), {}, node, fenv, inp, int_ops)
+            if act is not None:
+                return act, True
+            if is_stochastic_depth(mod):
+                j = inp(node.args[0])
+                return ReshapeOp(name, t.__name__, (j,), int_ops[j].fy, 0, 0), False
+            if t is nn.Flatten:
+                j = inp(node.args[0])
+                return ReshapeOp(name, "Flatten", (j,), int_ops[j].fy, mod.start_dim, mod.end_dim), False
+            if t in _PASS_MODULES:  # identity in eval mode
+                j = inp(node.args[0])
+                return ReshapeOp(name, t.__name__, (j,), int_ops[j].fy, 0, 0), False
+            if t.__name__.startswith("BatchNorm"):
+                raise UnsupportedLayerError(
+                    f"convert: layer '{name}' ({t.__name__}) does not directly follow a Conv/Linear whose "
+                    f"only user it is, so it cannot be folded; supported: {SUPPORTED}")
+            raise UnsupportedLayerError(f"convert: layer '{name}' is a {t.__name__}, which the fixed-point "
+                                        f"backend does not support; supported: {SUPPORTED}")
+        if self.is_add(node):
+            args = list(node.args)
+            if len(args) != 2 or any(k != "alpha" or v != 1 for k, v in node.kwargs.items()):
+                raise UnsupportedLayerError(f"convert: '{name}': only a + b of two activations is supported")
+            ja, jb = inp(args[0]), inp(args[1])
+            fy = self.act_format(pre)
+            return AddOp(name, "add", (ja, jb), fy, int_ops[ja].fy, int_ops[jb].fy, relu), True
+        if _is_relu(node, self.modules):
+            j = inp(node.args[0])
+            return ReluOp(name, "relu", (j,), int_ops[j].fy), True
+        if node.op in ("call_function", "call_method"):
+            fname = target_name(node)
+            act = self.activation_op(name, fname, None, node.args[1:], node.kwargs, node, fenv, inp, int_ops)
+            if act is not None:
+                return act, True
+            if self.is_mul(node):
+                args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+                if len(args) != 2 or len(node.args) != 2 or node.kwargs:
+                    raise UnsupportedLayerError(f"convert: '{name}' in '{module_path(node)}' (mul): only a * b "
+                                                f"of two activations is supported")
+                ja, jb = inp(args[0]), inp(args[1])
+                return MulOp(name, "mul", (ja, jb), self.act_format(fenv[node]), int_ops[ja].fy,
+                             int_ops[jb].fy), True
+            if fname == "mean" or node.target is torch.mean:
+                return self.mean_op(name, node, fenv, inp, int_ops), True
+            if node.target is nn.functional.adaptive_avg_pool2d:
+                j = inp(node.args[0])
+                size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
+                return WindowPoolOp(name, "adaptive_avg_pool2d", (j,), self.act_format(fenv[node]), "avg",
+                                    int_ops[j].fy, adaptive=pair(size, "output_size")), True
+            if node.target in STOCHASTIC_DEPTH_FUNCTIONS or node.target in DROPOUT_FUNCTIONS:
+                j = inp(node.args[0])
+                return ReshapeOp(name, fname, (j,), int_ops[j].fy, 0, 0), False
+        if (node.op == "call_function" and node.target in _CAT_FUNCS):
+            tensors = node.args[0]
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            js = tuple(inp(n) for n in tensors)
+            fy = self.act_format(fenv[node])
+            return CatOp(name, "cat", js, fy, tuple(int_ops[j].fy for j in js), int(dim)), True
+        if (node.op == "call_function" and node.target in _FLATTEN_FUNCS) or \
+                (node.op == "call_method" and node.target == "flatten"):
+            j = inp(node.args[0])
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+            return ReshapeOp(name, "flatten", (j,), int_ops[j].fy, int(start), int(end)), False
+        if node.op == "call_method" and node.target in ("view", "reshape"):
+            j = inp(node.args[0])
+            dims = node.args[1:]
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = tuple(dims[0])
+            return ReshapeOp(name, node.target, (j,), int_ops[j].fy,
+                             shape=tuple(self.shape_item(d, ienv, name) for d in dims)), False
+        raise UnsupportedLayerError(f"convert: op '{target_name(node)}' in module '{module_path(node)}' "
+                                    f"is not supported by the fixed-point backend; supported: {SUPPORTED}")
+
+    def shape_item(self, d: Any, ienv: dict, name: str) -> Any:
+        if isinstance(d, int):
+            return d
+        if isinstance(d, torch.fx.Node):
+            if d.op == "call_method" and d.target == "size" and len(d.args) == 2 and d.args[0] in ienv:
+                return ("size", ienv[d.args[0]], int(d.args[1]))
+            if d.op == "call_function" and d.target is operator.getitem:
+                src, k = d.args
+                if isinstance(src, torch.fx.Node) and src.op == "call_function" and \
+                        src.target is getattr and src.args[1] == "shape" and src.args[0] in ienv:
+                    return ("size", ienv[src.args[0]], int(k))
+        raise UnsupportedLayerError(f"convert: '{name}': view/reshape sizes must be ints or x.size(i), got {d!r}")
+
+
+class _Shapes:
+    """``values[j].shape`` for a ReshapeOp during conversion, where freed values keep their shape."""
+
+    def __init__(self, shapes: list[tuple[int, ...]]) -> None:
+        self.shapes = shapes
+
+    def __getitem__(self, j: int) -> Any:
+        return SimpleNamespace(shape=self.shapes[j])
+
+
+def _max_abs(a: np.ndarray) -> float:
+    return float(np.abs(a).max()) if a.size else 0.0
+
+
+def _in_formats(op: IntOp, int_ops: list[IntOp]) -> list[FixedFormat]:
+    if isinstance(op, ConvOp):
+        return [op.f_in]
+    return [int_ops[j].fy for j in op.inputs]
+

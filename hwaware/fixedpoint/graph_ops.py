@@ -1,0 +1,108 @@
+"""The integer graph's arithmetic nodes besides activations and pooling (:mod:`.act_ops`):
+Conv/Linear (BatchNorm folded, ReLU fused), ReLU, residual add, concatenation and reshapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import ops
+from .format import FixedFormat, OpResult
+from .intop import UNSET_FORMAT, IntOp
+
+__all__ = ["AddOp", "CatOp", "ConvOp", "ReluOp", "ReshapeOp"]
+
+
+@dataclass(eq=False)
+class ConvOp(IntOp):
+    """Conv1d / Conv2d / Linear. ``w``, ``b`` are codes; ``fx`` is the input's format.
+
+    ``fxq`` (bits < 16 only): the layer first brings its input to this narrower format.
+    """
+
+    fx: FixedFormat = UNSET_FORMAT
+    fw: FixedFormat = UNSET_FORMAT
+    w: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    b: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    relu: bool = False
+    fxq: FixedFormat | None = None
+    #: timm Conv2dSame: zero rows/columns (top, bottom, left, right) added before a padding-0 conv
+    pad_same: tuple[int, int, int, int] | None = None
+
+    @property
+    def f_in(self) -> FixedFormat:
+        return self.fxq or self.fx
+
+    def prepare(self, x: np.ndarray, arith: dict[str, str]) -> np.ndarray:
+        if self.pad_same is not None:
+            t, b, left, r = self.pad_same
+            x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))  # zero padding = code 0
+        if self.fxq is None:
+            return x
+        return ops.requantize(x, fx=self.fx, fy=self.fxq, rounding=arith["rounding"],
+                              overflow=arith["overflow"]).y
+
+    def run(self, xs, arith, *, bias: Any = "own", relu: bool | None = None):
+        x = self.prepare(xs[0], arith)
+        b = self.b if isinstance(bias, str) else bias
+        kw = {"fx": self.f_in, "fw": self.fw, "fy": self.fy, "mode": arith["mode"],
+              "rounding": arith["rounding"], "overflow": arith["overflow"],
+              "relu": self.relu if relu is None else relu}
+        if self.op == "Linear":
+            return ops.linear(x, self.w, b, **kw)
+        if self.op == "Conv1d":
+            return ops.conv1d(x, self.w, b, stride=self.stride[1], padding=self.padding[1],
+                              groups=self.groups, **kw)
+        return ops.conv2d(x, self.w, b, stride=self.stride, padding=self.padding, groups=self.groups, **kw)
+
+
+@dataclass(eq=False)
+class ReluOp(IntOp):
+    def run(self, xs, arith):
+        return ops.relu(xs[0])
+
+
+@dataclass(eq=False)
+class AddOp(IntOp):
+    fa: FixedFormat = UNSET_FORMAT
+    fb: FixedFormat = UNSET_FORMAT
+    relu: bool = False
+
+    def run(self, xs, arith):
+        return ops.add(xs[0], xs[1], fa=self.fa, fb=self.fb, fy=self.fy, rounding=arith["rounding"],
+                       overflow=arith["overflow"], relu=self.relu)
+
+
+@dataclass(eq=False)
+class CatOp(IntOp):
+    fxs: tuple[FixedFormat, ...] = ()
+    dim: int = 1
+
+    def run(self, xs, arith):
+        return ops.concat(xs, fxs=self.fxs, fy=self.fy, dim=self.dim, rounding=arith["rounding"],
+                          overflow=arith["overflow"])
+
+
+@dataclass(eq=False)
+class ReshapeOp(IntOp):
+    """flatten(start, end) when ``shape`` is None, else view/reshape to ``shape``.
+
+    ``shape`` items are ints or ``("size", value_index, dim)`` read from a value at run time.
+    """
+
+    start_dim: int = 1
+    end_dim: int = -1
+    shape: tuple[Any, ...] | None = None
+
+    def run(self, xs, arith, values: list | None = None):
+        x = xs[0]
+        if self.shape is None:
+            return OpResult(torch.from_numpy(x).flatten(self.start_dim, self.end_dim).numpy())
+        dims = [v if isinstance(v, int) else values[v[1]].shape[v[2]] for v in self.shape]
+        return OpResult(x.reshape(dims))
