@@ -194,3 +194,31 @@ def test_vectors_export_modern_ops(tmp_path, mode, rounding, overflow):
             want = [math.floor(g(-16 + k / 16) * 2**15 + 0.5) for k in (0, 256, 300, 512)]
             assert d["table"][[0, 256, 300, 512]].tolist() == want
         assert (tmp_path / "v" / e["hex"]["y"]).read_text().count("\n") == d["y"].size
+
+
+def test_split_parts_convert_as_channel_slices():
+    """timm MixedConv2d's pattern: torch.split by sizes, one conv per part, cat."""
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pw = nn.Conv2d(3, 6, 1)
+            self.convs = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(2, 2, 5, padding=2)])
+
+        def forward(self, x):
+            parts = torch.split(F.relu(self.pw(x)), [4, 2], 1)
+            y = torch.cat([conv(parts[i]) for i, conv in enumerate(self.convs)], 1)
+            a, b = y.chunk(2, dim=1)
+            return a * b
+
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    x = torch.randn(4, 3, 8, 8)
+    fixed = convert(model, x, mode="wide", rounding="nearest", overflow="saturate")
+    run = fixed.run(fixed.quantize_input(x), keep=True)
+    slices = [(k, op) for k, op in enumerate(fixed.int_ops) if op.op == "split"]
+    assert [(op.start, op.stop) for _, op in slices] == [(0, 4), (4, 6), (0, 3), (3, 6)]
+    for k, op in slices:  # codes and format of the part are the input's, unchanged
+        assert op.fy == fixed.int_ops[op.inputs[0]].fy
+        assert np.array_equal(run.values[k], run.values[op.inputs[0]][:, op.start:op.stop])
+    assert (fixed(x) - model(x)).abs().max().item() < 0.01 * model(x).abs().max().item()

@@ -30,7 +30,7 @@ from .act_ops import MulOp, WindowPoolOp
 from .bias import correct_bias
 from .builders import BN_FOR, OpBuilders, base_type, same_pads
 from .format import FixedFormat, frac_bits_for, pair
-from .graph_ops import AddOp, CatOp, ConvOp, ReluOp, ReshapeOp
+from .graph_ops import AddOp, CatOp, ConvOp, ReluOp, ReshapeOp, SliceOp
 from .intop import InputOp, IntOp
 from .model import ConversionReport, FixedPointModel, LayerReport
 
@@ -39,7 +39,7 @@ __all__ = ["SUPPORTED", "Converter", "split_norm_act"]
 SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (with a following BatchNorm or timm "
              "BatchNormAct2d folded and ReLU fused), ReLU, ReLU6, Hardtanh, LeakyReLU, Hardswish, "
              "Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, "
-             "mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply, cat, "
+             "mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply, cat, split/chunk, "
              "flatten/view/reshape")
 
 _RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
@@ -134,6 +134,8 @@ class Converter(OpBuilders):
         for i, n in enumerate(nodes):
             for a in n.all_input_nodes:
                 last_use[a] = i
+            if n.target is operator.getitem and self.is_split(n.args[0]):  # a part reads the split's input
+                last_use[n.args[0].args[0]] = i
         fenv: dict[torch.fx.Node, Any] = {}  # float values
         ienv: dict[torch.fx.Node, int] = {}  # node -> index of its integer value
         holders: dict[int, list[torch.fx.Node]] = {}  # integer value -> nodes that stand for it
@@ -344,6 +346,8 @@ class Converter(OpBuilders):
             if node.target in STOCHASTIC_DEPTH_FUNCTIONS or node.target in DROPOUT_FUNCTIONS:
                 j = inp(node.args[0])
                 return ReshapeOp(name, fname, (j,), int_ops[j].fy, 0, 0), False
+        if node.op == "call_function" and node.target is operator.getitem and self.is_split(node.args[0]):
+            return self.split_part(name, node, fenv, inp, int_ops), False
         if (node.op == "call_function" and node.target in _CAT_FUNCS):
             tensors = node.args[0]
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -365,6 +369,26 @@ class Converter(OpBuilders):
                              shape=tuple(self.shape_item(d, ienv, name) for d in dims)), False
         raise UnsupportedLayerError(f"convert: op '{target_name(node)}' in module '{module_path(node)}' "
                                     f"is not supported by the fixed-point backend; supported: {SUPPORTED}")
+
+    def is_split(self, node: Any) -> bool:
+        return isinstance(node, torch.fx.Node) and (
+            (node.op == "call_function" and node.target in (torch.split, torch.chunk))
+            or (node.op == "call_method" and node.target in ("split", "chunk")))
+
+    def split_part(self, name, node, fenv, inp, int_ops) -> SliceOp:
+        """``torch.split(x, sizes, dim)[i]`` / ``x.chunk(n, dim)[i]``: the channels (or rows) of
+        part ``i``, codes and format unchanged (timm MixedConv2d splits its input so)."""
+        src, i = node.args
+        parts = fenv[src]
+        x = src.args[0]
+        dim = src.kwargs.get("dim", src.args[2] if len(src.args) > 2 else 0)
+        if not isinstance(i, int) or not isinstance(dim, int) or not isinstance(parts, (tuple, list)):
+            raise UnsupportedLayerError(f"convert: '{name}' in '{module_path(node)}': only a constant part "
+                                        f"of a split/chunk along a constant dim is supported")
+        dim %= parts[0].dim()
+        start = sum(int(p.shape[dim]) for p in parts[:i])
+        j = inp(x)
+        return SliceOp(name, "split", (j,), int_ops[j].fy, dim, start, start + int(parts[i].shape[dim]))
 
     def shape_item(self, d: Any, ienv: dict, name: str) -> Any:
         if isinstance(d, int):

@@ -13,7 +13,7 @@ from . import ops
 from .format import FixedFormat, OpResult
 from .intop import UNSET_FORMAT, IntOp
 
-__all__ = ["AddOp", "CatOp", "ConvOp", "ReluOp", "ReshapeOp"]
+__all__ = ["AddOp", "CatOp", "ConvOp", "ReluOp", "ReshapeOp", "SliceOp"]
 
 
 @dataclass(eq=False)
@@ -106,3 +106,17 @@ class ReshapeOp(IntOp):
             return OpResult(torch.from_numpy(x).flatten(self.start_dim, self.end_dim).numpy())
         dims = [v if isinstance(v, int) else values[v[1]].shape[v[2]] for v in self.shape]
         return OpResult(x.reshape(dims))
+
+
+@dataclass(eq=False)
+class SliceOp(IntOp):
+    """One part of a split/chunk: indices ``start:stop`` along ``dim`` (codes and format kept)."""
+
+    dim: int = 1
+    start: int = 0
+    stop: int = 0
+
+    def run(self, xs, arith):
+        idx = [slice(None)] * xs[0].ndim
+        idx[self.dim] = slice(self.start, self.stop)
+        return OpResult(np.ascontiguousarray(xs[0][tuple(idx)]))
