@@ -17,8 +17,12 @@ ranges):
   networks have near-tied logits: the table also gives the median |logit error| of the integer
   model and the largest float top-1 margin among the disagreeing images. A disagreement whose
   margin is below the logit error is a tie the float model itself breaks by noise (a 2**-13 input
-  perturbation alone flips some of them); ``--train-steps N`` trains each model briefly on
-  builtin:shapes first (AdamW, batch 32), which separates the logits;
+  perturbation alone flips some of them). "float+noise agreement" is the float model against
+  itself with uniform noise of +-1/2 code of each Conv/Linear output's fixed-point format added
+  to that output: the rounding noise of the formats alone, no integer backend. Where it is as low
+  as the fixed-point agreement, the network (random weights amplify small perturbations layer
+  after layer) and not the backend sets the agreement; ``--train-steps N`` trains each model
+  briefly on builtin:shapes first (AdamW, batch 32);
 - seconds for all of the above.
 
     python bench/zoo.py                      # the whole zoo
@@ -207,6 +211,7 @@ class Row:
     seconds: float
     logit_error: float | None = None  # median over images of max |float - fixed-point logit|
     disagree_margin: float | None = None  # largest float top-1 margin among disagreeing images
+    noise_agreement: float | None = None  # float vs float with +-1/2-code noise per Conv/Linear output
 
 
 def shapes_images(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -238,18 +243,40 @@ def train_briefly(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int
     model.eval()
 
 
+def noisy_float(model: nn.Module, fixed: nn.Module, x: torch.Tensor, *, seed: int = 1) -> torch.Tensor:
+    """The float model with uniform noise of +-1/2 code of each Conv/Linear output's fixed-point
+    format added to that output: the rounding noise of 16-bit formats alone, with no backend."""
+    f_y = {lr.name: lr.f_y for lr in fixed.report.layers}
+    g = torch.Generator().manual_seed(seed)
+
+    def hook(_m, _inp, out, f):
+        return out + (torch.rand(out.shape, generator=g) - 0.5) * 2.0 ** -f
+
+    hs = [m.register_forward_hook(lambda m_, i_, o_, f=f_y[n]: hook(m_, i_, o_, f))
+          for n, m in model.named_modules() if n in f_y and isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        for h in hs:
+            h.remove()
+
+
 def fixed_point_agreement(model: nn.Module, calib: torch.Tensor, held: torch.Tensor):
-    """(agreement, median max |logit error|, largest float margin among disagreements)."""
+    """(agreement, median max |logit error|, largest float margin among disagreements, agreement
+    of the float model with itself under +-1/2-code noise at every Conv/Linear output)."""
     fixed = convert(model, calib, mode="wide", samples=len(calib))
     with torch.no_grad():
         yf = torch.cat([model(held[i:i + 64]) for i in range(0, len(held), 64)])
         yq = torch.cat([fixed(held[i:i + 64]) for i in range(0, len(held), 64)])
+    yn = torch.cat([noisy_float(model, fixed, held[i:i + 64], seed=i + 1) for i in range(0, len(held), 64)])
     top2 = yf.topk(2, 1).values
     margin = top2[:, 0] - top2[:, 1]
     bad = yf.argmax(1) != yq.argmax(1)
     agree = 1.0 - float(bad.float().mean())
     err = float((yf - yq).abs().max(1).values.median())
-    return agree, err, (float(margin[bad].max()) if bad.any() else None)
+    noise_agree = float((yf.argmax(1) == yn.argmax(1)).float().mean())
+    return agree, err, (float(margin[bad].max()) if bad.any() else None), noise_agree
 
 
 def run_one(spec: str, size: int, *, fixedpoint: bool, train_steps: int = 0) -> Row:
@@ -266,15 +293,15 @@ def run_one(spec: str, size: int, *, fixedpoint: bool, train_steps: int = 0) -> 
     unscored = score(wl).unscored_share()
     graph, sc = check_shrink(model, x)
     tp_n = torch_pruning_groups(copy.deepcopy(model), x)
-    conv_ok, agree, err, lerr, dmargin = None, None, "", None, None
+    conv_ok, agree, err, lerr, dmargin, nagree = None, None, "", None, None, None
     if fixedpoint:
         try:
-            agree, lerr, dmargin = fixed_point_agreement(model, calib, held)
+            agree, lerr, dmargin, nagree = fixed_point_agreement(model, calib, held)
             conv_ok = True
         except Exception as exc:  # noqa: BLE001 -- reported in the table
             conv_ok, err = False, str(exc).splitlines()[0][:160]
     return Row(spec, profile_ok, unscored, sc.prunable, tp_n, sc.exact, sc.caveat, sc.max_rel_error,
-               sc.ok, conv_ok, agree, err, time.perf_counter() - t0, lerr, dmargin)
+               sc.ok, conv_ok, agree, err, time.perf_counter() - t0, lerr, dmargin, nagree)
 
 
 def _mark(v: bool | None) -> str:
@@ -283,8 +310,9 @@ def _mark(v: bool | None) -> str:
 
 def table(rows: list[Row]) -> str:
     head = ("| model | profile | unscored MACs | groups (hwaware / Torch-Pruning) | shrink exact "
-            "| fixed point | wide top-1 agreement | median logit err | max margin of a disagreement | s |")
-    lines = [head, "|" + "---|" * 10]
+            "| fixed point | wide top-1 agreement | median logit err | max margin of a disagreement "
+            "| float+noise agreement | s |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         groups = f"{r.groups} / {r.torch_pruning}" + (f" ({r.caveat} LayerNorm caveat)" if r.caveat else "")
         exact = f"{_mark(r.shrink_ok)} ({r.exact} groups, rel. err {r.shrink_rel_error:.1e})"
@@ -292,8 +320,9 @@ def table(rows: list[Row]) -> str:
         agree = "-" if r.agreement is None else f"{100 * r.agreement:.1f}%"
         lerr = "-" if r.logit_error is None else f"{r.logit_error:.3g}"
         dm = "-" if r.disagree_margin is None else f"{r.disagree_margin:.3g}"
+        na = "-" if r.noise_agreement is None else f"{100 * r.noise_agreement:.1f}%"
         lines.append(f"| {r.model} | {_mark(r.profile_ok)} | {100 * r.unscored_share:.1f}% | {groups} "
-                     f"| {exact} | {fp} | {agree} | {lerr} | {dm} | {r.seconds:.1f} |")
+                     f"| {exact} | {fp} | {agree} | {lerr} | {dm} | {na} | {r.seconds:.1f} |")
     return "\n".join(lines)
 
 
