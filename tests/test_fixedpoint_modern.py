@@ -222,3 +222,33 @@ def test_split_parts_convert_as_channel_slices():
         assert op.fy == fixed.int_ops[op.inputs[0]].fy
         assert np.array_equal(run.values[k], run.values[op.inputs[0]][:, op.start:op.stop])
     assert (fixed(x) - model(x)).abs().max().item() < 0.01 * model(x).abs().max().item()
+
+
+def test_channel_range_index_converts_as_a_slice():
+    """timm GhostModule: ``torch.cat([a, b], 1)[:, :out_chs]``; other indexing names the module."""
+
+    class Ghost(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 1)
+            self.b = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+
+        def forward(self, x):
+            y = self.a(x)
+            return torch.cat([y, self.b(y)], 1)[:, :6]
+
+    torch.manual_seed(0)
+    model = Ghost().eval()
+    x = torch.randn(3, 3, 6, 6)
+    fixed = convert(model, x, mode="wide", rounding="nearest", overflow="saturate")
+    sl = [op for op in fixed.int_ops if op.op == "slice"]
+    assert [(op.dim, op.start, op.stop) for op in sl] == [(1, 0, 6)]
+    assert fixed(x).shape == model(x).shape
+    assert (fixed(x) - model(x)).abs().max().item() < 0.01 * model(x).abs().max().item()
+
+    class Rows(nn.Module):
+        def forward(self, x):
+            return x[:, :, 1:]
+
+    with pytest.raises(UnsupportedLayerError, match=r"only x\[:, a:b\]"):
+        convert(nn.Sequential(nn.Conv2d(3, 3, 1), Rows()), x)

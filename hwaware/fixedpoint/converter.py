@@ -348,6 +348,9 @@ class Converter(OpBuilders):
                 return ReshapeOp(name, fname, (j,), int_ops[j].fy, 0, 0), False
         if node.op == "call_function" and node.target is operator.getitem and self.is_split(node.args[0]):
             return self.split_part(name, node, fenv, inp, int_ops), False
+        if node.op == "call_function" and node.target is operator.getitem and \
+                isinstance(fenv.get(node.args[0]), torch.Tensor):
+            return self.channel_slice(name, node, fenv, inp, int_ops), False
         if (node.op == "call_function" and node.target in _CAT_FUNCS):
             tensors = node.args[0]
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
@@ -389,6 +392,20 @@ class Converter(OpBuilders):
         start = sum(int(p.shape[dim]) for p in parts[:i])
         j = inp(x)
         return SliceOp(name, "split", (j,), int_ops[j].fy, dim, start, start + int(parts[i].shape[dim]))
+
+    def channel_slice(self, name, node, fenv, inp, int_ops) -> SliceOp:
+        """``x[:, a:b]`` (the other dims whole; timm's GhostModule keeps ``out[:, :out_chs]``)."""
+        src, idx = node.args
+        items = idx if isinstance(idx, tuple) else (idx,)
+        whole = [isinstance(it, slice) and it == slice(None) for it in items]
+        ch = items[1] if len(items) > 1 else None
+        if not (len(items) >= 2 and whole[0] and all(whole[2:]) and isinstance(ch, slice)
+                and ch.step in (None, 1) and all(v is None or isinstance(v, int) for v in (ch.start, ch.stop))):
+            raise UnsupportedLayerError(f"convert: op 'getitem' in module '{module_path(node)}': only x[:, a:b] "
+                                        f"(a channel range, other dims whole) is supported, got {idx!r}")
+        start, stop, _ = ch.indices(int(fenv[src].shape[1]))
+        j = inp(src)
+        return SliceOp(name, "slice", (j,), int_ops[j].fy, 1, start, stop)
 
     def shape_item(self, d: Any, ienv: dict, name: str) -> Any:
         if isinstance(d, int):
