@@ -81,6 +81,10 @@ class Hardware:
     # mapping policy: only mappings with at least this fraction of the most active PEs a layer can
     # get are considered (the chip keeps its array filled; docs/eyeriss_model.md, "Mapping")
     mapping_fill: float = 0.9
+    # one image's ifmaps of a pass (q*r channels of U(e-1)+R rows) take no more GLB banks than one
+    # channel's strip does. Observed on the Eyeriss chip (Table III and the VGG-16 latencies; docs/
+    # eyeriss_model.md, "Mapping", M8), so on in the eyeriss_v1 preset and off by default
+    ifmap_tile_one_bank: bool = False
     notes: str = ""
 
     _POSITIVE_INT = ("pe_rows", "pe_cols", "spad_filter", "spad_ifmap", "spad_psum", "glb_banks",
@@ -109,7 +113,8 @@ class Hardware:
                 or not 0.0 <= self.mapping_fill <= 1.0:
             raise HwawareError(f"{where}: 'mapping_fill' must be a number in [0, 1], got {self.mapping_fill!r}")
         object.__setattr__(self, "mapping_fill", float(self.mapping_fill))
-        for k in ("rlc_fmaps", "rlc_first_input", "gate_zero_ifmap", "gate_zero_weights", "compress_weights"):
+        for k in ("rlc_fmaps", "rlc_first_input", "gate_zero_ifmap", "gate_zero_weights", "compress_weights",
+                  "ifmap_tile_one_bank"):
             if not isinstance(getattr(self, k), bool):
                 raise HwawareError(f"{where}: '{k}' must be true or false, got {getattr(self, k)!r}")
         if self.dataflow not in DATAFLOWS:
@@ -212,6 +217,7 @@ register_preset(Hardware(
     name="eyeriss_v1",
     # chip power x model latency / model on-chip energy on the AlexNet CONV1-5 total (bench/fidelity.py)
     unit_pJ=2.85,
+    ifmap_tile_one_bank=True,
     notes="Eyeriss chip, JSSC 2017: 12x14 PEs, 108 kB GLB, 200 MHz core, 64-bit DRAM link at 60 MHz.",
 ))
 

@@ -7,6 +7,7 @@ Legal space (JSSC Sec. IV-A, Table II):
 - Spads: p*q*S <= filter spad, q*S <= ifmap spad, p <= psum spad.
 - GLB: n*q*r*h*Wp ifmap words and n*m*e*F psum words, each rounded up to whole banks, fit the
   banks of the ifmap/psum buffer; m is a multiple of p*t and at most M (rounded up to p*t).
+  One image's q*r*h*Wp ifmap words take no more banks than one channel's h*Wp (rule M8).
 
 Search. Every (e, n, p, q, r, t) candidate is evaluated with :func:`cost.evaluate` in one NumPy
 call; three reductions keep it exhaustive yet small:
@@ -140,7 +141,8 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     Rules (docs/eyeriss_model.md, "Mapping"): sets placed by :func:`max_sets`, r sets stacked
     vertically; spads p*q*S <= filter, q*S <= ifmap, p <= psum; passes tile the layer exactly
     (q*r divides C, p*t divides m, m divides M, n divides N, as the pass schedule of Fig. 7);
-    GLB ifmap and psum tiles in whole banks; m the largest legal value.
+    GLB ifmap and psum tiles in whole banks, one image's q*r ifmap channels in no more banks than
+    one channel's strip (``hw.ifmap_tile_one_bank``); m the largest legal value.
     """
     R, S, E = pb.R, pb.S, pb.E
     es, rs, ts = [], [], []
@@ -181,6 +183,9 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     for d in _divisors(pb.M):
         m[(d <= m_fit) & (d % pt == 0)] = d
     keep = (ifmap_banks < hw.glb_banks) & (m >= pt)
+    if hw.ifmap_tile_one_bank:
+        # one image's q*r channels sit in as many banks as one channel's strip needs (rule M8)
+        keep &= -(-(q * r * h * pb.Wp) // bank) <= -(-(h * pb.Wp) // bank)
     return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
 
 
