@@ -7,7 +7,7 @@ Legal space (JSSC Sec. IV-A, Table II):
 - Spads: p*q*S <= filter spad, q*S <= ifmap spad, p <= psum spad.
 - GLB: n*q*r*h*Wp ifmap words and n*m*e*F psum words, each rounded up to whole banks, fit the
   banks of the ifmap/psum buffer; m is a multiple of p*t and at most M (rounded up to p*t).
-  One image's q*r*h*Wp ifmap words take no more banks than one channel's h*Wp (rule M8).
+  One image's q*r*h*Wp ifmap words take no more banks than one channel's h*Wp when R > 1 (rule M8).
 
 Search. Every (e, n, p, q, r, t) candidate is evaluated with :func:`cost.evaluate` in one NumPy
 call; three reductions keep it exhaustive yet small:
@@ -183,8 +183,9 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     for d in _divisors(pb.M):
         m[(d <= m_fit) & (d % pt == 0)] = d
     keep = (ifmap_banks < hw.glb_banks) & (m >= pt)
-    if hw.ifmap_tile_one_bank:
-        # one image's q*r channels sit in as many banks as one channel's strip needs (rule M8)
+    if hw.ifmap_tile_one_bank and pb.R > 1:
+        # one image's q*r channels sit in as many banks as one channel's strip needs (rule M8,
+        # observed on the chip's 3x3..11x11 layers only; 1x1 layers are outside its evidence)
         keep &= -(-(q * r * h * pb.Wp) // bank) <= -(-(h * pb.Wp) // bank)
     return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
 
