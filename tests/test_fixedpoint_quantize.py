@@ -150,3 +150,17 @@ def test_search_with_quantization_aware_finetuning(setup):
     assert "fake-quant" in res.table()
     with pytest.raises(HwawareError, match="needs train_data"):
         BitWidthSearch(model, calibration_data=calib, val_data=val, finetune_steps=3)
+
+
+def test_table_warns_when_the_integer_model_misses_max_drop():
+    """A QAT result whose integer accuracy fell beyond max_drop is never reported silently."""
+    from hwaware.fixedpoint.quantize import QuantizeResult
+
+    kw = dict(bits={"conv1": 8}, order=("conv1",), energy_share={"conv1": 1.0}, float_accuracy=0.928,
+              accuracy_16=0.928, accuracy_8=0.932, energy_16=2.0, energy_8=1.0, energy=0.9, max_drop=1.0,
+              mode="eyeriss", rounding="floor", overflow="wrap", finetune_steps=8, fake_quant_accuracy=0.929,
+              fake_quant_agreement=0.853)
+    bad = QuantizeResult(accuracy=0.827, **kw).table()
+    assert "WARNING" in bad and "10.10 points below float" in bad and "--finetune-steps 0" in bad
+    assert "WARNING" not in QuantizeResult(accuracy=0.925, **kw).table()
+

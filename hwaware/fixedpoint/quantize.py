@@ -118,6 +118,12 @@ class QuantizeResult:
              f"vs uniform 8 bits (max drop {self.max_drop} points; {len(self.trials)} trials; "
              f"mode={self.mode} rounding={self.rounding} overflow={self.overflow})"),
         ]
+        drop = 100 * (self.float_accuracy - self.accuracy)
+        if drop > self.max_drop + 1e-9:
+            lines.append(f"WARNING: the chosen widths' integer model is {drop:.2f} points below float, beyond "
+                         f"max_drop {self.max_drop}" + (
+                             " (the fine-tuned weights pass in fake quantization but not in the integer backend;"
+                             " try --finetune-steps 0 or --mode wide)" if self.fake_quant_accuracy is not None else ""))
         return "\n".join(lines)
 
 
