@@ -51,12 +51,15 @@ def median_time(fn, repeats: int) -> float:
 
 def interleaved_times(runs: dict, repeats: int) -> dict[str, list[float]]:
     """Each run's time in ``repeats`` rounds, the runs back to back within a round (after one
-    warm-up round), so a change of load on a shared machine hits every run of a round alike."""
+    warm-up round), so a change of load on a shared machine hits every run of a round alike. Each
+    timed call follows an untimed call of the same run: the first float32 call after a fixed-point
+    one is ~15% slower (torch's thread team and caches), which would flatter the ratios."""
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
+            fn()  # untimed: each run is timed in its own steady state, not right after another
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
