@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._io import atomic_open
+from .eyeriss.eyexam_figure import eyexam_figure  # defined beside the Eyexam bounds
 
 __all__ = ["LEVEL_COLORS", "TYPE_COLORS", "Point", "energy_breakdown_figure", "eyexam_figure", "save_png",
            "tradeoff_figure"]
@@ -139,45 +140,6 @@ def tradeoff_figure(families: Mapping[str, Sequence[Point]], *, title: str = "",
     ax_l.set_title("accuracy vs latency", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def eyexam_figure(report: Any, *, title: str = "") -> Any:
-    """Roofline-style view of Eyexam: per layer, the MACs/cycle bound after each of the seven steps
-    (log scale), the array's peak, and the binding step marked on each layer."""
-    from .eyeriss.eyexam import STEPS, binding_step
-
-    layers = [ls for ls in report.layers if ls.eyexam]
-    names = [ls.name for ls in layers]
-    peak = report.hardware.num_pes
-    fig = _figure(max(6.0, 0.5 * len(names) + 3.0), 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    xs = list(range(len(names)))
-    cmap = ["#7f8c8d", "#95a5a6", "#2c3e50", "#2980b9", "#27ae60", "#e67e22", "#c0392b"]
-    low = min(ls.eyexam[-1].macs_per_cycle for ls in layers)
-    top = peak * 3.0
-    off = min(min(ls.eyexam[k].macs_per_cycle for ls in layers) for k in range(2))
-    for k in range(len(STEPS)):
-        ys = [ls.eyexam[k].macs_per_cycle for ls in layers]
-        label = f"{k + 1} {STEPS[k]}" + (" (off scale)" if min(ys) > top else "")
-        ax.plot(xs, ys, marker="o", ms=5 - 0.4 * k, lw=1.2, color=cmap[k], label=label)
-    ax.axhline(peak, color="k", ls=":", lw=1)
-    ax.text(0, peak * 1.08, f"peak {peak} MACs/cycle", fontsize=8)
-    for x, ls in zip(xs, layers):
-        b = binding_step(ls.eyexam, peak)
-        ax.annotate(str(b.step), (x, ls.eyexam[-1].macs_per_cycle), textcoords="offset points",
-                    xytext=(0, -12), ha="center", fontsize=7, color="#c0392b")
-    ax.set_yscale("log")
-    ax.set_ylim(low * 0.6, top)
-    if off > top:
-        ax.text(len(xs) - 1, top * 0.8, f"steps 1-2 >= {off:.3g} MACs/cycle", fontsize=8, ha="right", va="top")
-    ax.set_xticks(xs)
-    ax.set_xticklabels(names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
-                       fontsize=8)
-    ax.set_ylabel("MACs per cycle (upper bound)")
-    ax.set_title(title or f"Eyexam bounds on {report.hardware.name} (red digit: binding step)", fontsize=10, pad=34)
-    ax.legend(fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    ax.grid(axis="y", which="both", alpha=0.3)
     return fig
 
 

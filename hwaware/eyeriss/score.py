@@ -195,7 +195,7 @@ class ScoreReport:
     def eyexam_figure(self, *, title: str = "") -> Any:
         """Roofline-style figure of the seven bounds per layer (a matplotlib Figure; save with
         :func:`hwaware.plots.save_png`)."""
-        from ..plots import eyexam_figure
+        from .eyexam_figure import eyexam_figure
 
         return eyexam_figure(self, title=title)
 
