@@ -130,3 +130,41 @@ def test_cold_scoring_on_more_workers_gives_the_same_report():
     assert three == one
     with pytest.raises(Exception, match="workers must be a positive integer"):
         Scorer(HW, workers=0)
+
+
+def test_disk_cache_is_shared_verified_and_safe_to_delete(tmp_path, monkeypatch):
+    import json
+    import shutil
+    import sys
+
+    import hwaware.eyeriss.score  # noqa: F401 (the module; the package exports a function of that name)
+
+    score_mod = sys.modules["hwaware.eyeriss.score"]
+    wl = Workload(tuple(SHAPES[4:7]))
+    calls = []
+    real = score_mod.shortlist
+    monkeypatch.setattr(score_mod, "shortlist", lambda *a, **k: calls.append(1) or real(*a, **k))
+    clear_mapping_cache()
+    score_mod.set_mapping_cache_dir(tmp_path / "maps")
+    try:
+        first = Scorer(HW).score(wl).to_dict()
+        files = sorted((tmp_path / "maps").rglob("*.json"))
+        assert len(calls) == 3 and len(files) == 3
+        entry = json.loads(files[0].read_text())
+        assert entry["key"]["shape"] and entry["key"]["model"] and entry["key"]["hardware"]["name"] == HW.name
+        clear_mapping_cache()  # a new process: every shape read from disk, the same report
+        sc = Scorer(HW)
+        assert sc.score(wl).to_dict() == first and len(calls) == 3 and sc.cache_info()["searched"] == 0
+        # a tampered entry (checksum no longer matches) and a garbled one are misses, then rewritten
+        entry["mappings"]["e"][0] += 1
+        files[0].write_text(json.dumps(entry))
+        files[1].write_text("{not json")
+        clear_mapping_cache()
+        assert Scorer(HW).score(wl).to_dict() == first and len(calls) == 5
+        assert json.loads(files[1].read_text())["sha256"]
+        shutil.rmtree(tmp_path / "maps")  # deleting the cache only costs searches
+        clear_mapping_cache()
+        assert Scorer(HW).score(wl).to_dict() == first and len(calls) == 8
+    finally:
+        score_mod.set_mapping_cache_dir(None)
+        clear_mapping_cache()

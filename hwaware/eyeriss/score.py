@@ -29,6 +29,7 @@ from ..errors import HwawareError, UnsupportedLayerError
 from ..workload import Layer, Workload, as_workload
 from ..workload.rlc import rlc_ratio
 from .cost import LEVELS, TYPES, Problem, evaluate
+from .disk_cache import DiskCache
 from .eyexam import EyexamStep, bounds, limiting_resource
 from .hardware import Hardware, resolve_hardware
 from .mapper import DEFAULT_TOLERANCE, OBJECTIVES, Mapping, check_native, choose, make_problem
@@ -233,8 +234,20 @@ _MAPPINGS = _MappingCache()
 
 
 def clear_mapping_cache() -> None:
-    """Forget every mapping searched in this process (the next score searches again)."""
+    """Forget every mapping searched in this process (the next score searches again, or reads the
+    disk cache when one is set)."""
     _MAPPINGS.clear()
+
+
+_DISK: list[DiskCache | None] = [None]  # set by set_mapping_cache_dir, or HWAWARE_MAPPING_CACHE
+if os.environ.get("HWAWARE_MAPPING_CACHE"):
+    _DISK[0] = DiskCache(os.environ["HWAWARE_MAPPING_CACHE"])
+
+
+def set_mapping_cache_dir(directory: str | os.PathLike[str] | None) -> None:
+    """Keep searched mappings in ``directory`` as well, for other processes and later runs
+    (:mod:`.disk_cache`); ``None`` turns the disk cache off. Default: ``$HWAWARE_MAPPING_CACHE``."""
+    _DISK[0] = DiskCache(directory) if directory is not None else None
 
 
 def default_workers() -> int:
@@ -322,7 +335,13 @@ class Scorer:
         sl = _MAPPINGS.get(mkey)
         searched = sl is None
         if sl is None:
-            sl = shortlist(layer, self.hardware)
+            disk = _DISK[0]
+            sl = disk.get(self.hardware, layer.shape_key()) if disk is not None else None
+            searched = sl is None
+            if sl is None:
+                sl = shortlist(layer, self.hardware)
+                if disk is not None:
+                    disk.put(self.hardware, layer.shape_key(), sl)
             _MAPPINGS.put(mkey, sl)
         with self._lock:
             self._mapping_keys.add(mkey)
