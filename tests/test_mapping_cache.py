@@ -161,7 +161,7 @@ def test_disk_cache_is_shared_verified_and_safe_to_delete(tmp_path, monkeypatch)
         files[1].write_text("{not json")
         clear_mapping_cache()
         assert Scorer(HW).score(wl).to_dict() == first and len(calls) == 5
-        assert json.loads(files[1].read_text())["sha256"]
+        assert json.loads(files[1].read_text())["checksum"]
         shutil.rmtree(tmp_path / "maps")  # deleting the cache only costs searches
         clear_mapping_cache()
         assert Scorer(HW).score(wl).to_dict() == first and len(calls) == 8

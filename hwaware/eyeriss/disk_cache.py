@@ -13,7 +13,7 @@ Turn it on with ``HWAWARE_MAPPING_CACHE=DIR`` in the environment or
   any time only costs new searches.
 - Never runs code: entries are JSON (never pickle), read with size and content checks -- the key
   stored in the file must equal the one asked for, the lists must be positive integers of equal
-  length, and a SHA-256 of the content must match. Anything else is ignored (a miss). The digest
+  length, and the checksum of ``hwaware._io.write_json`` must match. Anything else is ignored (a miss). The digest
   catches corruption, not forgery: a directory others can write decides your mappings, so share
   it only with whom you share results.
 """
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_text
+from .._io import read_json, write_json
+from ..errors import HwawareError
 from .hardware import Hardware
 from .shortlist import FIELDS, Shortlist
 
@@ -73,8 +74,8 @@ class DiskCache:
         try:
             if path.stat().st_size > MAX_BYTES:
                 return None
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
+            entry = read_json(path)  # checksum verified (hwaware._io)
+        except (OSError, HwawareError):
             return None
         return _parse(entry, key)
 
@@ -82,16 +83,13 @@ class DiskCache:
         key = _key(hw, shape_key)
         body = {"key": key, "mappings": {k: [int(v) for v in value.arrays[k]] for k in FIELDS}}
         try:
-            write_text(self._path(key), json.dumps({**body, "sha256": _digest(body)}, sort_keys=True))
+            write_json(self._path(key), body)  # atomic, with the checksum read_json verifies
         except OSError:
             pass  # a read-only or vanished cache directory only costs searches
 
 
 def _parse(entry: Any, key: dict[str, Any]) -> Shortlist | None:
-    if not isinstance(entry, dict) or set(entry) != {"key", "mappings", "sha256"}:
-        return None
-    body = {"key": entry["key"], "mappings": entry["mappings"]}
-    if entry["key"] != key or entry["sha256"] != _digest(body):
+    if not isinstance(entry, dict) or set(entry) != {"key", "mappings"} or entry["key"] != key:
         return None
     maps = entry["mappings"]
     if not isinstance(maps, dict) or set(maps) != set(FIELDS):
