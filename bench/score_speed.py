@@ -8,8 +8,9 @@ mapped), warm rescoring of the unchanged network, and a warm rescore after one l
 (only that layer is remapped). Targets (issue 12): cold profile+score of ResNet-50 within 2
 forward passes; a warm rescore after one change within 5 ms. Cold scoring runs on every core this
 process may use (``Scorer(workers=...)``); the ``cold 1 core`` column is the same on one thread, so
-their ratio shows what the cores buy. Medians of ``--repeat`` runs (default 3); the load average
-is printed because the machine is shared.
+their ratio shows what the cores buy. Each measurement is paired with a forward pass run just
+before it and the ratio is the median over ``--repeat`` rounds (default 5), so load that drifts
+during the run hits both sides; the load average is printed because the machine is shared.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each cold measurement (median)")
+    ap.add_argument("--repeat", type=int, default=5, help="paired rounds (median of the ratios)")
     ap.add_argument("--models", default="resnet50,vgg16", help="torchvision names, comma separated")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -53,26 +54,38 @@ def main() -> None:
         x = torch.randn(1, 3, 224, 224)
         with torch.no_grad():
             model(x)  # warm-up
-            fwd = timed(lambda: model(x), repeat=5)
         wl = profile(model, x)
-        t_prof = timed(lambda: profile(model, x), repeat=args.repeat)
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x)
 
         def cold(n: int | None) -> None:
             clear_mapping_cache()
             Scorer("eyeriss_v1", workers=n).score(wl)
 
-        t_cold = timed(lambda: cold(None), repeat=args.repeat)
-        t_cold1 = timed(lambda: cold(1), repeat=args.repeat)
+        # paired rounds: a forward pass right before each measurement, ratio per round, median of
+        # the rounds -- load that drifts during the run hits numerator and denominator alike
+        rounds: dict[str, list[float]] = {"fwd": [], "profile": [], "cold": [], "cold1": []}
+        for _ in range(args.repeat):
+            for key, fn in (("profile", lambda: profile(model, x)), ("cold", lambda: cold(None)),
+                            ("cold1", lambda: cold(1))):
+                f = timed(forward)
+                rounds["fwd"].append(f)
+                rounds[key].append(timed(fn) / f)
+        fwd = statistics.median(rounds["fwd"])
+        r_prof, r_cold, r_cold1 = (statistics.median(rounds[k]) for k in ("profile", "cold", "cold1"))
         sc = Scorer("eyeriss_v1")
         sc.score(wl)
         t_warm = timed(lambda: sc.score(wl), repeat=5)
         # change one layer (prune 8 filters of a middle layer) and rescore on the warm cache
         i = len(wl.layers) // 2
         changed = wl.replace_layer(i, wl.layers[i].replace(M=wl.layers[i].M - 8))
-        t_one = timed(lambda: Scorer.score(sc, changed))
+        t_one = statistics.median(timed(lambda: Scorer.score(sc, changed.replace_layer(
+            i, changed.layers[i].replace(M=changed.layers[i].M - k)))) for k in range(args.repeat))
         shapes = len({layer.shape_key() for layer in wl.layers})
-        print(f"{name:10s} {fwd * 1e3:7.1f}ms {t_prof / fwd:8.2f}x {t_cold / fwd:10.2f}x "
-              f"{(t_prof + t_cold) / fwd:9.2f}x {t_cold1 / fwd:11.2f}x {t_warm * 1e3:9.2f}ms {t_one * 1e3:14.2f}ms "
+        print(f"{name:10s} {fwd * 1e3:7.1f}ms {r_prof:8.2f}x {r_cold:10.2f}x "
+              f"{r_prof + r_cold:9.2f}x {r_cold1:11.2f}x {t_warm * 1e3:9.2f}ms {t_one * 1e3:14.2f}ms "
               f"{len(wl.layers):7d} {shapes:7d}")
     print(f"ratios are relative to one float32 forward pass at batch 1 of the same network in this run; "
           f"target: resnet50 prof+cold <= 2x, 1-layer rescore <= 5 ms; load average now {os.getloadavg()[0]:.1f}")
