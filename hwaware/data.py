@@ -40,6 +40,7 @@ __all__ = [
     "load_dataset",
     "make_loader",
     "num_classes",
+    "check_classifier_width",
     "input_shape",
     "describe",
     "SHAPES_CLASSES",
@@ -188,6 +189,49 @@ def num_classes(ref: str | DatasetRef, **opts: Any) -> int:
     if r.scheme == "cifar10":
         return 10
     return len(_imagefolder_classes(r))
+
+
+def check_classifier_width(model: Any, ref: str | DatasetRef, where: str) -> None:
+    """Raise :class:`HwawareError` unless ``model`` gives one output per class of dataset ``ref``.
+
+    A model built for another label set (``timm:resnet18`` has 1000 outputs; builtin:shapes has 10
+    classes) trains and evaluates without an error but its accuracy means nothing, so loops that
+    measure accuracy check this first. One zero image of the dataset's input shape goes through
+    the model in eval mode without gradients; its mode is restored and nothing else changes. A
+    model that cannot run that image, or whose output is not ``(1, K)``, is left to fail (or not)
+    where the loop runs it.
+    """
+    import torch
+
+    try:
+        import torch.nn as nn
+
+        if not isinstance(model, nn.Module):
+            return
+        r = parse_data_ref(ref)
+        k = num_classes(r)
+        p = next(iter(model.parameters()), None)
+        x = torch.zeros(1, *input_shape(r), device=p.device if p is not None else "cpu",
+                        dtype=p.dtype if p is not None and p.is_floating_point() else torch.float32)
+    except HwawareError:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception:  # noqa: BLE001 -- the loop reports its own error where it runs the model
+        return
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        return
+    width = int(out.shape[1])
+    if width != k:
+        raise HwawareError(
+            f"{where} has {width} outputs but data '{r.text}' has {k} classes: build the model for {k} "
+            f"classes (CLI: --model-arg num_classes={k}; recipe: model_args: {{num_classes: {k}}}; or "
+            "replace its classifier and save it with hwaware.save_model)")
 
 
 def input_shape(ref: str | DatasetRef, **opts: Any) -> tuple[int, int, int]:

@@ -8,14 +8,46 @@ import argparse
 from typing import Any
 
 
-def load_target(args: argparse.Namespace) -> Any:
-    """The model ``args.target`` names, honouring ``--model-ref``/``--trust-source``."""
+def model_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model-arg KEY=VALUE`` flags as keyword arguments (VALUE read as a YAML scalar)."""
+    import yaml
+
+    from ..errors import HwawareError
+
+    kwargs: dict[str, Any] = {}
+    for text in getattr(args, "model_arg", None) or ():
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise HwawareError(f"--model-arg '{text}': expected KEY=VALUE with KEY a Python identifier "
+                               "(e.g. --model-arg num_classes=10)")
+        if key in kwargs:
+            raise HwawareError(f"--model-arg: '{key}' given twice")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(parsed, (dict, list)):
+            raise HwawareError(f"--model-arg '{text}': VALUE must be a number, true/false, null or a string")
+        kwargs[key] = parsed
+    return kwargs
+
+
+def load_target(args: argparse.Namespace, *, labelled_data: str | None = None) -> Any:
+    """The model ``args.target`` names, built with ``--model-arg`` and honouring
+    ``--model-ref``/``--trust-source``. With ``labelled_data`` (a dataset reference the verb measures
+    accuracy on) its classifier must have one output per class of that data
+    (:func:`hwaware.data.check_classifier_width`)."""
     from .._checks import check_finite_model
     from ..modelref import load_model
 
     model = load_model(args.target, model_ref=getattr(args, "model_ref", None),
-                       trust_source=bool(getattr(args, "trust_source", False)))
+                       trust_source=bool(getattr(args, "trust_source", False)), **model_args(args))
     check_finite_model(model, f"model '{args.target}'")
+    if labelled_data is not None:
+        from ..data import check_classifier_width
+
+        check_classifier_width(model, labelled_data, f"model '{args.target}'")
     return model
 
 

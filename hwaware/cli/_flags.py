@@ -17,6 +17,7 @@ from .._config import config_defaults, config_docs
 
 __all__ = [
     "HARDWARE_METAVAR",
+    "MODEL_ARG_HELP",
     "MODEL_REF_HELP",
     "TRUST_HELP",
     "add_arithmetic_flags",
@@ -124,12 +125,17 @@ def fold_dataflow(options: dict[str, Any], args: argparse.Namespace) -> dict[str
 
 MODEL_REF_HELP = ("for a saved .pt: the model reference that builds its architecture "
                   "(path.py:callable, torchvision:NAME, timm:NAME); the file's code is never run")
+MODEL_ARG_HELP = ("KEY=VALUE: a keyword argument of the model callable (repeatable; VALUE is read as a YAML "
+                  "scalar), e.g. timm:resnet18 --model-arg num_classes=10; not for a saved .pt")
 TRUST_HELP = ("for a saved .pt: import the model file or module recorded in it (needed only when it is "
               "not torchvision, timm or a network bundled with hwaware); use only for files you trust")
 
 
 def add_model_flags(p: Any) -> None:
-    """``--model-ref`` and ``--trust-source`` (how a saved model's architecture is rebuilt)."""
+    """``--model-arg`` (how a model reference is built), ``--model-ref`` and ``--trust-source`` (how a
+    saved model's architecture is rebuilt)."""
+    p.add_argument("--model-arg", dest="model_arg", action="append", default=None, metavar="KEY=VALUE",
+                   help=MODEL_ARG_HELP)
     p.add_argument("--model-ref", metavar="REF", help=MODEL_REF_HELP)
     p.add_argument("--trust-source", action="store_true", help=TRUST_HELP)
 

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise HwawareError("give at least one --budget, e.g. --budget latency=0.5")
     budgets = parse_budgets(args.budget)  # bad budgets fail before the model is loaded
     config = NetAdaptConfig.from_dict(options_from_args(args), where="netadapt options")
-    model = load_target(args)
+    model = load_target(args, labelled_data=args.data)
     result = netadapt(model, budgets=budgets, data=args.data, workdir=args.workdir, resume=args.resume,
                       logdir=args.logdir, config=config, progress=not args.quiet,
                       device=args.device, threads=args.threads)

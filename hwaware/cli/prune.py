@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(config.seed)
-    model = load_target(args).eval()
+    model = load_target(args, labelled_data=None if args.data == "random" else args.data).eval()
     train, val, test, calib, data_note = _loaders(model, args, config.seed)
 
     writer = _writer(args.logdir)

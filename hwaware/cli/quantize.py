@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     hardware = fold_dataflow({"hardware": args.hardware}, args)["hardware"]
     check_output_path(args.out, inputs=input_paths(args))
     torch.manual_seed(args.seed)
-    model = load_target(args)
+    model = load_target(args, labelled_data=args.data)
     calib = make_loader(args.data, "train", batch_size=64, limit=args.samples, seed=args.seed)
     val = make_loader(args.data, "val", batch_size=250, limit=args.val_samples, seed=args.seed)
     train = make_loader(args.data, "train", batch_size=64, shuffle=True, seed=args.seed) if args.finetune_steps else None

@@ -48,6 +48,11 @@ class RunContext:
         torch.manual_seed(int(self.settings["seed"]))
         self.scorer = Scorer(self.settings["hardware"], self.settings["objective"])
         self.model = self._load_model()
+        if self.data is not None:  # every snapshot measures accuracy on it
+            from ..data import check_classifier_width
+
+            check_classifier_width(self.model, self.data,
+                                   f"recipe {recipe.source}: model '{self.settings['model']}'")
         self.input_size = self._input_size()
         self.masks: Any = None
         self.fixed: Any = None
