@@ -201,6 +201,50 @@ def test_bad_input_gives_one_line_errors(small_cnn):
         convert(model, [])
 
 
+class _ConvBnRelu(nn.Module):
+    """conv -> BN -> ReLU written three ways: out of place, ``F.relu(inplace=True)`` (torchvision
+    GoogLeNet's BasicConv2d) and ``x.relu_()``."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def act(self, x):
+        if self.how == "functional_inplace":
+            return nn.functional.relu(x, inplace=True)
+        if self.how == "method_inplace":
+            return x.relu_()
+        return torch.relu(x)
+
+    def forward(self, x):
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.act(self.bn2(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("how", ["functional_inplace", "method_inplace"])
+def test_in_place_relu_converts_as_the_out_of_place_one(how):
+    # an in-place ReLU used to overwrite the float value before it, which sets the fused layer's
+    # format and is its bias correction's target: GoogLeNet fell to 12.5% agreement
+    torch.manual_seed(0)
+    ref = _ConvBnRelu("out_of_place")
+    calibrate_batchnorm(ref, torch.randn(64, 3, 8, 8))
+    other = _ConvBnRelu(how)
+    other.load_state_dict(ref.state_dict())
+    other.eval()
+    x = torch.randn(32, 3, 8, 8)
+    a, b = convert(ref, x, mode="wide"), convert(other, x, mode="wide")
+    assert [lr.f_y for lr in a.report.layers] == [lr.f_y for lr in b.report.layers]
+    assert a.report.layers[0].relu
+    for oa, ob in zip(a.int_ops, b.int_ops):
+        if isinstance(oa, ConvOp):
+            assert np.array_equal(oa.b, ob.b) and np.array_equal(oa.w, ob.w)
+    assert torch.equal(a(x), b(x))
+
+
 def test_report_table_and_dict(small_cnn):
     model, calib, _ = small_cnn
     fixed = convert(model, calib[:32])

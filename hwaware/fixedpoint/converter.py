@@ -232,6 +232,8 @@ class Converter(OpBuilders):
             return x
         args = torch.fx.node.map_arg(node.args, lambda n: fenv[n])
         kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: fenv[n])
+        if node.op in ("call_function", "call_method"):
+            args, kwargs = _out_of_place(node, args, kwargs)
         if node.op == "call_module":
             return self.modules[node.target](*args, **kwargs)
         if node.op == "call_function":
@@ -419,6 +421,20 @@ class Converter(OpBuilders):
                         src.target is getattr and src.args[1] == "shape" and src.args[0] in ienv:
                     return ("size", ienv[src.args[0]], int(k))
         raise UnsupportedLayerError(f"convert: '{name}': view/reshape sizes must be ints or x.size(i), got {d!r}")
+
+
+def _out_of_place(node: torch.fx.Node, args: Any, kwargs: dict) -> tuple[Any, dict]:
+    """The arguments of a function/method call that must not overwrite its input: calibration
+    reads every node's float value later (a fused ReLU's input is the bias correction's target
+    and sets the layer's format), so ``F.relu(x, inplace=True)`` (torchvision GoogLeNet's
+    BasicConv2d), ``x.relu_()`` or ``torch.relu_`` would silently replace it with its output."""
+    if kwargs.get("inplace") is True:
+        kwargs = {**kwargs, "inplace": False}
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if isinstance(name, str) and name.endswith("_") and not name.startswith("_") and args and \
+            isinstance(args[0], torch.Tensor):
+        args = (args[0].clone(), *args[1:])
+    return args, kwargs
 
 
 class _Shapes:
