@@ -123,8 +123,8 @@ def test_table_iii_mappings_obey_the_one_bank_ifmap_rule():
 
 # --- AlexNet traffic: 10% per layer ------------------------------------------------------------------
 
-_DRAM_MISS = {0: "+12.7% (CONV1: filters and the dense input)", 2: "+10.3%"}
-_GLB_MISS = {2: "-11.8% (CONV3 mapping differs from Table III)"}
+_DRAM_MISS = {0: "+12.7% (CONV1: the ofmap written is the pre-pooling ReLU output, coded here at CONV2's "
+                   "pooled 38.7% zeros for lack of its own count; see test_alexnet_conv1_dram_gap_is_the_ofmap_coding)"}
 
 
 @pytest.mark.parametrize("i", [pytest.param(i, marks=_miss(_DRAM_MISS[i])) if i in _DRAM_MISS else i for i in range(5)])
@@ -132,9 +132,52 @@ def test_alexnet_dram(alexnet, i):
     assert alexnet.layers[i].dram_MB == pytest.approx(ALEX["layers"][i]["measured"]["dram_MB"], rel=0.10)
 
 
-@pytest.mark.parametrize("i", [pytest.param(i, marks=_miss(_GLB_MISS[i])) if i in _GLB_MISS else i for i in range(5)])
+@pytest.mark.parametrize("i", range(5))
 def test_alexnet_glb(alexnet, i):
     assert alexnet.layers[i].glb_MB == pytest.approx(ALEX["layers"][i]["measured"]["glb_MB"], rel=0.10)
+
+
+def test_alexnet_conv3_glb_needs_more_channels_per_pass_than_table_iii(alexnet):
+    """Sec. IV-A: a pass stores its psums back to the GLB once, and psums accumulated across passes
+    stay in the GLB. So every ofmap value of a layer with c channel passes is written to the GLB c
+    times and read back c-1 times: at least (2c-1) * N*M*E*F 16-bit accesses, ifmaps not even counted.
+    Table III's CONV3 mapping (q*r = 4 of C = 256: 64 passes) would need 65.9 MB, more than the 50.2 MB
+    the chip measured in all; the measurement allows at most 48 passes, i.e. q*r >= 6, which leaves a
+    partial last pass (6 does not divide 256; 8 would). The model's mapping must carry that many."""
+    L = ALEX["layers"][2]
+    n_of = 4 * L["M"] * L["E"] ** 2
+    glb_words = L["measured"]["glb_MB"] * 1e6 / 2
+
+    def least_psum_words(c):
+        return (2 * c - 1) * n_of
+
+    table_qr = L["mapping"]["q"] * L["mapping"]["r"]
+    assert least_psum_words(-(-L["C"] // table_qr)) * 2e-6 == pytest.approx(65.9, abs=0.1)
+    assert least_psum_words(-(-L["C"] // table_qr)) > glb_words
+    max_passes = max(c for c in range(1, L["C"] + 1) if least_psum_words(c) <= glb_words)
+    assert max_passes == 48
+    least_qr = -(-L["C"] // max_passes)
+    assert least_qr == 6 and L["C"] % least_qr
+    mp = alexnet.layers[2].mapping
+    assert mp.q * mp.r >= least_qr
+
+
+def test_alexnet_conv1_dram_gap_is_the_ofmap_coding(alexnet):
+    """Why CONV1's DRAM is over: the paper (Sec. IV-B) says RLC saves 'nearly 30%' of CONV1's fmap
+    DRAM accesses (ifmaps and ofmaps). The input is not coded (first layer), so all of it is the
+    ofmap, which the chip writes before max-pooling (its core has a ReLU module and the RLC codec, no
+    pooling; Sec. III) and so with more zeros than CONV2's pooled input (38.7%), the only count the
+    model has. The model's own coding saves much less; with the paper's 25-30% instead, and the
+    model's ifmap and filter counts, CONV1's DRAM is within 10% of the 5.0 MB measured."""
+    ls = alexnet.layers[0]
+    dram = {k: v * 2e-6 for k, v in ls.accesses["DRAM"].items()}  # MB
+    raw_ofmap = 4 * 96 * 55 * 55 * 2e-6
+    raw_fmaps = dram["ifmap"] + raw_ofmap
+    model_saving = 1 - (dram["ifmap"] + dram["psum"]) / raw_fmaps
+    assert model_saving < 0.15
+    for saving in (0.25, 0.30):
+        implied = (1 - saving) * raw_fmaps + dram["filter"]
+        assert implied == pytest.approx(ALEX["layers"][0]["measured"]["dram_MB"], rel=0.10)
 
 
 def test_alexnet_totals_and_power(alexnet):

@@ -43,7 +43,12 @@ def test_sparsity_speeds_v2_up_and_never_v1(z_act, z_w):
     assert v2.score(sparse).total.processing_latency_ms < v2.score(dense).total.processing_latency_ms
     assert v2.score(sparse).total.energy_total < v2.score(dense).total.energy_total
     v1 = Scorer("eyeriss_v1")
-    assert v1.score(sparse).total.processing_latency_ms >= v1.score(dense).total.processing_latency_ms * (1 - 1e-9)
+    # zero gating saves v1 no cycle; a faster sparse v1 can only come from the statistics picking
+    # another mapping (here the pointwise layer at 50% zeros: 2 channel passes instead of 8, which the
+    # partial last channel pass of issue 10's rule M5 allows), so compare layers whose mapping is kept
+    for d, s in zip(v1.score(dense).layers, v1.score(sparse).layers):
+        if d.mapping == s.mapping:
+            assert s.processing_latency_ms >= d.processing_latency_ms * (1 - 1e-9), d.name
 
 
 def test_zero_gating_never_saves_v1_a_cycle_on_any_layer():

@@ -111,6 +111,10 @@ def make_problem(layer: Layer, hw: Hardware, *, rlc_if: float, rlc_of: float, rl
     )
 
 
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
 def _divisors(x: int) -> np.ndarray:
     d = np.arange(1, x + 1, dtype=np.int64)
     return d[x % d == 0]
@@ -139,8 +143,9 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     """Every legal mapping (e, n, p, q, r, t, m) of the chip's rules, as flat int arrays.
 
     Rules (docs/eyeriss_model.md, "Mapping"): sets placed by :func:`max_sets`, r sets stacked
-    vertically; spads p*q*S <= filter, q*S <= ifmap, p <= psum; passes tile the layer exactly
-    (q*r divides C, p*t divides m, m divides M, n divides N, as the pass schedule of Fig. 7);
+    vertically; spads p*q*S <= filter, q*S <= ifmap, p <= psum; passes tile the filters and images
+    exactly (p*t divides m, m divides M, n divides N, as the pass schedule of Fig. 7) and carry up
+    to q*r channels (Sec. IV-A; the last channel pass of a tile fewer when q*r does not divide C);
     GLB ifmap and psum tiles in whole banks, one image's q*r ifmap channels in no more banks than
     one channel's strip (``hw.ifmap_tile_one_bank``); m the largest legal value.
     """
@@ -149,9 +154,7 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     for e in range(1, min(E, (hw.pe_rows // R) * hw.pe_cols) + 1):
         sets = max_sets(R, e, hw)
         vert, _ = set_slots(R, e, hw)
-        for r in range(1, min(vert, sets) + 1):
-            if pb.C % r:
-                continue
+        for r in range(1, min(vert, sets, pb.C) + 1):
             for t in range(1, sets // r + 1):
                 if pb.M % t == 0:
                     es.append(e)
@@ -162,8 +165,10 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     e0, r0, t0 = (np.array(x, dtype=np.int64) for x in (es, rs, ts))
     pv = _divisors(pb.M)
     pv = pv[pv <= hw.spad_psum]
-    qv = _divisors(pb.C)
-    qv = qv[qv * S <= hw.spad_ifmap]
+    # q and r need not divide C: a pass carries "up to q x r channels" (rule M5); for each channel
+    # count per PE (ceil(C/q)) only the smallest q is kept, the larger ones do more per pass for nothing
+    qv = np.arange(1, min(pb.C, hw.spad_ifmap // S) + 1, dtype=np.int64)
+    qv = qv[qv == _ceil_div(pb.C, _ceil_div(pb.C, qv))]
     nv = _divisors(pb.N)
     P, Q, Nn = (a.ravel() for a in np.meshgrid(pv, qv, nv, indexing="ij"))
     ok = P * Q * S <= hw.spad_filter
@@ -171,7 +176,8 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     i = np.repeat(np.arange(e0.size), P.size)
     j = np.tile(np.arange(P.size), e0.size)
     e, r, t, p, q, n = e0[i], r0[i], t0[i], P[j], Q[j], Nn[j]
-    ok = (pb.C % (q * r) == 0) & (pb.M % (p * t) == 0)
+    cq = _ceil_div(pb.C, q)  # channel groups of q; r sets take r of them per pass, the last pass fewer
+    ok = (r == _ceil_div(cq, _ceil_div(cq, r))) & (q * r <= pb.C) & (pb.M % (p * t) == 0)
     e, r, t, p, q, n = e[ok], r[ok], t[ok], p[ok], q[ok], n[ok]
     # GLB: ifmap banks, then the largest m (a divisor of M, multiple of p*t) the other banks hold
     bank = hw.glb_bank_words
