@@ -89,7 +89,8 @@ def test_statistics_scale_each_count_by_one_factor_for_every_mapping(layer):
 def test_the_shortlist_holds_the_winner_for_any_statistics(layer):
     rng = np.random.default_rng(1)
     sl = shortlist(layer, HW)
-    assert 0 < len(sl) < candidates(make_problem(layer, HW, rlc_if=1, rlc_of=1, rlc_w=1), HW)["e"].size
+    # (the candidates already hold M7's fill floor, so on some shapes every one of them can win)
+    assert 0 < len(sl) <= candidates(make_problem(layer, HW, rlc_if=1, rlc_of=1, rlc_w=1), HW)["e"].size
     for i in range(24):
         st = _random_stats(rng)
         objective = ("energy", "latency", "edp")[i % 3]

@@ -147,7 +147,8 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     exactly (p*t divides m, m divides M, n divides N, as the pass schedule of Fig. 7) and carry up
     to q*r channels (Sec. IV-A; the last channel pass of a tile fewer when q*r does not divide C);
     GLB ifmap and psum tiles in whole banks, one image's q*r ifmap channels in no more banks than
-    one channel's strip (``hw.ifmap_tile_one_bank``); m the largest legal value.
+    one channel's strip (``hw.ifmap_tile_one_bank``); m the largest legal value; active PEs at least
+    ``hw.mapping_fill`` of the most any of them gets (M7's floor, see :func:`filled`).
     """
     R, S, E = pb.R, pb.S, pb.E
     es, rs, ts = [], [], []
@@ -163,6 +164,21 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
     if not es:
         return {}
     e0, r0, t0 = (np.array(x, dtype=np.int64) for x in (es, rs, ts))
+    # M7's fill floor reads the shape only, so it is applied here and only mappings that can win are
+    # built and evaluated. Build from the (e, r, t) placements within the floor of the best one first;
+    # that is exact whenever the best placement has a legal mapping (then no legal mapping has more
+    # PEs), else everything is built and the floor applied to what is legal.
+    pes0 = R * np.minimum(e0, E) * r0 * t0
+    top = pes0 >= hw.mapping_fill * pes0.max()
+    cand = _build(pb, hw, e0[top], r0[top], t0[top])
+    if cand["e"].size and (R * np.minimum(cand["e"], E) * cand["r"] * cand["t"]).max() == pes0.max():
+        return cand
+    return _build(pb, hw, e0, r0, t0)
+
+
+def _build(pb: Problem, hw: Hardware, e0: np.ndarray, r0: np.ndarray, t0: np.ndarray) -> dict[str, np.ndarray]:
+    """The legal mappings on the given (e, r, t) placements, M7's floor applied among them."""
+    R, S, E = pb.R, pb.S, pb.E
     pv = _divisors(pb.M)
     pv = pv[pv <= hw.spad_psum]
     # q and r need not divide C: a pass carries "up to q x r channels" (rule M5); for each channel
@@ -193,6 +209,10 @@ def candidates(pb: Problem, hw: Hardware) -> dict[str, np.ndarray]:
         # one image's q*r channels sit in as many banks as one channel's strip needs (rule M8,
         # observed on the chip's 3x3..11x11 layers only; 1x1 layers are outside its evidence)
         keep &= -(-(q * r * h * pb.Wp) // bank) <= -(-(h * pb.Wp) // bank)
+    # M7's floor among these (the most active PEs survive it, so :func:`filled` keeps them all)
+    pes = pb.R * np.minimum(e, E) * r * t
+    if keep.any():
+        keep &= pes >= hw.mapping_fill * pes[keep].max()
     return {"e": e[keep], "n": n[keep], "p": p[keep], "q": q[keep], "r": r[keep], "t": t[keep], "m": m[keep]}
 
 
