@@ -20,8 +20,8 @@ from typing import Any
 from ._io import atomic_open
 from .eyeriss.eyexam_figure import eyexam_figure  # defined beside the Eyexam bounds
 
-__all__ = ["LEVEL_COLORS", "TYPE_COLORS", "Point", "energy_breakdown_figure", "eyexam_figure", "save_png",
-           "tradeoff_figure"]
+__all__ = ["LEVEL_COLORS", "TYPE_COLORS", "Point", "energy_breakdown_figure", "eyexam_figure", "pareto_figure",
+           "pareto_front", "save_png", "tradeoff_figure"]
 
 # One colour per memory level / data type, the same in every figure.
 LEVEL_COLORS = {"DRAM": "#c0392b", "GLB": "#e67e22", "array": "#f1c40f", "RF": "#27ae60", "MAC": "#2980b9"}
@@ -138,6 +138,104 @@ def tradeoff_figure(families: Mapping[str, Sequence[Point]], *, title: str = "",
         ax_l.legend(fontsize=8, frameon=False, loc="best")
     ax_e.set_title("accuracy vs energy", fontsize=10)
     ax_l.set_title("accuracy vs latency", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points (cost, accuracy) that no other point beats on both (lower cost, higher
+    accuracy; at least one strictly), sorted by cost."""
+    front = []
+    for i, (c, a) in enumerate(points):
+        dominated = any(
+            (c2 <= c and a2 >= a and (c2 < c or a2 > a)) for j, (c2, a2) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def pareto_figure(families: Mapping[str, Sequence[Point]], *, title: str = "",
+                  energy_unit: str = "energy (x one 16-bit MAC)", latency_unit: str = "latency (ms)",
+                  anchors: Mapping[str, Point] | None = None, accuracy_floor: float | None = None,
+                  energy_marks: Sequence[tuple[float, str]] = (),
+                  rejected: Mapping[str, Sequence[Point]] | None = None, start: Point | None = None) -> Any:
+    """Accuracy versus energy and versus latency: every point of every family faint, and each
+    family's non-dominated front (lower cost, higher accuracy) as a staircase: the best accuracy
+    reachable at or below each cost. ``anchors[family]``: a point marked with a star, its ``label``
+    added to the family's legend entry; ``accuracy_floor`` (0-1): a dotted horizontal line; ``energy_marks``: dashed
+    vertical lines on the energy panel, ``(x, label)``; ``rejected[family]``: measured states the
+    method did not keep (small crosses, not part of the fronts); ``start``: the common starting point,
+    labelled. Points without an accuracy are left out."""
+    fig = _figure(12.0, 5.2)
+    ax_e, ax_l = fig.subplots(1, 2, sharey=True)
+    colors = [f"C{i}" for i in range(10)]
+    kept_x: dict[Any, list[float]] = {ax_e: [], ax_l: []}
+    kept_acc: list[float] = []
+    for i, (name, points) in enumerate(families.items()):
+        pts = [p for p in points if p.accuracy is not None]
+        if not pts:
+            continue
+        color = colors[i % len(colors)]
+        anchor = (anchors or {}).get(name)
+        label = name if anchor is None or not anchor.label else f"{name}: {anchor.label}"
+        acc = [100.0 * float(p.accuracy) for p in pts]  # type: ignore[arg-type]
+        kept_acc += acc
+        for ax, cost in ((ax_e, [p.energy for p in pts]), (ax_l, [p.latency_ms for p in pts])):
+            kept_x[ax] += cost
+            ax.scatter(cost, acc, s=14, color=color, alpha=0.3, linewidths=0)
+            front = pareto_front(list(zip(cost, acc)))
+            ax.plot([cost[k] for k in front], [acc[k] for k in front], drawstyle="steps-post", color=color,
+                    marker="o", markersize=4, linewidth=1.6, label=label)
+        off = [p for p in (rejected or {}).get(name, ()) if p.accuracy is not None]
+        if off:
+            acc_off = [100.0 * float(p.accuracy) for p in off]  # type: ignore[arg-type]
+            ax_e.scatter([p.energy for p in off], acc_off, s=14, marker="x", color=color, alpha=0.4, linewidths=0.8)
+            ax_l.scatter([p.latency_ms for p in off], acc_off, s=14, marker="x", color=color, alpha=0.4,
+                         linewidths=0.8)
+        if anchor is not None and anchor.accuracy is not None:
+            for ax, x in ((ax_e, anchor.energy), (ax_l, anchor.latency_ms)):
+                ax.scatter([x], [100.0 * anchor.accuracy], marker="*", s=170, color=color, edgecolors="black",
+                           linewidths=0.6, zorder=5)
+    lows = list(kept_acc)
+    if accuracy_floor is not None:
+        lows.append(100.0 * accuracy_floor)
+        for ax in (ax_e, ax_l):
+            ax.axhline(100.0 * accuracy_floor, color="grey", linestyle=":", linewidth=1)
+        ax_e.annotate("accuracy limit", (0.0, 100.0 * accuracy_floor), xycoords=("axes fraction", "data"),
+                      textcoords="offset points", xytext=(4, -10), fontsize=7, color="grey")
+    if start is not None and start.accuracy is not None:
+        for ax, x in ((ax_e, start.energy), (ax_l, start.latency_ms)):
+            ax.scatter([x], [100.0 * start.accuracy], marker="s", s=40, color="black", zorder=6)
+            ax.annotate(start.label or "start", (x, 100.0 * start.accuracy), textcoords="offset points",
+                        xytext=(-6, 8), fontsize=8, ha="right")
+            kept_x[ax].append(x)
+    for x, label in energy_marks:
+        kept_x[ax_e].append(x)
+        ax_e.axvline(x, color="black", linestyle="--", linewidth=0.8, alpha=0.6)
+        ax_e.annotate(label, (x, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                      textcoords="offset points", xytext=(-9, 0), va="bottom")
+    # the axes frame the kept states and the marks; rolled-back states far off are cut at the edges
+    if lows:
+        top = max(lows + ([100.0 * start.accuracy] if start is not None and start.accuracy is not None else []))
+        bottom = min(lows)
+        pad = max(0.5, 0.15 * (top - bottom))
+        ax_e.set_ylim(bottom - 2 * pad, top + pad)
+    for ax, xs in kept_x.items():
+        if xs:
+            lo, hi = min(xs), max(xs)
+            pad = max(0.01, 0.08 * (hi - lo))
+            ax.set_xlim(lo - pad, hi + pad)
+    ax_e.set_xlabel(energy_unit)
+    ax_e.set_ylabel("top-1 accuracy (%)")
+    ax_l.set_xlabel(latency_unit)
+    for ax in (ax_e, ax_l):
+        ax.grid(alpha=0.3)
+    ax_e.legend(fontsize=8, frameon=True, framealpha=0.85, loc="lower right",
+                title="front of each method: star's energy", title_fontsize=8)
+    ax_e.set_title("accuracy vs energy (non-dominated fronts; dots: kept states, x: rolled back)", fontsize=9)
+    ax_l.set_title("accuracy vs latency (non-dominated fronts)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

@@ -53,32 +53,57 @@ def test_vgg_small_energy_is_feature_map_traffic():
 
 
 # Settings of the measured study (bench/prune_compare.py, docs/pruning.md "Where the paper's effect
-# lives"): vgg_small trained once and cached, 1000 validation images, 200 fine-tuning steps per run.
-_STUDY = ["--val", "1000", "--budget", "200", "--threads", "2"]
+# lives"): vgg_small trained once and cached, 1000 validation images, 400 fine-tuning steps per run,
+# every run kept within 1 point of validation top-1, one thread (the study's runs, bit for bit).
+_STUDY = ["--val", "1000", "--budget", "400", "--curve-drop", "1.0", "--threads", "1"]
+_ARMS = "magnitude,energy,structured,l1-filter"
+
+
+@pytest.fixture(scope="module")
+def pruning_study(tmp_path_factory):
+    """The four arms of the study, run once for the pruning tests below (tens of minutes)."""
+    out = tmp_path_factory.mktemp("prune") / "study.json"
+    assert _bench("prune_compare").main(["--methods", _ARMS, *_STUDY, "--json", str(out)]) == 0
+    return _json(out)
+
+
+def _at(study: dict, arm: str) -> dict:
+    return study["runs"][arm]["at_max_drop"]
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured 0.94x (energy-aware 0.952 vs magnitude 0.891 of the energy at <= 1 point) "
-                          "at 200 fine-tuning steps; target 1.5x, paper 1.74x")
-def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(tmp_path):
-    out = tmp_path / "p.json"
-    assert _bench("prune_compare").main(["--methods", "magnitude,energy", *_STUDY, "--json", str(out)]) == 0
-    runs = _json(out)["runs"]
-    gain = runs["magnitude"]["at_max_drop"]["energy_ratio"] / runs["energy"]["at_max_drop"]["energy_ratio"]
+                   reason="measured MEASURED_WEIGHT (energy-aware E/E0 vs magnitude E/E0 at <= 1 point, 400 "
+                          "fine-tuning steps each): a zero weight saves its MAC and weight accesses, not the "
+                          "ifmap/psum traffic that is 71% of vgg_small's energy; target 1.5x, paper 1.74x")
+def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(pruning_study):
+    gain = _at(pruning_study, "magnitude")["energy_ratio"] / _at(pruning_study, "energy")["energy_ratio"]
     assert gain >= 1.5, gain
 
 
 @pytest.mark.slow
-def test_channel_level_energy_aware_pruning_cuts_energy_and_latency(tmp_path):
-    """Zero weights save energy but never cycles on Eyeriss; removing channels saves both
-    (measured: energy 0.745, latency 0.798 of the start at a 1.1-point validation drop)."""
-    out = tmp_path / "s.json"
-    assert _bench("prune_compare").main(["--methods", "structured", *_STUDY, "--json", str(out)]) == 0
-    run = _json(out)["runs"]["structured"]
-    assert run["final"]["energy_ratio"] <= 0.85
-    assert run["final"]["latency_ratio"] <= 0.9
-    assert 100 * (_json(out)["baseline_val"] - run["final"]["val_accuracy"]) <= 3.0 + 1e-9
+def test_channel_level_energy_aware_pruning_cuts_energy_and_latency_within_1_point(pruning_study):
+    """Zero weights save energy but never cycles on Eyeriss; removing channels saves both. The
+    lowest-energy state within 1 point of validation top-1 (MEASURED_CHANNEL)."""
+    at = _at(pruning_study, "structured")
+    assert 100 * (pruning_study["baseline_val"] - at["val_accuracy"]) <= 1.0 + 1e-9
+    assert at["energy_ratio"] <= 0.85
+    assert at["latency_ratio"] <= 0.9
+
+
+@pytest.mark.slow
+def test_channel_level_energy_aware_saves_1_5x_more_than_weight_magnitude(pruning_study):
+    """Against the paper's baseline, weight-level magnitude pruning (Han et al.), at equal accuracy
+    (<= 1 point) and equal fine-tuning: ratio of the energy reductions (the paper's 1.74x measure)."""
+    gain = _at(pruning_study, "magnitude")["energy_ratio"] / _at(pruning_study, "structured")["energy_ratio"]
+    assert gain >= 1.5, gain
+
+
+@pytest.mark.slow
+def test_channel_level_energy_aware_saves_1_5x_more_than_l1_filter_pruning(pruning_study):
+    """Against channel-level magnitude pruning (filter L1 norm, Li et al. 2017), same measure."""
+    gain = _at(pruning_study, "l1-filter")["energy_ratio"] / _at(pruning_study, "structured")["energy_ratio"]
+    assert gain >= 1.5, gain
 
 
 @pytest.mark.slow

@@ -247,7 +247,7 @@ def _density(model):
     return float(sum((w != 0).sum() for w in ws) / sum(w.numel() for w in ws))
 
 
-@pytest.mark.parametrize("method", ["energy", "magnitude", "structured"])
+@pytest.mark.parametrize("method", ["energy", "magnitude", "structured", "l1-filter"])
 def test_loop_respects_accuracy_limit_and_never_raises_energy(method):
     """A fake accuracy = 100% x fraction of non-zero weights (or of weights left, structured): the
     loop must stop where the allowed drop is used up and return the best model with a message."""
@@ -257,7 +257,7 @@ def test_loop_respects_accuracy_limit_and_never_raises_energy(method):
     n0 = sum(p.numel() for p in model.parameters())
 
     def fake_accuracy(m):
-        if method == "structured":
+        if method in ("structured", "l1-filter"):
             return sum(p.numel() for p in m.parameters()) / n0
         return _density(m)
 
@@ -283,7 +283,7 @@ def test_loop_respects_accuracy_limit_and_never_raises_energy(method):
     assert result.final.macs <= result.baseline.macs and result.final.nonzero_macs <= result.baseline.nonzero_macs
     assert not result.target_reached
     assert "not reachable" in result.message or "max_steps" in result.message
-    if method != "structured":
+    if method in ("energy", "magnitude"):
         assert result.masks is not None
         assert 1 - _density(result.model) == pytest.approx(result.masks.sparsity(), abs=1e-6)
 
@@ -417,3 +417,79 @@ def test_structured_nothing_prunable_says_why_by_group():
     msg = graph.why_nothing_prunable("structured pruning")
     assert msg.startswith("structured pruning: nothing can be pruned: none of the 2 channel groups")
     assert "'conv' passes through 'view' with a literal size 3600" in msg and "'fc' feeds the model output" in msg
+
+
+# -- channel level: L1 filter ranking, the l1-filter baseline, restoration of the consumers --------
+
+
+def test_l1_and_l2_filter_rankings_differ_where_the_norms_do():
+    """Filter 0 = [1, 1, 1, 1] (L1 4, L2 2) and filter 1 = [3, 0, 0, 0] (L1 3, L2 3): Li et al.'s L1
+    rule keeps filter 0 first, the L2 rule filter 1."""
+    from hwaware.compress.surgery import ChannelGraph
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 2, bias=False), nn.ReLU(), nn.Conv2d(2, 1, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 0.0, 0.0, 0.0]]).reshape(2, 1, 2, 2))
+    graph = ChannelGraph(model, torch.randn(1, 1, 4, 4))
+    assert graph.ranking("0", p=1) == [0, 1]
+    assert graph.ranking("0") == [1, 0]
+    with pytest.raises(HwawareError, match="norm must be 1 or 2"):
+        graph.ranking("0", p=3)
+
+
+def test_l1_filter_picks_the_weakest_filters_and_never_looks_at_energy():
+    """The l1-filter baseline orders the channel groups by the smallest mean |w| of any filter
+    (computed here independently) and one proposal removes round(fraction x size) filters of the
+    first group, those of smallest L1 norm."""
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.25).eval()
+    with torch.no_grad():  # make conv1's weakest filter the weakest of the network
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        first.weight[1].mul_(1e-3)
+    train, val = _toy_data()
+    cfg = PruneConfig(method="l1-filter", step=0.5, local_steps=0, max_drop=100.0)
+    pruner = Pruner(model, train=train, val=val, config=cfg, evaluate_fn=lambda m: 1.0)
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    weakest = {n: float(m.weight.detach().reshape(m.weight.shape[0], -1).abs().mean(1).min()) for n, m in convs.items()}
+    cands = pruner._criterion.candidates(pruner)
+    assert cands == sorted(cands, key=lambda n: weakest[n])  # every conv is a group named by its producer
+    name = cands[0]
+    assert convs[name] is first
+    note = pruner._criterion.propose(pruner, name, 0.5)
+    assert "filter L1" in note
+    w = first.weight.detach()
+    n_keep = w.shape[0] - round(0.5 * w.shape[0])
+    kept = sorted(torch.argsort(-w.reshape(w.shape[0], -1).abs().sum(1), stable=True)[:n_keep].tolist())
+    assert 1 not in kept
+    assert torch.equal(dict(pruner.model.named_modules())[name].weight.detach(), w[kept])
+
+
+def test_restore_consumers_recovers_a_duplicated_channel_exactly():
+    """Channel 3 of conv a duplicates channel 0 and is the one removed (smallest L2, tie broken to
+    the higher index); the consumer b refit by least squares on the remaining channels reproduces
+    its unpruned output (it only needs to add channel 3's weights to channel 0's)."""
+    from hwaware.compress.energy_aware import restore_consumers
+    from hwaware.compress.surgery import ChannelGraph
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("a", nn.Conv2d(3, 4, 3, padding=1))
+    model.add_module("relu", nn.ReLU())
+    model.add_module("b", nn.Conv2d(4, 5, 3, padding=1))
+    with torch.no_grad():
+        model.a.weight.mul_(10.0)
+        model.a.weight[0] = 0.1 * torch.randn(3, 3, 3)
+        model.a.weight[3] = model.a.weight[0]
+        model.a.bias[3] = model.a.bias[0]
+    model.eval()
+    x = torch.randn(16, 3, 8, 8)
+    graph = ChannelGraph(model, x[:1])
+    assert graph.ranking("a")[-1] == 3
+    small = graph.prune("a", 1).eval()
+    with torch.no_grad():
+        before = (small(x) - model(x)).abs().max().item()
+    assert restore_consumers(model, small, graph.group("a").consumers, x, ridge=0.0) == ["b"]
+    with torch.no_grad():
+        after = (small(x) - model(x)).abs().max().item()
+    assert before > 1e-2
+    assert after < 1e-4 * max(1.0, model(x).abs().max().item())

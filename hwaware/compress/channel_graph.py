@@ -174,9 +174,10 @@ class ChannelGraph(ChannelRules):
         return (f"{who}: nothing can be pruned: none of the {len(self.groups)} channel groups of "
                 f"{type(self.model).__name__} is prunable: " + "; ".join(reasons[:limit]) + more)
 
-    def ranking(self, group: ChannelGroup | str) -> list[int]:
-        """Unit indices of ``group``, largest summed filter L2 norm first (see :func:`l2_ranking`)."""
-        return l2_ranking(self.model, self.group(group) if isinstance(group, str) else group)
+    def ranking(self, group: ChannelGroup | str, *, p: int = 2) -> list[int]:
+        """Unit indices of ``group``, largest summed filter L2 (``p=1``: L1) norm first (see
+        :func:`l2_ranking`)."""
+        return l2_ranking(self.model, self.group(group) if isinstance(group, str) else group, p=p)
 
     def kept_units(self, keep: Mapping[str, Sequence[int]], *, round_to: int = 1) -> dict[str, list[int]]:
         """The units :meth:`shrink` keeps of each group named in ``keep``: ``keep`` rounded up to

@@ -1,5 +1,5 @@
 """Small pieces of channel surgery: :class:`ChannelGroup` (channels removed together), the
-union-find the analysis ties channels with, the shape-recording run, the L2 ranking of units."""
+union-find the analysis ties channels with, the shape-recording run, the L2 (or L1) ranking of units."""
 
 from __future__ import annotations
 
@@ -103,14 +103,18 @@ class UnionFind:
             self.union(x, y)
 
 
-def l2_ranking(model: nn.Module, group: ChannelGroup) -> list[int]:
-    """Unit indices sorted by summed filter L2 norm over the group's producers, largest first."""
+def l2_ranking(model: nn.Module, group: ChannelGroup, *, p: int = 2) -> list[int]:
+    """Unit indices sorted by summed filter norm over the group's producers, largest first: the L2
+    norm (NetAdapt's rule) or, with ``p=1``, the L1 norm (Li et al., ICLR 2017, "Pruning filters for
+    efficient ConvNets"). Ties keep the lower index first."""
+    if p not in (1, 2):
+        raise HwawareError(f"filter ranking norm must be 1 or 2, got {p!r}")
     mods = dict(model.named_modules())
     norms: dict[str, torch.Tensor] = {}
     for name in group.producers:
         if name not in mods:
             raise HwawareError(f"group '{group.name}' names producer '{name}', not in this model")
         w = mods[name].weight.detach()
-        norms[name] = w.reshape(w.shape[0], -1).float().norm(dim=1)
+        norms[name] = w.reshape(w.shape[0], -1).float().norm(p=p, dim=1)
     score = [sum(float(norms[n][c]) for n, c in unit) for unit in group.units]
     return sorted(range(group.size), key=lambda u: (-score[u], u))

@@ -14,7 +14,12 @@ from ``PruneConfig.method``; the loop never branches on the name. A new criterio
 - ``magnitude`` (Han et al. 2015): one global threshold removes ``fraction`` of all remaining
   weights, then the whole network is fine-tuned;
 - ``structured``: the channel group whose layers hold the most energy loses ``fraction`` of its
-  channels (lowest filter L2 first); the model really shrinks.
+  channels (lowest filter L2 first); the model really shrinks; the layers reading those channels
+  are refit by least squares to the unpruned outputs (``restore``), then the network is fine-tuned;
+- ``l1-filter`` (Li et al., ICLR 2017, "Pruning filters for efficient ConvNets"): the channel-level
+  magnitude baseline: the channel group whose weakest filter has the smallest mean |w| loses
+  ``fraction`` of its channels, smallest filter L1 norm first, no restoration, then the whole
+  network is fine-tuned; energy is never looked at.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 
 from ..errors import HwawareError
 from ..measure import module_energy
-from .energy_aware import capture_io, energy_order, least_squares_restore, restore_cost
+from .energy_aware import capture_io, energy_order, least_squares_restore, restore_consumers, restore_cost
 from .magnitude import Masks, magnitude_masks, prunable_layers
 
 if TYPE_CHECKING:
@@ -125,8 +130,9 @@ class MagnitudeCriterion(Criterion):
         return f"global sparsity {pruner.masks.sparsity():.1%}"
 
 
-@register_criterion("structured")
-class StructuredCriterion(Criterion):
+class _ChannelCriterion(Criterion):
+    """Criteria that remove whole channels through the shared surgery (a new, smaller model)."""
+
     uses_masks = False
 
     def __init__(self) -> None:
@@ -139,12 +145,16 @@ class StructuredCriterion(Criterion):
         if self._graph is None or self._graph_model is not pruner.model:
             self._graph = ChannelGraph(pruner.model, pruner.calib[:1])
             self._graph_model = pruner.model
-        return self._graph
+        graph = self._graph
+        if not graph.prunable_groups():
+            raise HwawareError(graph.why_nothing_prunable(f"{self.name} pruning"))
+        return graph
 
+
+@register_criterion("structured")
+class StructuredCriterion(_ChannelCriterion):
     def candidates(self, pruner: Pruner) -> list[str]:
         graph = self._channel_graph(pruner)
-        if not graph.prunable_groups():
-            raise HwawareError(graph.why_nothing_prunable("structured pruning"))
         energy = module_energy(pruner.current.layer_energy)
         scored = []
         for g in graph.prunable_groups():
@@ -155,9 +165,46 @@ class StructuredCriterion(Criterion):
         return [name for _, name in sorted(scored)]
 
     def propose(self, pruner: Pruner, target: str, fraction: float) -> str:
+        cfg = pruner.config
         graph = self._channel_graph(pruner)
         g = graph.group(target)
         n_remove = min(g.size - 1, max(1, round(fraction * g.size)))
-        pruner.model = graph.prune(target, n_remove, round_to=pruner.config.round_to).eval()
+        old = pruner.model
+        pruner.model = graph.prune(target, n_remove, round_to=cfg.round_to).eval()
+        note = f"{target}: {g.size} -> {g.size - n_remove} channel units"
+        if cfg.restore:
+            restored = restore_consumers(old, pruner.model, g.consumers, pruner.calib, ridge=cfg.ridge,
+                                         seed=cfg.seed, max_flops=cfg.restore_max_flops)
+            note += f", restored {', '.join(restored)}" if restored else ""
+        pruner.finetune(cfg.local_steps)
+        return note
+
+
+@register_criterion("l1-filter")
+class L1FilterCriterion(_ChannelCriterion):
+    """Channel-level magnitude pruning (filter L1 norm, Li et al. 2017) in the same loop: the group
+    whose weakest filter has the smallest mean |w| (its L1 norm over its number of weights, so
+    filters of different sizes compare) goes first; it loses ``fraction`` of its channels, smallest
+    L1 first; no restoration; then the whole network is fine-tuned. Nothing here looks at energy."""
+
+    def candidates(self, pruner: Pruner) -> list[str]:
+        graph = self._channel_graph(pruner)
+        mods = dict(pruner.model.named_modules())
+        scored = []
+        for g in graph.prunable_groups():
+            if g.name in pruner.done or g.size < 2:
+                continue
+            l1 = {n: mods[n].weight.detach().reshape(mods[n].weight.shape[0], -1).abs() for n in g.producers}
+            per_unit = [sum(float(l1[n][c].sum()) for n, c in unit) / max(1, sum(l1[n].shape[1] for n, _ in unit))
+                        for unit in g.units]
+            scored.append((min(per_unit), g.name))
+        return [name for _, name in sorted(scored)]
+
+    def propose(self, pruner: Pruner, target: str, fraction: float) -> str:
+        graph = self._channel_graph(pruner)
+        g = graph.group(target)
+        n_remove = min(g.size - 1, max(1, round(fraction * g.size)))
+        keep = sorted(graph.ranking(g, p=1)[: g.size - n_remove])
+        pruner.model = graph.shrink({g.name: keep}, round_to=pruner.config.round_to).eval()
         pruner.finetune(pruner.config.local_steps)
-        return f"{target}: {g.size} -> {g.size - n_remove} channel units"
+        return f"{target}: {g.size} -> {len(keep)} channel units (filter L1)"

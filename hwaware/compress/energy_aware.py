@@ -7,6 +7,10 @@
 - :func:`least_squares_restore`: after magnitude pruning of one layer, refit the kept weights so
   the layer's *output feature maps* match those before pruning (closed-form ridge least squares
   on sampled input patches), instead of leaving the surviving weights as they were.
+- :func:`restore_consumers`: the same fit at channel level: after whole channels are removed, the
+  layers that read them (the group's consumers) are refit on their remaining input channels so
+  their outputs match the unpruned model's (the reconstruction step of channel pruning, He, Zhang,
+  Sun, ICCV 2017, and ThiNet, Luo et al. ICCV 2017).
 
 The least-squares problem for filter ``m`` with kept weight positions ``k``::
 
@@ -32,7 +36,7 @@ from .._modes import inspection_mode
 from ..errors import HwawareError
 from ..measure import module_energy, module_of
 
-__all__ = ["capture_io", "energy_order", "least_squares_restore", "module_of", "restore_cost"]
+__all__ = ["capture_io", "energy_order", "least_squares_restore", "module_of", "restore_consumers", "restore_cost"]
 
 
 def energy_order(layer_energy: Mapping[str, float], candidates: Any = None) -> list[str]:
@@ -152,3 +156,27 @@ def least_squares_restore(module: nn.Module, inputs: torch.Tensor, outputs: torc
                 full = full - inv[:, drop] @ mu
             new[m, keep] = full[keep]
     return new.reshape(w.shape).to(w.dtype)
+
+
+def restore_consumers(old: nn.Module, new: nn.Module, consumers: Any, batch: torch.Tensor, *,
+                      ridge: float = 1e-3, seed: int = 0, max_flops: float = 2e10) -> list[str]:
+    """Refit, in place, every Conv/Linear consumer of ``new`` (``old`` after channel surgery) so its
+    output on ``batch`` matches the same layer's output in ``old``; its remaining weights are all
+    free (no mask). Returns the names restored; a layer whose solve would cost more than
+    ``max_flops`` (:func:`restore_cost`) is left as it is and returned with " (skipped)" appended."""
+    done = []
+    for name in consumers:
+        mod_new, mod_old = new.get_submodule(name), old.get_submodule(name)
+        if not isinstance(mod_new, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            continue
+        mask = torch.ones_like(mod_new.weight, dtype=torch.bool)
+        if restore_cost(mask, getattr(mod_new, "groups", 1)) > max_flops:
+            done.append(f"{name} (skipped)")
+            continue
+        _, y_old = capture_io(old, mod_old, batch)
+        x_new, _ = capture_io(new, mod_new, batch)
+        w = least_squares_restore(mod_new, x_new, y_old, mask, ridge=ridge, seed=seed)
+        with torch.no_grad():
+            mod_new.weight.copy_(w)
+        done.append(name)
+    return done

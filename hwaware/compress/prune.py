@@ -23,7 +23,11 @@ Every step is *proposed*, measured, then accepted or rolled back:
   then the whole network is fine-tuned for ``local_steps``.
 - ``structured``: the channel group (:mod:`hwaware.compress.surgery`) whose layers hold the most
   energy loses ``step`` of its channels (lowest filter L2 first, counts rounded with ``round_to``);
-  the model really shrinks; then ``local_steps`` of fine-tuning.
+  the model really shrinks; the layers reading those channels are refit by least squares to their
+  unpruned outputs (``restore``); then ``local_steps`` of fine-tuning.
+- ``l1-filter`` (Li et al., ICLR 2017): the channel-level magnitude baseline; the channel group
+  whose weakest filter has the smallest mean |w| loses ``step`` of its channels (smallest filter L1
+  norm first, no restoration); then ``local_steps`` of fine-tuning. Energy is never looked at.
 
 A step is accepted when validation accuracy stays within ``max_drop`` points of the start and the
 energy fell; otherwise it is rolled back and that layer's step is halved (below ``min_step`` the
@@ -64,7 +68,8 @@ class PruneConfig:
     """Options of one pruning run (see the module docstring for what each step does).
 
     method           energy (CVPR 2017: most energy-hungry layer first, least-squares restore), magnitude,
-                     or structured (whole channels); any registered criterion (hwaware.compress.criteria)
+                     structured (whole channels, energy first), l1-filter (whole channels, smallest
+                     filter L1 first); any registered criterion (hwaware.compress.criteria)
     target_energy    stop at this fraction of the starting energy, in (0, 1]
     max_drop         accuracy points (top-1, %) allowed below the start
     step             fraction of the remaining weights (channels) one step removes
@@ -78,7 +83,8 @@ class PruneConfig:
     finetune_budget  fine-tuning optimizer steps of the whole run (local, global and final together); 0 = no
                      limit. With a budget no proposal starts that would leave less than final_steps, and
                      the final fine-tune gets whatever is left: methods compared at one budget train equally
-    restore          least-squares restoration of the output feature maps (energy method)
+    restore          least-squares restoration of output feature maps: energy, the pruned layer's; structured,
+                     the layers reading the removed channels
     ridge            ridge regularization of the restoration
     restore_max_flops   larger layers skip restoration (noted in the step message)
     round_to         structured: channel counts rounded up to a multiple of this

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_open, write_json, write_text
+from ..plots import pareto_front
 from ..report_table import format_si
 from .resources import resource_info
 
@@ -40,19 +41,6 @@ def family_table(result: Any) -> str:
         lines.append("| " + " | ".join(row) + " |")
     budgets = ", ".join(str(b) for b in result.budgets)
     return f"NetAdapt family (budgets: {budgets})\n\n" + "\n".join(lines) + "\n"
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points (cost, accuracy) that no other point beats on both (lower cost, higher
-    accuracy; at least one strictly), sorted by cost."""
-    front = []
-    for i, (c, a) in enumerate(points):
-        dominated = any(
-            (c2 <= c and a2 >= a and (c2 < c or a2 > a)) for j, (c2, a2) in enumerate(points) if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
 
 
 def pareto_plot(result: Any, path: str | Path) -> None:
