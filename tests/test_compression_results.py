@@ -73,7 +73,7 @@ def _at(study: dict, arm: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured MEASURED_WEIGHT (energy-aware E/E0 vs magnitude E/E0 at <= 1 point, 400 "
+                   reason="measured 1.01x (energy-aware 0.928 vs magnitude 0.936 of the energy at <= 1 point, 400 "
                           "fine-tuning steps each): a zero weight saves its MAC and weight accesses, not the "
                           "ifmap/psum traffic that is 71% of vgg_small's energy; target 1.5x, paper 1.74x")
 def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(pruning_study):
@@ -84,7 +84,8 @@ def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(pruning_study):
 @pytest.mark.slow
 def test_channel_level_energy_aware_pruning_cuts_energy_and_latency_within_1_point(pruning_study):
     """Zero weights save energy but never cycles on Eyeriss; removing channels saves both. The
-    lowest-energy state within 1 point of validation top-1 (MEASURED_CHANNEL)."""
+    lowest-energy state within 1 point of validation top-1 (measured: energy 0.439, latency 0.525,
+    0.6 points below on validation, 1.9 on the test split)."""
     at = _at(pruning_study, "structured")
     assert 100 * (pruning_study["baseline_val"] - at["val_accuracy"]) <= 1.0 + 1e-9
     assert at["energy_ratio"] <= 0.85
@@ -94,7 +95,8 @@ def test_channel_level_energy_aware_pruning_cuts_energy_and_latency_within_1_poi
 @pytest.mark.slow
 def test_channel_level_energy_aware_saves_1_5x_more_than_weight_magnitude(pruning_study):
     """Against the paper's baseline, weight-level magnitude pruning (Han et al.), at equal accuracy
-    (<= 1 point) and equal fine-tuning: ratio of the energy reductions (the paper's 1.74x measure)."""
+    (<= 1 point) and equal fine-tuning: ratio of the energy reductions (the paper's 1.74x measure;
+    measured 2.13x: 0.936 / 0.439)."""
     gain = _at(pruning_study, "magnitude")["energy_ratio"] / _at(pruning_study, "structured")["energy_ratio"]
     assert gain >= 1.5, gain
 
