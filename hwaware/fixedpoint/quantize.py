@@ -21,11 +21,14 @@ study operand widths alone, without the chip's per-product truncation.
 
 Quantization-aware fine-tuning (``finetune_steps > 0`` with ``train_data``): the search runs on a
 BN-folded copy of the model (:mod:`hwaware.fixedpoint.qat`). Each trial installs fake
-quantization of the candidate widths (the backend's formats and rounding, straight-through
-gradients), fine-tunes a copy of the weights accepted so far for ``finetune_steps`` SGD steps and
-measures the fake-quantized accuracy; an accepted trial keeps its fine-tuned weights. The result's
-``accuracy`` is then measured on the integer backend converted from the fine-tuned model
-(``result.model``), and ``fake_quant_agreement`` says how often the two agree on top-1.
+quantization of the candidate widths -- the integer backend's formats, rounding and (mode
+``eyeriss``) per-product shift, bit for bit, with straight-through gradients -- fine-tunes a copy
+of the weights accepted so far for ``finetune_steps`` SGD steps, re-reads the formats and measures
+the fake-quantized accuracy, which is the integer model's accuracy (a test checks the two agree);
+an accepted trial keeps its fine-tuned weights. The result's ``accuracy`` is measured on the integer
+backend converted from the fine-tuned model (``result.model``; ``bias_correction=False``: the
+biases were trained under the chip's rounding), and ``fake_quant_agreement`` says how often the two
+agree on top-1.
 
     >>> search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=1.0)
     >>> for trial in search.steps():      # one Trial per accuracy measurement
@@ -46,6 +49,7 @@ from .convert import collect_inputs, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING, check_arith
 
 WIDTHS = (12, 10, 8, 6, 4)
+HEADROOM_BITS = 0.5  # activation formats of the fine-tuned model: the same for fake quant and convert
 
 
 @dataclass(frozen=True)
@@ -199,13 +203,27 @@ class BitWidthSearch:
         from .qat import FakeQuant, finetune
 
         self.folded.load_state_dict(state)
-        fq = FakeQuant(self.folded, bits, calibration_data=self.calib, rounding=self.arith["rounding"])
+        fq = self.fake_quant(bits)
         try:
             finetune(self.folded, self.train_data, steps=self.finetune_steps, lr=self.finetune_lr)
+            fq.calibrate()  # the formats convert would pick for the fine-tuned weights
             acc = evaluate(self.folded, self.val)
         finally:
             fq.remove()
         return acc, {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
+
+    def fake_quant(self, bits: dict[str, int]) -> Any:
+        """:class:`~hwaware.fixedpoint.qat.FakeQuant` of ``bits`` on the folded model, in the search's arithmetic."""
+        from .qat import FakeQuant
+
+        return FakeQuant(self.folded, bits, calibration_data=self.calib, headroom=HEADROOM_BITS,
+                         **self.arith)
+
+    def convert_finetuned(self, bits: dict[str, int]) -> Any:
+        """The folded, fine-tuned model on the integer backend: the codes and biases it trained on."""
+        narrowed = {k: v for k, v in bits.items() if v < 16}
+        return convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
+                       bias_correction=False, headroom_bits=HEADROOM_BITS, **self.arith)
 
     def steps(self) -> Iterator[Trial]:
         """Rounds over the layers, largest energy share first; each round tries one step narrower.
@@ -253,15 +271,11 @@ class BitWidthSearch:
         extra: dict[str, Any] = {}
         if qat:
             from .convert import top1_agreement
-            from .qat import FakeQuant
 
             self.folded.load_state_dict(state)
-            narrowed = {k: v for k, v in bits.items() if v < 16}
-            # no range equalization: the integer model must hold the codes the fake quantization trained on
-            fixed = convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
-                            **self.arith)
+            fixed = self.convert_finetuned(bits)
             acc = evaluate(fixed, self.val)
-            fq = FakeQuant(self.folded, narrowed, calibration_data=self.calib, rounding=self.arith["rounding"])
+            fq = self.fake_quant(bits)
             try:
                 fq_acc = evaluate(self.folded, self.val)
                 agree = top1_agreement(self.folded, fixed, self.val)

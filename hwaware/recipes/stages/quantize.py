@@ -53,7 +53,8 @@ def _spec() -> StageDef:
             Option("finetune_lr", "float", 0.001, "search: SGD learning rate of the fine-tuning (BN is folded: 0.01 wrecks the trained small CNN)", low=0.0),
             *arith_options(),
             Option("samples", "int", 256, "training images that calibrate the formats", low=1),
-            Option("bias_correction", "bool", True, "correct the mean rounding error through the bias"),
+            Option("bias_correction", "bool", True, "correct the mean rounding error through the bias "
+                   "(not after a fine-tuning search: its biases were trained under the chip's rounding)"),
             Option("check", "bool", True, "verify every Conv/Linear output bit for bit against "
                    "hwaware.fixedpoint.golden"),
             Option("check_images", "int", 2, "validation images the bit-exact check runs", low=1),
@@ -66,6 +67,7 @@ def _spec() -> StageDef:
 
 def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
     from ...fixedpoint.convert import convert
+    from ...fixedpoint.quantize import HEADROOM_BITS
     from ...fixedpoint.verify import accuracy_and_agreement, bit_exact_mismatches
 
     t0 = time.perf_counter()
@@ -88,10 +90,13 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
             from ...fixedpoint.qat import write_back
 
             ctx.set_model(write_back(ctx.model, search.model))
-    qat = search is not None and search.model is not None  # keep the codes the fine-tuning trained on
+    # fine-tuned: keep the codes and biases the fine-tuning trained on (no equalization, no bias
+    # correction towards the unquantized float model, the search's headroom)
+    qat = search is not None and search.model is not None
+    extra = {"headroom_bits": HEADROOM_BITS} if qat else {}
     fixed = convert(ctx.model, calib, bits=bits if bits else 16, mode=o["mode"], rounding=o["rounding"],
-                    overflow=o["overflow"], samples=o["samples"], bias_correction=o["bias_correction"],
-                    equalize=not qat, progress=ctx.progress)
+                    overflow=o["overflow"], samples=o["samples"], bias_correction=o["bias_correction"] and not qat,
+                    equalize=not qat, progress=ctx.progress, **extra)
     fixed_acc, agree = accuracy_and_agreement(ctx.model, fixed, ctx.val_loader)
     details: dict[str, Any] = {"bits": bits, "arith": dict(fixed.arith), "float_accuracy": float_acc,
                                "fixed_accuracy": fixed_acc, "top1_agreement": agree}
