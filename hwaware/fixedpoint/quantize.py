@@ -270,15 +270,14 @@ class BitWidthSearch:
                     active.remove(name)
         extra: dict[str, Any] = {}
         if qat:
-            from .convert import top1_agreement
+            from .verify import accuracy_and_agreement
 
             self.folded.load_state_dict(state)
             fixed = self.convert_finetuned(bits)
-            acc = evaluate(fixed, self.val)
             fq = self.fake_quant(bits)
             try:
                 fq_acc = evaluate(self.folded, self.val)
-                agree = top1_agreement(self.folded, fixed, self.val)
+                acc, agree = accuracy_and_agreement(self.folded, fixed, self.val)  # one integer pass
             finally:
                 fq.remove()
             extra = {"fake_quant_accuracy": fq_acc, "fake_quant_agreement": agree, "model": self.folded}
