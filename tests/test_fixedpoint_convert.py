@@ -178,14 +178,18 @@ def test_bad_input_gives_one_line_errors(small_cnn):
     with pytest.raises(UnsupportedLayerError, match=r"layer 'act' is a Softplus.*supported: Conv1d, Conv2d"):
         convert(nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("act", nn.Softplus())])), calib[:4])
 
-    class Scaled(nn.Module):
-        def forward(self, x):
-            return x * 2.0
+    class Scaled(nn.Module):  # a constant that varies along H and W, not per channel
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3, calib.shape[2], calib.shape[3]))
 
-    with pytest.raises(UnsupportedLayerError, match=r"'mul' in '\(top level\)' \(mul\): only a \* b of two activations"):
+        def forward(self, x):
+            return x * self.w
+
+    with pytest.raises(UnsupportedLayerError, match=r"op 'mul' in module '\(top level\)': only a constant per channel"):
         convert(Scaled(), calib[:4])
-    with pytest.raises(UnsupportedLayerError, match="'1' .*BatchNorm2d.* does not directly follow"):
-        convert(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)).eval(), calib[:4])
+    with pytest.raises(UnsupportedLayerError, match="'1' .*BatchNorm2d.* has no running statistics"):
+        convert(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3, track_running_stats=False)).eval(), calib[:4])
 
     class Dynamic(nn.Module):
         def forward(self, x):

@@ -22,7 +22,8 @@ def correct_bias(op: ConvOp, x: np.ndarray, target: torch.Tensor, arith: dict[st
     follows from that run (the adder is modular) and is returned; otherwise None.
     """
     t = target.double().numpy()
-    axes = tuple(i for i in range(t.ndim) if i != 1)
+    ch = t.ndim - 1 if op.op == "Linear" else 1  # a Linear on channels-last input: the last dim
+    axes = tuple(i for i in range(t.ndim) if i != ch)
     if arith["mode"] == "eyeriss":
         r0 = op.run([x], arith, bias=None, relu=False)
         got = r0.y.astype(np.float64)
@@ -31,7 +32,8 @@ def correct_bias(op: ConvOp, x: np.ndarray, target: torch.Tensor, arith: dict[st
         if r0.output_overflows or op.fy.bits < 16:
             return None
         # no sum wrapped without bias, so got is the exact sum of cut products
-        shape = (1, -1) + (1,) * (got.ndim - 2)
+        shape = [1] * got.ndim
+        shape[ch] = -1
         total = r0.y.astype(np.int64) + op.b.reshape(shape)
         y = ((total + 32768) & 0xFFFF) - 32768
         if op.relu:

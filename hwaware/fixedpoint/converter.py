@@ -26,21 +26,25 @@ from .._fx import (
     target_name,
 )
 from ..errors import HwawareError, UnsupportedLayerError
+from . import shape_expr
 from .act_ops import MulOp, WindowPoolOp
 from .bias import correct_bias
 from .builders import BN_FOR, OpBuilders, base_type, same_pads
 from .format import FixedFormat, frac_bits_for, pair
-from .graph_ops import AddOp, CatOp, ConvOp, ReluOp, ReshapeOp, SliceOp
+from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 from .intop import InputOp, IntOp
 from .model import ConversionReport, FixedPointModel, LayerReport
+from .norm_builders import NormBuilders
 
 __all__ = ["SUPPORTED", "Converter", "split_norm_act"]
 
-SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (with a following BatchNorm or timm "
-             "BatchNormAct2d folded and ReLU fused), ReLU, ReLU6, Hardtanh, LeakyReLU, Hardswish, "
-             "Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, "
-             "mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply, cat, split/chunk, "
-             "flatten/view/reshape")
+SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-last input; a following "
+             "BatchNorm or timm BatchNormAct2d folded and ReLU fused), BatchNorm elsewhere (per-channel affine), "
+             "LayerNorm over channels (channels last, or first as timm LayerNorm2d), ReLU, ReLU6, Hardtanh, "
+             "LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, "
+             "AdaptiveAvgPool1d/2d, mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply "
+             "(also by a per-channel constant), cat, split/chunk, x[:, a:b], flatten/view/reshape (sizes "
+             "from x.size() and arithmetic on them), permute/transpose/contiguous")
 
 _RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
 _FLATTEN_FUNCS = (torch.flatten,)
@@ -96,7 +100,7 @@ def _only_user(node: torch.fx.Node) -> torch.fx.Node | None:
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-class Converter(OpBuilders):
+class Converter(OpBuilders, NormBuilders):
     """Walks the traced graph once: float values, fusion, integer ops and their formats."""
 
     def __init__(self, gm: torch.fx.GraphModule, layer_bits: dict[str, int] | int, *, mode: str,
@@ -145,6 +149,7 @@ class Converter(OpBuilders):
         reports: list[LayerReport] = []
         absorbed: set[torch.fx.Node] = set()
         self.value_max: dict[int, float] = {}
+        self.consts = _constant_nodes(nodes)
         output_index = -1
         bar = tqdm(nodes, desc="convert", disable=not self.progress, leave=False)
         for i, node in enumerate(bar):
@@ -169,8 +174,8 @@ class Converter(OpBuilders):
                 shapes.append(ivals[0].shape)
                 ienv[node], holders[0] = 0, [node]
                 self.value_max[0] = _max_abs(fenv[node].numpy())
-            elif node.op == "get_attr" or not isinstance(fenv[node], torch.Tensor):
-                pass  # shapes, sizes, constants: read at run time where needed
+            elif node in self.consts or not isinstance(fenv[node], torch.Tensor):
+                pass  # shapes, sizes, constants (parameters and what is computed from them alone)
             else:
                 group = self.fuse(node)
                 for g in group[1:]:
@@ -203,7 +208,7 @@ class Converter(OpBuilders):
                         op.fw.frac_bits if isinstance(op, ConvOp) else None, op.fy.frac_bits,
                         bool(getattr(op, "relu", False)), r.product_overflows, r.output_overflows, err,
                         self.value_max[k], op.fw.bits if isinstance(op, ConvOp) else op.fy.bits,
-                        self.approx_error(op)))
+                        self.approx_error(op) or self.norm_error(op)))
             # free the float and integer values nobody reads any more
             for a in node.all_input_nodes:
                 if last_use.get(a) == i:
@@ -256,7 +261,7 @@ class Converter(OpBuilders):
             if nxt is not None and nxt.op == "call_module" and \
                     type(self.modules[nxt.target]) in BN_FOR[base_type(mod)]:
                 group.append(nxt)
-        if base_type(mod) in BN_FOR or self.is_add(node):
+        if base_type(mod) in BN_FOR or (self.is_add(node) and self.constant_operand(node) is None):
             nxt = _only_user(group[-1])
             if nxt is not None and _is_relu(nxt, self.modules):
                 group.append(nxt)
@@ -309,12 +314,24 @@ class Converter(OpBuilders):
             if t in _PASS_MODULES:  # identity in eval mode
                 j = inp(node.args[0])
                 return ReshapeOp(name, t.__name__, (j,), int_ops[j].fy, 0, 0), False
+            if t in _BN_TYPES:  # not folded: it reads a concat, or its convolution has other users
+                j = inp(node.args[0])
+                return self.batchnorm_affine(name, mod, j, int_ops, fenv[node.args[0]], fenv[node]), True
+            if isinstance(mod, nn.LayerNorm):
+                j = inp(node.args[0])
+                return self.layer_norm_op(name, mod, j, int_ops, fenv[node.args[0]], fenv[node]), True
             if t.__name__.startswith("BatchNorm"):
                 raise UnsupportedLayerError(
-                    f"convert: layer '{name}' ({t.__name__}) does not directly follow a Conv/Linear whose "
-                    f"only user it is, so it cannot be folded; supported: {SUPPORTED}")
+                    f"convert: layer '{name}' ({t.__name__}) is a BatchNorm subclass whose forward is unknown; "
+                    f"supported: {SUPPORTED}")
             raise UnsupportedLayerError(f"convert: layer '{name}' is a {t.__name__}, which the fixed-point "
                                         f"backend does not support; supported: {SUPPORTED}")
+        const = self.constant_operand(node)
+        if const is not None:
+            x_node, c = const
+            c = fenv[c] if isinstance(c, torch.fx.Node) else c
+            return self.constant_affine(name, node, "mul" if self.is_mul(node) else "add", inp(x_node),
+                                        int_ops, fenv[x_node], c, fenv[node]), True
         if self.is_add(node):
             args = list(node.args)
             if len(args) != 2 or any(k != "alpha" or v != 1 for k, v in node.kwargs.items()):
@@ -365,13 +382,21 @@ class Converter(OpBuilders):
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             return ReshapeOp(name, "flatten", (j,), int_ops[j].fy, int(start), int(end)), False
-        if node.op == "call_method" and node.target in ("view", "reshape"):
+        if (node.op == "call_method" and node.target in ("view", "reshape")) or \
+                (node.op == "call_function" and node.target is torch.reshape):
             j = inp(node.args[0])
-            dims = node.args[1:]
+            dims = node.args[1:] if node.args[1:] else (node.kwargs.get("shape"),)
             if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
                 dims = tuple(dims[0])
-            return ReshapeOp(name, node.target, (j,), int_ops[j].fy,
-                             shape=tuple(self.shape_item(d, ienv, name) for d in dims)), False
+            dims = shape_expr.expand(tuple(dims), ienv, fenv)
+            return ReshapeOp(name, target_name(node), (j,), int_ops[j].fy,
+                             shape=tuple(shape_expr.build(d, ienv, node) for d in dims)), False
+        if node.op == "call_method" and node.target == "contiguous":
+            j = inp(node.args[0])
+            return ReshapeOp(name, "contiguous", (j,), int_ops[j].fy, 0, 0), False
+        if (node.op == "call_method" and node.target in ("permute", "transpose")) or \
+                (node.op == "call_function" and node.target in (torch.permute, torch.transpose)):
+            return self.permute_op(name, node, fenv, inp, int_ops), False
         raise UnsupportedLayerError(f"convert: op '{target_name(node)}' in module '{module_path(node)}' "
                                     f"is not supported by the fixed-point backend; supported: {SUPPORTED}")
 
@@ -409,18 +434,45 @@ class Converter(OpBuilders):
         j = inp(src)
         return SliceOp(name, "slice", (j,), int_ops[j].fy, 1, start, stop)
 
-    def shape_item(self, d: Any, ienv: dict, name: str) -> Any:
-        if isinstance(d, int):
-            return d
-        if isinstance(d, torch.fx.Node):
-            if d.op == "call_method" and d.target == "size" and len(d.args) == 2 and d.args[0] in ienv:
-                return ("size", ienv[d.args[0]], int(d.args[1]))
-            if d.op == "call_function" and d.target is operator.getitem:
-                src, k = d.args
-                if isinstance(src, torch.fx.Node) and src.op == "call_function" and \
-                        src.target is getattr and src.args[1] == "shape" and src.args[0] in ienv:
-                    return ("size", ienv[src.args[0]], int(k))
-        raise UnsupportedLayerError(f"convert: '{name}': view/reshape sizes must be ints or x.size(i), got {d!r}")
+    def permute_op(self, name, node, fenv, inp, int_ops) -> PermuteOp:
+        src = node.args[0]
+        rank = fenv[src].dim()
+        rest = list(node.args[1:]) or [node.kwargs.get("dims")]
+        if target_name(node) == "transpose":
+            a, b = (int(v) % rank for v in (rest + [node.kwargs.get("dim0"), node.kwargs.get("dim1")])[:2])
+            perm = list(range(rank))
+            perm[a], perm[b] = perm[b], perm[a]
+        else:
+            perm = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else rest
+            if not all(isinstance(d, int) for d in perm):
+                raise UnsupportedLayerError(f"convert: op 'permute' in module '{module_path(node)}': the dims "
+                                            f"must be ints, got {perm!r}")
+            perm = [d % rank for d in perm]
+        j = inp(src)
+        return PermuteOp(name, target_name(node), (j,), int_ops[j].fy, tuple(perm))
+
+    def constant_operand(self, node: torch.fx.Node) -> tuple[torch.fx.Node, Any] | None:
+        """``(x, c)`` for ``x * c`` / ``x + c`` with ``c`` a constant (number, or computed from
+        parameters alone) and ``x`` an activation; None otherwise."""
+        if not (self.is_mul(node) or self.is_add(node)) or len(node.args) != 2 or node.kwargs:
+            return None
+        a, b = node.args
+        is_const = [not isinstance(v, torch.fx.Node) or v in self.consts for v in (a, b)]
+        if is_const[0] == is_const[1]:
+            return None
+        x, c = (b, a) if is_const[0] else (a, b)
+        return (x, c) if isinstance(c, torch.fx.Node) or (isinstance(c, (int, float)) and not isinstance(c, bool)) \
+            else None
+
+
+def _constant_nodes(nodes: list[torch.fx.Node]) -> set[torch.fx.Node]:
+    """Nodes computed from parameters and buffers alone (no placeholder upstream)."""
+    consts: set[torch.fx.Node] = set()
+    for n in nodes:
+        if n.op == "get_attr" or (n.op in ("call_function", "call_method", "call_module")
+                                  and n.all_input_nodes and all(a in consts for a in n.all_input_nodes)):
+            consts.add(n)
+    return consts
 
 
 def _out_of_place(node: torch.fx.Node, args: Any, kwargs: dict) -> tuple[Any, dict]:

@@ -361,3 +361,61 @@ def max_pool2d_ext(x, kernel, stride=None, padding=0, *, ceil_mode: bool = False
         for j, (c0, c1, _) in enumerate(cols):
             y[:, :, i, j] = x[:, :, r0:r1, c0:c1].max(axis=(2, 3))
     return OpResult(y.astype(np.int16))
+
+
+# --- per-channel affine and LayerNorm (docs/fixedpoint.md, "Per-channel affine and LayerNorm") ---
+
+def _per_position(x, dim: int):
+    """(array moved so channels are last, list of channel vectors as Python ints)."""
+    v = np.moveaxis(np.asarray(x, dtype=np.int64), dim, -1)
+    return v, [[int(c) for c in row] for row in v.reshape(-1, v.shape[-1])]
+
+
+def _back(rows: list[list[int]], moved_shape, dim: int, bits: int, overflow: str) -> OpResult:
+    y, n = _cut(np.array(rows, dtype=object).reshape(moved_shape), bits, overflow)
+    return OpResult(np.moveaxis(y, -1, dim).astype(np.int16), 0, n)
+
+
+def affine(x, a, b, *, dim: int, fx: FixedFormat, fa: FixedFormat, fy: FixedFormat, rounding: str = "floor",
+           overflow: str = "wrap") -> OpResult:
+    """Channel c: the exact x * a[c] + b[c] (b at fx + fa) moved from fx + fa to fy, one cut."""
+    v, rows = _per_position(x, dim)
+    s = fy.frac_bits - fx.frac_bits - fa.frac_bits
+    out = [[_scaled(xc * int(a[c]) + int(b[c]), s, 1, rounding) for c, xc in enumerate(row)] for row in rows]
+    return _back(out, v.shape, dim, fy.bits, overflow)
+
+
+def rsqrt(V: int) -> tuple[int, int]:
+    """(r, t): t the smallest even integer with V < 2**(t + 30), m = floor(V / 2**t),
+    r = isqrt(floor(2**60 / m)), so that 1 / sqrt(V) ~ r * 2**-(30 + t/2)."""
+    import math
+
+    t = -30
+    while not V < 2 ** (t + 30):
+        t += 2
+    m = V // 2**t if t >= 0 else V * 2 ** (-t)
+    return math.isqrt(2**60 // m), t
+
+
+def layer_norm(x, g, beta, *, dim: int, e: int, fx: FixedFormat, fg: FixedFormat, fy: FixedFormat,
+               rounding: str = "floor", overflow: str = "wrap") -> OpResult:
+    """Per position over the C channels: d = C*x - sum(x), V = max(C*sum(x*x) - sum(x)**2 + e, 1),
+    z = d * r moved from 30 + t/2 to fz = 15 - k (4**k >= C, k least) and cut to 16 bits, then
+    y = z * g[c] + beta[c] moved from fz + fg to fy and cut."""
+    v, rows = _per_position(x, dim)
+    C = v.shape[-1]
+    k = 0
+    while 4**k < C:
+        k += 1
+    fz = 15 - k
+    out, z_over = [], 0
+    for row in rows:
+        s1, s2 = sum(row), sum(c * c for c in row)
+        r, t = rsqrt(max(C * s2 - s1 * s1 + int(e), 1))
+        z = [_scaled((C * xc - s1) * r, fz - 30 - t // 2, 1, rounding) for xc in row]
+        zc, n = _cut(np.array(z, dtype=object), 16, overflow)
+        z, z_over = [int(u) for u in zc], z_over + n
+        out.append([_scaled(zc * int(g[c]) + int(beta[c]), fy.frac_bits - fz - fg.frac_bits, 1, rounding)
+                    for c, zc in enumerate(z)])
+    r = _back(out, v.shape, dim, fy.bits, overflow)
+    return OpResult(r.y, 0, r.output_overflows + z_over)

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import ops
+from . import ops, shape_expr
 from .format import FixedFormat, OpResult
 from .intop import UNSET_FORMAT, IntOp
 
-__all__ = ["AddOp", "CatOp", "ConvOp", "ReluOp", "ReshapeOp", "SliceOp"]
+__all__ = ["AddOp", "CatOp", "ConvOp", "PermuteOp", "ReluOp", "ReshapeOp", "SliceOp"]
 
 
 @dataclass(eq=False)
@@ -55,6 +55,9 @@ class ConvOp(IntOp):
               "rounding": arith["rounding"], "overflow": arith["overflow"],
               "relu": self.relu if relu is None else relu}
         if self.op == "Linear":
+            if x.ndim != 2:  # channels last (N x ... x C): every position's row through the layer
+                r = ops.linear(x.reshape(-1, x.shape[-1]), self.w, b, **kw)
+                return OpResult(r.y.reshape(*x.shape[:-1], -1), r.product_overflows, r.output_overflows)
             return ops.linear(x, self.w, b, **kw)
         if self.op == "Conv1d":
             return ops.conv1d(x, self.w, b, stride=self.stride[1], padding=self.padding[1],
@@ -93,7 +96,8 @@ class CatOp(IntOp):
 class ReshapeOp(IntOp):
     """flatten(start, end) when ``shape`` is None, else view/reshape to ``shape``.
 
-    ``shape`` items are ints or ``("size", value_index, dim)`` read from a value at run time.
+    ``shape`` items are :mod:`.shape_expr` expressions: ints, or sizes read from the values at
+    run time (``("size", value_index, dim)`` and arithmetic on them).
     """
 
     start_dim: int = 1
@@ -104,8 +108,18 @@ class ReshapeOp(IntOp):
         x = xs[0]
         if self.shape is None:
             return OpResult(torch.from_numpy(x).flatten(self.start_dim, self.end_dim).numpy())
-        dims = [v if isinstance(v, int) else values[v[1]].shape[v[2]] for v in self.shape]
+        dims = [shape_expr.evaluate(v, lambda j: values[j].shape) for v in self.shape]
         return OpResult(x.reshape(dims))
+
+
+@dataclass(eq=False)
+class PermuteOp(IntOp):
+    """``x.permute(dims)`` / ``x.transpose(a, b)``: codes moved, format kept (made contiguous)."""
+
+    dims: tuple[int, ...] = ()
+
+    def run(self, xs, arith):
+        return OpResult(np.ascontiguousarray(np.transpose(xs[0], self.dims)))
 
 
 @dataclass(eq=False)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import HwawareError
+from . import shape_expr
 from .format import FixedFormat, check_arith
 from .graph_ops import ReshapeOp
 from .intop import IntOp
@@ -142,8 +143,9 @@ class FixedPointModel(nn.Module):
 
 
 def size_refs(op: IntOp) -> list[int]:
+    """Values whose shape a reshape reads at run time (besides its input)."""
     if isinstance(op, ReshapeOp) and op.shape:
-        return [v[1] for v in op.shape if not isinstance(v, int)]
+        return [j for v in op.shape for j in shape_expr.refs(v)]
     return []
 
 

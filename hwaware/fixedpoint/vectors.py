@@ -20,7 +20,12 @@ Every other op with arithmetic (activations, the squeeze-excitation multiply, ad
 written as ``opKKK_<name>.npz`` (``KKK``: the op's index in the integer graph, so files sort in
 execution order) with ``x`` (and ``x2`` for add/multiply), ``y``, ``f_x`` (``f_x2``), ``f_y``,
 ``op``, ``kind`` and the op's parameters (:data:`OP_PARAMS`); table activations also carry the
-gate ``table`` (513 entries at 15 fractional bits). ``manifest.json`` lists them under ``ops``.
+gate ``table`` (513 entries at 15 fractional bits). The per-channel affine (an unfoldable
+BatchNorm, a layer-scale multiply) carries ``a`` (int16 at ``f_a``) and ``b`` (int64 at
+``f_x + f_a``), LayerNorm ``g`` (int16 at ``f_g``), ``beta`` (int64 at ``f_z + f_g``) and ``e``; both
+name their channel axis ``dim`` (1, or -1 for channels last). ``manifest.json`` lists them under
+``ops``. A Linear applied to channels-last input (N x ... x C) is written with its rows flattened:
+``x`` (N*...) x C, ``y`` (N*...) x M.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
 from .activations import LUT_FUNCTIONS, gate_table
 from .convert import AddOp, ConvOp, FixedPointModel, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING
+from .norm_ops import AffineOp, LayerNormOp
 
 FORMAT = "hwaware-vectors/1"
 
@@ -95,7 +101,11 @@ OP_PARAMS = {
     "mul": (), "add": ("relu",),
     "pool": ("pool", "kernel", "stride", "padding", "ceil_mode", "count_include_pad", "adaptive",
              "keepdim", "dims"),
+    "affine": ("dim", "f_a"),                       # + a (int16 at f_a), b (int64 at f_x + f_a)
+    "layer_norm": ("dim", "e", "f_z", "f_g"),       # + g (int16 at f_g), beta (int64 at f_z + f_g)
 }
+#: op kind -> (parameter array, hex digits) written besides x, x2, y
+OP_ARRAYS = {"affine": (("a", 4), ("b", 16)), "layer_norm": (("g", 4), ("beta", 16))}
 
 
 def _op_params(op: Any) -> tuple[str, dict[str, Any]] | None:
@@ -113,6 +123,10 @@ def _op_params(op: Any) -> tuple[str, dict[str, Any]] | None:
         return "mul", {}
     if isinstance(op, AddOp):
         return "add", {"relu": bool(op.relu)}
+    if isinstance(op, AffineOp):
+        return "affine", {"dim": int(op.dim), "f_a": int(op.fa.frac_bits)}
+    if isinstance(op, LayerNormOp):
+        return "layer_norm", {"dim": int(op.dim), "e": int(op.e), "f_z": int(op.fz), "f_g": int(op.fg.frac_bits)}
     if isinstance(op, WindowPoolOp):
         return "pool", {"pool": op.kind, "kernel": list(op.kernel), "stride": list(op.stride),
                         "padding": list(op.padding), "ceil_mode": bool(op.ceil_mode),
@@ -147,6 +161,8 @@ def _export_ops(fixed: FixedPointModel, run: Any, out: Path, hex_files: bool) ->
             arrays["f_" + key] = np.int64(f)
         if kind == "lut":
             arrays["table"] = gate_table(params["gate"])
+        for key, _ in OP_ARRAYS.get(kind, ()):
+            arrays[key] = np.asarray(getattr(op, key), dtype=np.int16 if key in ("a", "g") else np.int64)
         for key, v in params.items():
             arrays[key] = np.str_(v) if isinstance(v, str) else np.asarray(v if v is not None else [])
         arrays.update({"mode": np.str_(arith["mode"]), "rounding": np.str_(arith["rounding"]),
@@ -156,9 +172,9 @@ def _export_ops(fixed: FixedPointModel, run: Any, out: Path, hex_files: bool) ->
             np.savez(fh, **arrays)
         hexes = {}
         if hex_files:
-            for key in [a for a in ("x", "x2", "y") if a in arrays]:
+            for key, digits in [(a, 4) for a in ("x", "x2", "y") if a in arrays] + list(OP_ARRAYS.get(kind, ())):
                 hexes[key] = f"{stem}.{key}.hex"
-                write_text(out / hexes[key], _hex_lines(arrays[key], 4))
+                write_text(out / hexes[key], _hex_lines(arrays[key], digits))
         rec = VectorOp(k, op.name, op.op, kind, f"{stem}.npz", tuple(arrays["y"].shape), run.output_overflows[k])
         found.append(rec)
         entries.append({
@@ -179,10 +195,14 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 def _hex_lines(a: np.ndarray, digits: int) -> str:
     """One two's-complement value per line, ``digits`` lower-case hex digits (vectorized)."""
-    u = a.reshape(-1).astype(np.int64) & ((1 << (4 * digits)) - 1)
-    shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.int64)
+    if digits == 16:  # int64: the two's complement is the unsigned view
+        u = a.reshape(-1).astype(np.int64).view(np.uint64)
+        shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.uint64)
+    else:
+        u = a.reshape(-1).astype(np.int64) & ((1 << (4 * digits)) - 1)
+        shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.int64)
     chars = np.empty((u.size, digits + 1), dtype=np.uint8)
-    chars[:, :digits] = _HEX[(u[:, None] >> shifts[None, :]) & 15]
+    chars[:, :digits] = _HEX[((u[:, None] >> shifts[None, :]) & u.dtype.type(15)).astype(np.int64)]
     chars[:, digits] = ord("\n")
     return chars.tobytes().decode("ascii")
 
@@ -218,6 +238,8 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
         b = op.b.astype(np.int16 if arith["mode"] == "eyeriss" else np.int32)
         if op.op == "Conv1d":  # stored as 4-D with H = R = 1
             x, w, y = x[:, :, None, :], w[:, :, None, :], y[:, :, None, :]
+        if op.op == "Linear" and x.ndim > 2:  # channels last: one row per position
+            x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
         stem = _stem(index, op.name)
         arrays = {
             "x": x.astype(np.int16), "w": w.astype(np.int16), "b": b, "y": y.astype(np.int16),
