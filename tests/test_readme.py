@@ -4,7 +4,8 @@ The blocks are read from the files themselves (so a command edited there is the 
 run in a scratch directory that holds only links to ``models/`` and ``recipes/``, as on a fresh
 clone. Small data settings are *appended* to some commands (``--set`` overrides, loop caps), never
 substituted: what runs is the README's command plus those settings. ``$IMAGENET`` (a placeholder for
-the user's ImageNet folder) points at a generated two-class ImageFolder.
+the user's ImageNet folder) points at a generated ImageFolder with ImageNet's 1000 classes, one
+tiny image each.
 
 ``test_fast_commands_run`` runs the quick ones (profile, score, ``--dry-run``, ``--explain``)
 in-process in the fast suite; ``test_every_command_runs_in_order`` (slow) runs all of them with
@@ -121,12 +122,12 @@ def scratch(tmp_path: Path) -> Path:
     work.mkdir()
     for d in ("models", "recipes"):
         (work / d).symlink_to(ROOT / d)
+    images = [Image.new("RGB", (8, 8), (k, 255 - k, 0)) for k in range(0, 256, 51)]
     for split in ("train", "val"):
-        for k, colour in enumerate(("red", "blue")):
-            folder = tmp_path / "imagenet" / split / f"class{k}"
+        for k in range(1000):  # ImageNet's class count: the recipe's AlexNet has 1000 outputs
+            folder = tmp_path / "imagenet" / split / f"n{k:08d}"
             folder.mkdir(parents=True)
-            for i in range(2):
-                Image.new("RGB", (32, 32), colour).save(folder / f"{i}.jpg")
+            images[k % len(images)].save(folder / "0.jpg")
     return work
 
 
