@@ -10,9 +10,13 @@ lists the source of every number and what could not be checked against the paper
   data type); a router cluster has 3 iact, 3 weight and 4 psum routers;
 - 8-bit weights and input activations, 20-bit psums, 200 MHz, 65 nm;
 - PEs read weights and iacts in compressed sparse column (CSC) form — an 8-bit value plus a 4-bit
-  count per non-zero — and skip zeros in both operands, so cycles and MAC energy scale with the
-  non-zero MACs; SIMD: two MACs per PE per cycle on two weights that share an iact (two output
-  channels of the same input channel — never in a depthwise layer, which has one per channel).
+  count per non-zero — and skip zeros in both operands, so MAC energy scales with the non-zero MACs.
+  A PE's work follows the per-PE reference of :mod:`.v2_reference` (the authors' group's cycles of
+  one v2 PE, with one MAC unit, on each layer of the sparse MobileNet): one MAC-cycle per non-zero
+  MAC on 1x1 and other layers with several output channels per input channel (reference: 1.01-1.07x),
+  one per MAC, zeros or not, on depthwise layers (reference: 0.84-1.00x of the dense MACs). SIMD: the
+  chip's PE does two MACs per cycle on two weights that share an iact (two output channels of the
+  same input channel — never in a depthwise layer, which has one per channel).
 
 Model. Energy: the row-stationary access counts of :mod:`hwaware.eyeriss.cost`, mapped by the RS
 search on the v2 array (16 x 12 PEs, its spads and GLB), then (a) iacts and weights are 8-bit and
@@ -21,7 +25,7 @@ move in CSC at every level (their words scale by 8/16 and by the CSC ratio, neve
 (d) MAC energy scales with the non-zero MACs and 8x8/16x16 = 1/4. Latency: the hierarchical mesh
 lets every PE get data whatever the layer shape, so the active PEs are the layer's parallelism
 (output channels x output pixels x groups, capped at 192) and processing takes the larger of the
-compute cycles (non-zero MACs / SIMD lanes per PE per cycle) and the NoC delivery cycles (iact, weight and
+compute cycles (:func:`pe_cycles` over the active PEs' SIMD lanes) and the NoC delivery cycles (iact, weight and
 psum words over the 16 clusters' routers, in CSC). DRAM transfers are assumed overlapped with
 processing (the paper reports processing throughput at batch 1); DRAM energy is counted.
 """
@@ -58,6 +62,17 @@ def simd_lanes(layer: Layer) -> int:
     return SIMD if layer.M // layer.groups >= 2 else 1
 
 
+def pe_cycles(layer: Layer) -> float:
+    """MAC-cycles a layer takes on v2 PEs with one MAC unit (summed over PEs; the quantity of the
+    per-PE reference cycles of :mod:`.v2_reference`): one per non-zero MAC (zeros of both operands
+    skipped) when each iact meets a column of several output channels' weights; one per MAC when it
+    meets a single weight (depthwise: one output channel per input channel), where the reference
+    shows no saving from zeros."""
+    if layer.M // layer.groups < 2:
+        return float(layer.macs)
+    return layer.macs * (1.0 - layer.ifmap_zeros) * (1.0 - layer.weight_zeros)
+
+
 def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float, *, rlc_if: float,
                    rlc_of: float, rlc_w: float) -> tuple[DataflowMapping, dict[str, np.ndarray]]:
     # 8-bit data, as the chip processes it (a model profiled at other widths is run at 8 bits)
@@ -82,7 +97,7 @@ def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float,
     P = hw.num_pes
     parallel = layer.groups * (layer.M // layer.groups) * layer.E * layer.F * layer.N
     active = int(min(P, parallel))
-    compute = layer.macs * nz / (simd_lanes(layer) * active)
+    compute = pe_cycles(layer) / (simd_lanes(layer) * active)
     # average NoC bandwidth (Eyexam step 6): the words each data type's source sends (GLB reads for
     # iacts and psums, weights as loaded), over the router clusters' routers of that type (one router
     # cluster per PE cluster: the preset's pe_rows, 16 on the chip)
