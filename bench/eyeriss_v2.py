@@ -16,17 +16,19 @@ non-zero activations and weights of nine of its layers. The published numbers ag
 has 569M). The sparse row uses that sparsity (measured on nine layers, the mean of the measured
 layers of the same kind on the others, the first layer dense); 1.0-224 and dense 0.5-128 are context.
 
-How the model is run (every difference is listed in docs/dataflows.md): v1 is the eyeriss_v1 preset
-(16-bit, RLC, zero gating without skipping); v2 the eyeriss_v2 preset (8-bit, CSC, zero skipping, PE
-cycles after the per-PE reference). Both chips run with the data on chip (``on_chip``: unbounded
-DRAM link, as the paper's chip-level numbers): throughput over the processing latency, energy
-efficiency over on-chip energy (DRAM excluded). The bench splits the speed-up gap into a v1 part and
-a v2 part against the per-chip numbers the published figures imply (v1: 116.7 inferences/s, 2560.3 /
-2.5 = 1024 inferences/J), and compares the v2 PE model with the reference cycles. For the PE-count
-table both chips are grown by ``grown`` (v1 to a square array of the same PE count, v2 by 12-PE
-clusters, both keeping their spads, the GLB scaled with the PEs); the published table's own scaling
-rules are not in our material, so the bench also prints the growth of the speed-up from 256 PEs
-beside the published one.
+How the model is run (every difference is listed in docs/dataflows.md), following the paper's own
+setup (JETCAS 2019 text): the published ratios compare v2 on the *sparse* MobileNet with "Eyeriss v1",
+the original design "with the storage capacity, number of PEs and data precision scaled to the same
+level as" v2 (Sec. V-A; ``scaled_v1``), on the *dense* MobileNet (49.2M MACs), batch 1. v2 is the
+eyeriss_v2 preset (8-bit, CSC, zero skipping, two-MAC SIMD, PE cycles per Sec. IV and V-A and the
+per-PE reference). Rows with "v1 as fabricated" use the eyeriss_v1 preset (168 PEs, 16-bit) for
+context. Both chips run with the data on chip (``on_chip``: unbounded DRAM link): throughput over the
+processing latency, energy efficiency over on-chip energy (DRAM excluded). The bench splits the
+speed-up gap into a v1 part and a v2 part against the per-chip numbers the published figures imply
+(v1: 116.7 inferences/s, 2560.3 / 2.5 = 1024 inferences/J) and compares the v2 PE model with the
+reference cycles. The PE-count table follows the paper's Sec. III-D (``grown``): v2 in 4 x 4-PE
+clusters at 1 MAC per PE per cycle, v1 in square arrays, dense, batch 1, no off-chip limit; it
+prints the growth of the speed-up from 256 PEs beside the published one.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ import torch
 
 from hwaware.eyeriss import Scorer, resolve_hardware
 from hwaware.eyeriss.dataflows import v2_reference as ref
-from hwaware.eyeriss.dataflows.eyeriss_v2 import grown, on_chip, pe_cycles, simd_lanes
+from hwaware.eyeriss.dataflows.eyeriss_v2 import (
+    at_8_bits,
+    grown,
+    on_chip,
+    pe_cycles,
+    scaled_v1,
+    simd_lanes,
+)
 from hwaware.profiler import profile
 from hwaware.report_table import format_table
 from hwaware.workload import Workload
@@ -89,8 +98,12 @@ def dense(wl: Workload) -> Workload:
     return Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0) for L in wl.layers))
 
 
+def chip_report(hw, wl: Workload):
+    return Scorer(on_chip(resolve_hardware(hw) if isinstance(hw, str) else hw)).score(wl)
+
+
 def chip_numbers(hw, wl: Workload) -> tuple[float, float]:
-    rep = Scorer(on_chip(resolve_hardware(hw) if isinstance(hw, str) else hw)).score(wl)
+    rep = chip_report(hw, wl)
     fps = rep.batch / (rep.total.processing_latency_ms / 1e3)
     inf_per_J = rep.batch / (rep.total.energy_onchip * rep.hardware.unit_pJ * 1e-12)
     return fps, inf_per_J
@@ -108,20 +121,24 @@ def main() -> None:
           f"{PUB_V1_INF_J:.0f} inf/J; v1 at 100% of its 168 PEs x 200 MHz does at most {bound / 1e6:.0f}M MACs "
           "in that time, so the paper's MobileNet has at most that many (1.0-224 has 569M)")
     rows, split = [], []
-    cases = (("1.0-224", mobilenet(1.0, 224), "dense"), ("0.5-128", mobilenet(*ref.MOBILENET), "dense"),
-             ("0.5-128", mobilenet(*ref.MOBILENET), "sparse (reference)"))
-    for name, mb, label in cases:
-        tag = f"{name} ({mb.macs / 1e6:.0f}M MACs) {label}"
-        pub = label.startswith("sparse")
-        wl = ref.sparse_mobilenet(mb) if pub else dense(mb)
-        f1, e1 = chip_numbers("eyeriss_v1", wl)
-        f2, e2 = chip_numbers("eyeriss_v2", wl)
+    v1, v2 = resolve_hardware("eyeriss_v1"), resolve_hardware("eyeriss_v2")
+    mb05 = mobilenet(*ref.MOBILENET)
+    # (label, v1 hardware, v1 workload, v2 workload, published?)
+    cases = (("1.0-224 dense; v1 as fabricated", v1, dense(mobilenet(1.0, 224)), None, False),
+             ("0.5-128 dense; v1 as fabricated", v1, dense(mb05), None, False),
+             ("0.5-128 sparse (reference); v1 as fabricated", v1, dense(mb05), ref.sparse_mobilenet(mb05), False),
+             ("0.5-128 sparse (reference); v1 scaled, 8-bit (paper)", scaled_v1(v1, v2), at_8_bits(dense(mb05)),
+              ref.sparse_mobilenet(mb05), True))
+    for tag, hw1, wl1, wl2, pub in cases:
+        wl2 = wl1 if wl2 is None else wl2
+        f1, e1 = chip_numbers(hw1, wl1)
+        f2, e2 = chip_numbers(v2, wl2)
         p = (lambda v: f" ({v})") if pub else (lambda v: "")
         rows.append([tag, f"{f1:.1f}{p(f'{PUB_V1_FPS:.1f}')}", f"{f2:.1f}{p(PUB_V2_FPS)}",
                      f"{e1:.0f}{p(f'{PUB_V1_INF_J:.0f}')}", f"{e2:.0f}{p(PUB_V2_INF_J)}",
                      f"{f2 / f1:.1f}x{p(f'{PUB_SPEEDUP}x')}", f"{e2 / e1:.2f}x{p(f'{PUB_EFF}x')}"])
         if pub:
-            sparse_wl, v2_fps = wl, f2
+            sparse_wl, v2_fps = wl2, f2
             split.append([tag, f"{f1 / PUB_V1_FPS:.2f}", f"{f2 / PUB_V2_FPS:.2f}", f"{e1 / PUB_V1_INF_J:.2f}",
                           f"{e2 / PUB_V2_INF_J:.2f}"])
     print("\nMobileNet v1 at batch 1; model (published, or implied by the published ratios for v1)")
@@ -129,8 +146,10 @@ def main() -> None:
                         "v2/v1 energy eff."], rows))
     print("\nsparse row, model / published per chip (speed-up gap = v2 column / v1 column):")
     print(format_table(["MobileNet", "v1 inf/s", "v2 inf/s", "v1 inf/J", "v2 inf/J"], split))
-    # the v2 PE model against the reference cycles of one v2 PE, and what the reference implies for the chip
-    model = [pe_cycles(L) for L in sparse_wl.layers]
+    # the v2 PE model (one MAC unit, the model's own output channels per PE) against the reference
+    # cycles of one v2 PE, and what the reference implies for the chip
+    m0 = [ls.mapping.as_dict()["p"] for ls in chip_report(v2, sparse_wl).layers]
+    model = [pe_cycles(L, m0=m, lanes=1) for L, m in zip(sparse_wl.layers, m0)]
     kinds = {"1x1, measured sparsity": [n for n in ref.DENSITY if n != 20],
              "depthwise": [n for n, L in enumerate(sparse_wl.layers, 1) if L.groups > 1],
              "first layer (dense)": [1], "FC (sparsity assumed)": [len(model)],
@@ -142,17 +161,17 @@ def main() -> None:
         prow.append([kind, len(nums), f"{min(r):.2f} - {max(r):.2f}", f"{tot:.2f}"])
     print("\none v2 PE, reference cycles (Sparseloop artifact) / model PE-cycles, sparse MobileNet 0.5-128")
     print(format_table(["layers", "n", "per layer", "sum"], prow))
-    hw2 = resolve_hardware("eyeriss_v2")
+    hw2 = v2
     cyc = hw2.core_MHz * 1e6 / PUB_V2_FPS
-    simd = [simd_lanes(L) for L in sparse_wl.layers]
-    ref_pe = sum(c / s for c, s in zip(ref.PE_CYCLES, simd))
-    mod_pe = sum(c / s for c, s in zip(model, simd))
+    simd = [simd_lanes(L, v2) for L in sparse_wl.layers]
+    ref_pe = sum(c / s for c, s in zip(ref.PE_CYCLES, simd))  # SIMD at its best: a lower bound
+    mod_pe = sum(pe_cycles(L, m0=m, lanes=s) for L, m, s in zip(sparse_wl.layers, m0, simd))
     print(f"the chip at {PUB_V2_FPS} inf/s runs {cyc:.0f} cycles per inference. The reference's "
-          f"{sum(ref.PE_CYCLES) / 1e6:.2f}M MAC-cycles fill {sum(ref.PE_CYCLES) / cyc / hw2.num_pes:.0%} of its "
-          f"{hw2.num_pes} PEs at one MAC per cycle, {ref_pe / cyc / hw2.num_pes:.0%} with two-MAC SIMD on the "
-          f"non-depthwise layers; the model's {sum(model) / 1e6:.2f}M fill {mod_pe / cyc / hw2.num_pes:.0%} "
-          f"with SIMD, and its latency keeps {mod_pe / (hw2.core_MHz * 1e6 / v2_fps) / hw2.num_pes:.0%} busy "
-          "(every PE active; NoC-bound layers idle)")
+          f"{sum(ref.PE_CYCLES) / 1e6:.2f}M one-MAC PE-cycles fill {sum(ref.PE_CYCLES) / cyc / hw2.num_pes:.0%} of "
+          f"its {hw2.num_pes} PEs, or at least {ref_pe / cyc / hw2.num_pes:.0%} with two-MAC SIMD on the "
+          f"non-depthwise layers; the model's {mod_pe / 1e6:.2f}M SIMD PE-cycles would fill "
+          f"{mod_pe / cyc / hw2.num_pes:.0%}, and its own latency keeps "
+          f"{mod_pe / (hw2.core_MHz * 1e6 / v2_fps) / hw2.num_pes:.0%} busy (every PE active; NoC-bound layers idle)")
     if not args.quick:
         rows = []
         for name, wl in workloads().items():

@@ -96,21 +96,53 @@ def test_simd_pairs_weights_of_two_output_channels_only():
     """Two MACs per PE per cycle need two weights sharing an iact: a depthwise layer gets one."""
     from hwaware.eyeriss.dataflows.eyeriss_v2 import simd_lanes
 
-    assert simd_lanes(SLICE[1]) == 1 and simd_lanes(SLICE[2]) == 2
+    hw = resolve_hardware("eyeriss_v2")
+    assert hw.macs_per_pe == 2 and simd_lanes(SLICE[1], hw) == 1 and simd_lanes(SLICE[2], hw) == 2
     dw = Scorer("eyeriss_v2").score(Workload((SLICE[1],))).layers[0]
     cycles = dw.processing_latency_ms * 1e-3 * 200e6
     assert cycles >= SLICE[1].macs / dw.active_pes * (1 - 1e-9)
 
 
 def test_depthwise_gains_nothing_from_zeros_and_1x1_skips_both():
-    """The per-PE rule of :func:`pe_cycles` (after the reference cycles of one v2 PE): one cycle per
-    MAC on a depthwise layer whatever its zeros, one per non-zero MAC on a layer whose iacts meet
-    several output channels' weights."""
+    """JETCAS 2019 Sec. V-A: CSC creates no skippable cycles when a PE has one input and one output
+    channel (depthwise): one cycle per MAC whatever the zeros. Elsewhere zeros of both operands are
+    skipped."""
     from hwaware.eyeriss.dataflows.eyeriss_v2 import pe_cycles
 
     dw, pw = SLICE[1].replace(ifmap_zeros=0.5, weight_zeros=0.3), SLICE[2].replace(ifmap_zeros=0.5, weight_zeros=0.3)
-    assert pe_cycles(dw) == SLICE[1].macs
-    assert pe_cycles(pw) == pytest.approx(SLICE[2].macs * 0.5 * 0.7)
+    assert pe_cycles(dw, m0=8, lanes=2) == SLICE[1].macs
+    # dense weights, even m0: exactly the non-zero MACs over the lanes
+    assert pe_cycles(pw.replace(weight_zeros=0.0), m0=8, lanes=2) == pytest.approx(SLICE[2].macs * 0.5 / 2)
+
+
+def test_pe_cycles_per_column_visit():
+    """Per non-zero iact, the PE runs the non-zero weights of its column of m0 weights, `lanes` per
+    cycle, and takes at least one cycle (JETCAS Sec. IV: the iact is fetched first; an odd count leaves
+    the second SIMD lane idle). m0 = 2, weight density 1/2: the column holds 0, 1 or 2 non-zeros with
+    probabilities 1/4, 1/2, 1/4, so one lane takes 1, 1, 2 cycles (1.25 per visit) and two lanes 1, 1, 1;
+    visits = MACs / m0 x iact density."""
+    from hwaware.eyeriss.dataflows.eyeriss_v2 import pe_cycles
+
+    pw = SLICE[2].replace(ifmap_zeros=0.5, weight_zeros=0.5)
+    visits = SLICE[2].macs / 2 * 0.5
+    assert pe_cycles(pw, m0=2, lanes=1) == pytest.approx(visits * 1.25)
+    assert pe_cycles(pw, m0=2, lanes=2) == pytest.approx(visits * 1.0)
+    # dense, odd m0 = 3: two cycles per column on two lanes (not 1.5)
+    assert pe_cycles(SLICE[2], m0=3, lanes=2) == pytest.approx(SLICE[2].macs / 3 * 2)
+
+
+def test_scaled_v1_is_v1_at_v2s_pes_storage_and_precision():
+    """JETCAS 2019 Sec. V-A: the v1 of the comparison is the original Eyeriss with the storage
+    capacity, number of PEs and data precision scaled to v2's."""
+    from hwaware.eyeriss.dataflows.eyeriss_v2 import at_8_bits, scaled_v1
+
+    v1, v2 = resolve_hardware("eyeriss_v1"), resolve_hardware("eyeriss_v2")
+    s = scaled_v1(v1, v2)
+    assert s.dataflow == v1.dataflow and s.num_pes == v2.num_pes == 192 and s.pe_rows == v1.pe_rows
+    assert (s.spad_filter, s.spad_ifmap, s.spad_psum) == (v2.spad_filter, v2.spad_ifmap, v2.spad_psum)
+    assert s.glb_kB + s.glb_filter_kB == pytest.approx(v2.glb_kB)
+    assert (s.filter_bus_words, s.ifmap_bus_words) == (2 * v1.filter_bus_words, 2 * v1.ifmap_bus_words)
+    assert all(L.act_bits == L.weight_bits == 8 for L in at_8_bits(Workload(SLICE)).layers)
 
 
 # JETCAS 2019 abstract: sparse MobileNet at batch 1, v2 1470.6 inferences/s and 2560.3 inferences/J,
@@ -161,82 +193,102 @@ def test_reference_workload_is_mobilenet_0_5_128():
 
 
 def test_pe_model_against_reference_cycles():
-    """One v2 PE: the model's PE-cycles against the reference (Sparseloop artifact) on the layers whose
-    sparsity was measured — within 10% on the eight 1x1 layers (the reference is 1.01-1.07x: pipeline
-    overheads the model leaves out), and the depthwise and dense first layers between 0.8 and 1.0x of
-    the model's dense MACs."""
+    """One v2 PE with one MAC unit (the reference's PE) and the model's own output channels per PE:
+    the model's cycles against the reference (Sparseloop artifact) on the layers whose sparsity was
+    measured — within 10% on the eight 1x1 layers (the reference is 1.01-1.07x: pipeline overheads the
+    model leaves out), and the depthwise and dense first layers between 0.8 and 1.0x of the model."""
     from hwaware.eyeriss.dataflows import v2_reference as ref
     from hwaware.eyeriss.dataflows.eyeriss_v2 import pe_cycles
 
     wl = ref.sparse_mobilenet(_mobilenet(*ref.MOBILENET))
+    m0 = [ls.mapping.as_dict()["p"] for ls in Scorer("eyeriss_v2").score(wl).layers]
+    model = [pe_cycles(L, m0=m, lanes=1) for L, m in zip(wl.layers, m0)]
     for n in ref.DENSITY:
-        model, gt = pe_cycles(wl.layers[n - 1]), ref.PE_CYCLES[n - 1]
         if wl.layers[n - 1].groups > 1:
-            assert 0.8 * model <= gt <= model, n
+            assert 0.8 * model[n - 1] <= ref.PE_CYCLES[n - 1] <= model[n - 1], n
         else:
-            assert gt == pytest.approx(model, rel=0.10), n
+            assert ref.PE_CYCLES[n - 1] == pytest.approx(model[n - 1], rel=0.10), n
     for n, L in enumerate(wl.layers, 1):
         if L.groups > 1 or n == 1:
-            assert 0.8 * pe_cycles(L) <= ref.PE_CYCLES[n - 1] <= pe_cycles(L), n
+            assert 0.8 * model[n - 1] <= ref.PE_CYCLES[n - 1] <= model[n - 1], n
 
 
 @pytest.fixture(scope="module")
 def sparse_mobilenet_05_128():
+    """The published comparison (JETCAS 2019 Sec. V-A): v2 on the sparse MobileNet 0.5-128 (the
+    reference sparsity, v2_reference), v1 scaled to v2's PEs, storage and 8-bit precision on the dense
+    one; both with the data on chip, as bench/eyeriss_v2.py compares them."""
     from hwaware.eyeriss.dataflows import v2_reference as ref
+    from hwaware.eyeriss.dataflows.eyeriss_v2 import at_8_bits, scaled_v1
 
-    # the reference sparse MobileNet (measured on nine layers, the rest as v2_reference documents)
-    wl = ref.sparse_mobilenet(_mobilenet(*ref.MOBILENET))
-    # data on chip for both (unbounded DRAM link), as bench/eyeriss_v2.py compares them
-    v1, v2 = (on_chip(resolve_hardware(n)) for n in ("eyeriss_v1", "eyeriss_v2"))
-    r1, r2 = Scorer(v1).score(wl), Scorer(v2).score(wl)
+    mb = _mobilenet(*ref.MOBILENET)
+    dense = Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0) for L in mb.layers))
+    v1, v2 = resolve_hardware("eyeriss_v1"), resolve_hardware("eyeriss_v2")
+    r1 = Scorer(on_chip(scaled_v1(v1, v2))).score(at_8_bits(dense))
+    r2 = Scorer(on_chip(v2)).score(ref.sparse_mobilenet(mb))
     return {"speed": r1.total.processing_latency_ms / r2.total.processing_latency_ms,
-            "v2_fps": 1e3 / r2.total.processing_latency_ms,
+            "v1_fps": 1e3 / r1.total.processing_latency_ms, "v2_fps": 1e3 / r2.total.processing_latency_ms,
             "eff": (r1.total.energy_onchip * r1.hardware.unit_pJ) / (r2.total.energy_onchip * r2.hardware.unit_pJ),
             "v2_inf_J": 1.0 / (r2.total.energy_onchip * r2.hardware.unit_pJ * 1e-12)}
 
 
 def test_published_v2_throughput(sparse_mobilenet_05_128):
-    """v2 alone, against the published 1470.6 inferences/s: the model is an upper bound (every PE
-    active, full SIMD, no imbalance between SIMD lanes or PEs), so never slower than the chip, and
-    within a factor 2 above it: the reference PE-cycles, with SIMD on the non-depthwise layers, fill
-    51% of the chip's PEs at 1470.6 inferences/s (the model gives ~2350, 1.6x; bench/eyeriss_v2.py)."""
-    assert PUB_V2_FPS <= sparse_mobilenet_05_128["v2_fps"] <= 2 * PUB_V2_FPS
+    """v2 alone, against the published 1470.6 inferences/s. The model is an upper bound (every PE
+    active, no imbalance between PEs from uneven sparsity — the paper's Sec. I-B bounds the array by
+    "the PE that has the most non-zero MACs" — no pipeline bubbles), so never slower than the chip;
+    and never faster than the reference's own PE-cycles allow: one v2 PE's cycles on each layer
+    (v2_reference), halved on the non-depthwise layers by perfect two-MAC SIMD, spread over all 192 PEs
+    at 200 MHz (~2905 inferences/s). The model gives ~2870."""
+    from hwaware.eyeriss.dataflows import v2_reference as ref
+
+    wl = _mobilenet(*ref.MOBILENET)
+    lanes = [1 if L.groups > 1 else 2 for L in wl.layers]
+    bound = 192 * 200e6 / sum(c / k for c, k in zip(ref.PE_CYCLES, lanes))
+    assert PUB_V2_FPS <= sparse_mobilenet_05_128["v2_fps"] <= bound
+
+
+def test_published_v1_throughput(sparse_mobilenet_05_128):
+    """The scaled v1 on the dense MobileNet against the v1 implied by the published figures
+    (1470.6 / 12.6 = 116.7 inferences/s): within 25% (the model gives ~132, 1.13x)."""
+    assert sparse_mobilenet_05_128["v1_fps"] == pytest.approx(PUB_V2_FPS / PUB_SPEEDUP, rel=0.25)
+
+
+@pytest.mark.xfail(strict=True, reason="the model's speed-up is ~21.7x on the paper's comparison (v2 on the "
+                   "reference sparse MobileNet 0.5-128, v1 scaled to v2's PEs/storage/8 bits on the dense one): the "
+                   "v1 model is 1.13x the implied v1, the v2 model 1.95x the chip — it keeps 96% of the PEs busy where "
+                   "the reference PE-cycles imply at least 51% on the chip (workload imbalance, pipeline bubbles and "
+                   "stalls, named by the paper but not quantified in it); docs/dataflows.md")
+def test_published_mobilenet_speedup(sparse_mobilenet_05_128):
+    """JETCAS 2019: 12.6x faster; tolerance a factor 1.5."""
+    assert PUB_SPEEDUP / 1.5 <= sparse_mobilenet_05_128["speed"] <= PUB_SPEEDUP * 1.5
 
 
 def test_published_mobilenet_energy(sparse_mobilenet_05_128):
     """v2 energy per inference within a factor 2 of the published 2560.3 inferences/J (the model
     gives ~1700: v2's energy unit is v1's 2.85 pJ per 16-bit MAC scaled by bits, not calibrated on
     the v2 chip; the factor was 1.5 while the sparsity was an assumed 50%/50%, which the measured,
-    denser reference sparsity replaced), and v2 more efficient than v1 (the model gives ~1.3x, the
-    paper 2.5x: the access-count model has no time-proportional energy, which v1's ~20x longer runs
-    pay; docs/dataflows.md)."""
+    denser reference sparsity replaced)."""
     r = sparse_mobilenet_05_128
     assert PUB_V2_INF_J / 2 <= r["v2_inf_J"] <= PUB_V2_INF_J * 2
-    assert r["eff"] > 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="the model's speed-up is ~32x on the reference sparse MobileNet 0.5-128: "
-                   "the v2 model is ~1.6x faster than the chip's 1470.6 inf/s (the reference PE-cycles with SIMD "
-                   "fill 51% of the chip's PEs; the model's latency keeps 77% busy: every PE active, no lane or PE "
-                   "imbalance), the v1 model ~1.6x slower than the implied 116.7 inf/s (v1 model, issue 10: "
-                   "depthwise layers at 1-5% of the PEs' peak, 1x1 layers on 32-160 PEs); docs/dataflows.md")
-def test_published_mobilenet_speedup(sparse_mobilenet_05_128):
-    """JETCAS 2019: 12.6x faster; tolerance a factor 1.5."""
-    assert PUB_SPEEDUP / 1.5 <= sparse_mobilenet_05_128["speed"] <= PUB_SPEEDUP * 1.5
+@pytest.mark.xfail(strict=True, reason="the model's v2/v1 energy efficiency is ~0.96x against the published 2.5x: "
+                   "with v1 at 8 bits (the paper's scaled v1) the access-count model finds both chips about equally "
+                   "efficient per inference; the paper attributes v2's gain to higher PE utilization cutting the "
+                   "share of static power such as the clock network (JETCAS Sec. V-A), a time-proportional energy "
+                   "the model does not have (v1 runs ~18x longer); docs/dataflows.md")
+def test_published_mobilenet_efficiency_ratio(sparse_mobilenet_05_128):
+    """JETCAS 2019: 2.5x more energy-efficient; tolerance a factor 1.5."""
+    assert PUB_EFF / 1.5 <= sparse_mobilenet_05_128["eff"] <= PUB_EFF * 1.5
 
 
-# Sze et al. 2020 slides: speed-up of v2 over v1 on AlexNet at 256 / 1024 PEs
+# Sze et al. 2020 slides (JETCAS 2019 Fig. 14): speed-up of v2 over v1 on AlexNet at 256 / 1024 PEs
 PUB_ALEXNET_BY_PES = (17.9, 71.5)
 
 
-@pytest.mark.slow
-def test_speedup_by_pe_count_alexnet():
-    """The published table on AlexNet, dense, batch 1, data on chip, both chips grown by
-    :func:`grown` (the table's own rule is not in our material). Tolerances: the speed-up at 256 PEs
-    within a factor 2 of 17.9x (the model gives 13.2x) and its growth from 256 to 1024 PEs within 30%
-    of the published 71.5 / 17.9 = 3.99 (the model gives 3.3-3.5). GoogLeNet and MobileNet are in
-    bench/eyeriss_v2.py only: their v1 side rests on v1's 1x1 and depthwise mapping rules, which issue
-    10 is still changing (its rule M8 roughly doubles their growth), so no tolerance would be honest."""
+def _alexnet_by_pes(pes_v1, pes_v2):
+    """Dense AlexNet, batch 1, data on chip, both chips grown by the paper's rule (:func:`grown`:
+    v2 in 4 x 4-PE clusters at 1 MAC per PE per cycle, v1 square): inferences/s per PE count."""
     import sys
     from pathlib import Path
 
@@ -249,11 +301,37 @@ def test_speedup_by_pe_count_alexnet():
 
     wl = profile(AlexNet().eval(), torch.randn(1, 3, 227, 227, generator=torch.Generator().manual_seed(0)))
     wl = Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0) for L in wl.layers))
-    ups = []
-    for pes in (256, 1024):
-        t = [Scorer(on_chip(grown(resolve_hardware(n), pes))).score(wl).total.processing_latency_ms
-             for n in ("eyeriss_v1", "eyeriss_v2")]
-        ups.append(t[0] / t[1])
-    pub = PUB_ALEXNET_BY_PES
-    assert pub[0] / 2 <= ups[0] <= pub[0] * 2, ups
-    assert ups[1] / ups[0] == pytest.approx(pub[1] / pub[0], rel=0.30), ups
+    fps = {}
+    for name, counts in (("eyeriss_v1", pes_v1), ("eyeriss_v2", pes_v2)):
+        for pes in counts:
+            t = Scorer(on_chip(grown(resolve_hardware(name), pes))).score(wl).total.processing_latency_ms
+            fps[name, pes] = 1e3 / t
+    return fps
+
+
+@pytest.mark.slow
+def test_scaling_with_pe_count_alexnet():
+    """JETCAS 2019 Sec. III-D on AlexNet: "the performance of Eyeriss v2 scales linearly from 256 to
+    1024 PEs, and achieves more than 85% of the linearly scaled performance at 16384 PEs", while "the
+    performance of Eyeriss v1 hardly improves when scaled up" (we take: less than 2x from 256 to 1024
+    PEs; the model gives ~1.2x); and the published speed-up's growth from 256 to 1024 PEs, 71.5 / 17.9
+    = 3.99, within 30% (the model gives ~3.45). The level of the speed-up is in the test below."""
+    fps = _alexnet_by_pes((256, 1024), (256, 1024, 16384))
+    v2 = [fps["eyeriss_v2", p] for p in (256, 1024, 16384)]
+    assert v2[1] / v2[0] == pytest.approx(4.0, rel=0.10)
+    assert v2[2] / v2[0] >= 0.85 * 64
+    assert fps["eyeriss_v1", 1024] / fps["eyeriss_v1", 256] < 2.0
+    ups = [fps["eyeriss_v2", p] / fps["eyeriss_v1", p] for p in (256, 1024)]
+    assert ups[1] / ups[0] == pytest.approx(PUB_ALEXNET_BY_PES[1] / PUB_ALEXNET_BY_PES[0], rel=0.30), ups
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the model's v2/v1 speed-up on AlexNet at 256 PEs is ~7.9x against 17.9x: "
+                   "v2 at 1 MAC per PE (the paper's rule for this table) scales as the paper says, so the gap is v1's "
+                   "level at batch 1 (the paper's own analytical model of v1's NoC, not in our material, makes v1 "
+                   "~2.3x slower than ours); docs/dataflows.md")
+def test_speedup_level_alexnet_256_pes():
+    """The published 17.9x at 256 PEs, tolerance a factor 2."""
+    fps = _alexnet_by_pes((256,), (256,))
+    up = fps["eyeriss_v2", 256] / fps["eyeriss_v1", 256]
+    assert PUB_ALEXNET_BY_PES[0] / 2 <= up <= PUB_ALEXNET_BY_PES[0] * 2

@@ -85,12 +85,15 @@ class Hardware:
     # channel's strip does. Observed on the Eyeriss chip (Table III and the VGG-16 latencies; docs/
     # eyeriss_model.md, "Mapping", M8), so on in the eyeriss_v1 preset and off by default
     ifmap_tile_one_bank: bool = False
+    # MACs a PE can do per cycle: 1 on Eyeriss; 2 on Eyeriss v2 (SIMD on two weights that share an iact,
+    # JETCAS 2019 Sec. IV-B; used by the v2 model, hwaware.eyeriss.dataflows.eyeriss_v2)
+    macs_per_pe: int = 1
     notes: str = ""
 
     _POSITIVE_INT = ("pe_rows", "pe_cols", "spad_filter", "spad_ifmap", "spad_psum", "glb_banks",
                      "word_bits", "filter_bus_words", "ifmap_bus_words", "psum_bus_words",
                      "dram_bus_bits", "max_R", "max_S", "max_M", "max_C", "max_horizontal_stride",
-                     "default_batch")
+                     "default_batch", "macs_per_pe")
     _POSITIVE_FLOAT = ("glb_kB", "core_MHz", "dram_MHz", "unit_pJ")
     _NONNEG_FLOAT = ("glb_filter_kB", "e_DRAM", "e_GLB", "e_array", "e_RF", "e_MAC")
 
@@ -152,7 +155,7 @@ class Hardware:
 
     @property
     def peak_gmacs(self) -> float:
-        return self.num_pes * self.core_MHz / 1e3
+        return self.num_pes * self.macs_per_pe * self.core_MHz / 1e3
 
     def energy_costs(self) -> dict[str, float]:
         return {"DRAM": self.e_DRAM, "GLB": self.e_GLB, "array": self.e_array, "RF": self.e_RF, "MAC": self.e_MAC}
@@ -253,6 +256,7 @@ register_preset(Hardware(
     glb_kB=_V2_CLUSTERS * (3 * 1.5 + 4 * 1.875),
     glb_banks=_V2_CLUSTERS * (3 + 4),
     glb_filter_kB=0.0,
+    macs_per_pe=2,
     unit_pJ=2.85,  # same 65 nm process as v1: v1's calibration constant (an assumption)
     default_batch=1,
     notes="Eyeriss v2, JETCAS 2019: 192 PEs in 16 clusters, hierarchical mesh, CSC sparse PEs, 8-bit data.",
