@@ -54,7 +54,9 @@ def test_vgg_small_energy_is_feature_map_traffic():
 
 # Settings of the measured study (bench/prune_compare.py, docs/pruning.md "Where the paper's effect
 # lives"): vgg_small trained once and cached, 1000 validation images, 400 fine-tuning steps per run,
-# every run kept within 1 point of validation top-1, one thread (the study's runs, bit for bit).
+# every run kept within 1 point of validation top-1, one thread. The study ran each arm in its own
+# process; here the arms share one process (and its training-data order), so the numbers differ a
+# little from the study's.
 _STUDY = ["--val", "1000", "--budget", "400", "--curve-drop", "1.0", "--threads", "1"]
 _ARMS = "magnitude,energy,structured,l1-filter"
 
