@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .._checks import check_finite_tensor
+from .._checks import check_finite_tensor, numpy_view
 from ..errors import HwawareError
 from ..workload import Layer, UnmodeledOp, Workload
 from .macs import (
@@ -30,7 +30,7 @@ from .macs import (
     rnn_macs,
 )
 from .records import layer_for, shape_str
-from .stats import LayerStats, input_stats, zeros
+from .stats import Count, LayerStats, input_stats, zeros
 
 NameFilter = Callable[[str], bool] | str | None
 
@@ -79,12 +79,13 @@ class Profiler:
         self._stack: list[tuple[str, nn.Module, bool]] = []   # (name, module, counted)
         self._counted_depth = 0
         self._calls: Counter[str] = Counter()
-        self._events: list[tuple[Layer, tuple[int, int, int], tuple[int, int, int]]] = []
+        self._events: list[tuple[Layer, tuple[Count, ...], tuple[int, ...]]] = []
+        self._checks: list[tuple[str, torch.Tensor, int]] = []  # (what, non-finite count, values) off the CPU
         self._pending: dict[tuple[str, str], int] = defaultdict(int)
         self._batch_size = 1
         # accumulated over batches
         self._records: dict[str, LayerStats] = {}
-        self._weights: dict[tuple[int, int, int], int] = {}  # (id, version, data_ptr) -> zeros
+        self._weights: dict[tuple[int, int, int], Count] = {}  # (id, version, data_ptr) -> zeros
         self._unmodeled: dict[tuple[str, str], float] = defaultdict(float)
         self._ref_batch: int | None = None
         self.batches = 0
@@ -201,32 +202,51 @@ class Profiler:
         w = module.weight
         w_zeros = self._weight_zeros(name, w)
         for what, t in (("input", inp), ("output", out)):
-            check_finite_tensor(t, f"layer '{name}': its {what}")
+            self._check_finite(t, f"layer '{name}': its {what}")
         in_zeros, words, values = input_stats(inp, layer)
         counts = (inp.numel(), w.numel(), out.numel(), values)
         self._events.append((layer, (in_zeros, w_zeros, zeros(out), words), counts))
 
-    def _weight_zeros(self, name: str, w: torch.Tensor) -> int:
+    def _weight_zeros(self, name: str, w: torch.Tensor) -> Count:
         """Zeros of a weight, checked finite; measured once per profile unless it was written
-        (weights repeat across batches and calls; the tensor's version counter says if it changed)."""
+        (weights repeat across batches and calls; the tensor's version counter says if it changed).
+        Not kept across profiles: writes through ``.data`` (common in pruning code) leave the
+        version counter unchanged, so only one profile's forward passes may trust it."""
         key = (id(w), w._version, w.data_ptr())
         hit = self._weights.get(key)
         if hit is None:
-            check_finite_tensor(w, f"layer '{name}': its weight")
+            self._check_finite(w, f"layer '{name}': its weight")
             self._weights[key] = hit = zeros(w)
         return hit
+
+    def _check_finite(self, t: Any, what: str) -> None:
+        """Raise now for a CPU tensor holding NaN/inf; off the CPU, count its non-finite values on
+        its device and raise at the end of the forward pass (one synchronization for them all)."""
+        if isinstance(t, torch.Tensor) and torch.is_floating_point(t) and numpy_view(t) is None:
+            self._checks.append((what, torch.isfinite(t.detach()).logical_not().sum(), t.numel()))
+        else:
+            check_finite_tensor(t, what)
 
     def _begin_batch(self, args: tuple, kwargs: dict) -> None:
         self._stack.clear()
         self._counted_depth = 0
         self._calls.clear()
         self._events = []
+        self._checks = []
         self._pending = defaultdict(int)
         first = next((t for t in itertools.chain(args, kwargs.values())
                       if isinstance(t, torch.Tensor) and t.dim() > 0), None)
         self._batch_size = int(first.shape[0]) if first is not None else 1
 
     def _end_batch(self) -> None:
+        checks, self._checks = self._checks, []
+        values = _read_counts([c for _, c, _ in checks] + [v for _, zs, _ in self._events for v in zs])
+        for (what, _, numel), bad in zip(checks, values):
+            if bad:
+                self._events = []
+                raise HwawareError(f"{what} holds NaN/inf ({bad} of {numel} values)")
+        zs_all = iter(values[len(checks):])
+        self._events = [(layer, tuple(next(zs_all) for _ in zs), counts) for layer, zs, counts in self._events]
         if self._ref_batch is None:
             self._ref_batch = max(self._batch_size, 1)
         for layer, zs, counts in self._events:
@@ -257,6 +277,19 @@ class Profiler:
                      for (op, name), macs in self._unmodeled.items()
                      if self._keep(name) and (macs > 0 or "[" in op)]
         return Workload(tuple(layers), tuple(unmodeled), source=self.source)
+
+
+def _read_counts(values: list[Count]) -> list[int]:
+    """Counts as ints; the 0-d tensors among them are read with one transfer per device."""
+    out: list[int] = [v if isinstance(v, int) else 0 for v in values]
+    by_device: dict[torch.device, list[int]] = defaultdict(list)
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor):
+            by_device[v.device].append(i)
+    for idx in by_device.values():
+        for i, v in zip(idx, torch.stack([values[i].to(torch.int64) for i in idx]).tolist()):
+            out[i] = int(v)
+    return out
 
 
 def restore_training(flags: list[tuple[nn.Module, bool]]) -> None:

@@ -2,13 +2,18 @@
 zero-padded input (JSSC Fig. 8), summed over batches by :class:`LayerStats`.
 
 Cost is what matters here: these statistics run on every Conv/Linear call of a profiled forward
-pass (ResNet-50: 54 calls, 25M weights, 11M input values at batch 1). Each tensor is read once into
-a zero mask (``x != 0``, NaN counts as non-zero as in ``torch.count_nonzero(x == 0)``); the input's
-mask is written straight into a zero-padded boolean array, so its zero count and its code size come
-from one list of non-zero positions (:func:`hwaware.workload.rlc.words_for_nonzero`). CPU tensors are
-read through NumPy views, single-threaded on the calling thread. Measured (median of 7, one 0.8M
-activation, loaded 2-core machine): torch ``count_nonzero(x == 0)`` 22 ms, ``F.pad`` + int16 mask
-+ ``encoded_words`` ~70 ms, this module's zeros + code size ~2 ms; see docs/profiler.md.
+pass (ResNet-50: 54 calls, 25M weights, 11M input values at batch 1), so each tensor is read once
+into a zero mask (``x != 0``; NaN counts as non-zero, as in ``torch.count_nonzero(x == 0)``).
+
+- CPU tensors go through NumPy views on the calling thread (no OpenMP hand-off per op, which on a
+  busy machine costs more than the work). The input's mask is written straight into a zero-padded
+  boolean array, and its zero count and code size come from the bit-packed mask
+  (:func:`hwaware.workload.rlc.words_for_mask`). ResNet-50's 54 inputs at batch 1 (1 thread, loaded
+  machine): 91 ms with a list of non-zero positions, 35 ms packed.
+- Tensors on other devices (CUDA) stay there: the same counts by torch ops, returned as 0-d tensors
+  so the profiler reads them all with one synchronization at the end of the forward pass. The code
+  size uses ``since`` = zeros since the last non-zero value (a running maximum of positions): a run
+  of ``z`` zeros holds ``z // 32`` positions with ``since`` a multiple of 32.
 """
 
 from __future__ import annotations
@@ -20,40 +25,81 @@ import torch
 
 from .._checks import numpy_view
 from ..workload import Layer
-from ..workload.rlc import words_for_nonzero
+from ..workload.rlc import PAIRS_PER_WORD, words_for_mask
+
+Count = int | torch.Tensor  # a 0-d tensor for tensors off the CPU (read at the end of the batch)
+_CHUNK = 1 << 24  # values per step of the device code-size count (bounds its int64 temporaries)
 
 
-def nonzero_mask(t: torch.Tensor) -> np.ndarray:
-    """``t != 0`` as a NumPy bool array (logical, C order)."""
+def zeros(t: torch.Tensor) -> Count:
+    """Exact zeros of ``t``."""
     a = numpy_view(t)
     if a is None:
-        return (t.detach() != 0).cpu().numpy()
-    return a != 0
+        return t.numel() - torch.count_nonzero(t.detach() != 0)
+    return int(a.size - np.count_nonzero(a != 0))
 
 
-def zeros(t: torch.Tensor) -> int:
-    """Exact zeros of ``t``."""
-    return int(t.numel() - np.count_nonzero(nonzero_mask(t)))
-
-
-def input_stats(inp: torch.Tensor, layer: Layer) -> tuple[int, int, int]:
+def input_stats(inp: torch.Tensor, layer: Layer) -> tuple[Count, Count, int]:
     """(zeros of ``inp``, 64-bit words of the chip's RLC code of the zero-padded input, its values).
 
     The code's size depends only on where the zeros are, so the stream is the input's zero pattern
     in NCHW order with the layer's zero padding, exactly as the accelerator would store the fmap
     (a 4-D input is padded in H and W, a 3-D one along its last dimension).
     """
-    mask = nonzero_mask(inp)
+    a = numpy_view(inp)
+    pads = _pads(inp.dim(), layer)
+    if a is None:
+        return _device_input_stats(inp.detach(), pads)
+    if pads is None:
+        mask = a != 0
+    else:
+        ph, pw = pads
+        *lead, h, w = a.shape
+        mask = np.zeros((*lead, h + 2 * ph, w + 2 * pw), dtype=bool)
+        np.not_equal(a, 0, out=mask[..., ph:ph + h, pw:pw + w])
+    words, nnz = words_for_mask(mask)
+    return int(a.size - nnz), words, int(mask.size)
+
+
+def _pads(ndim: int, layer: Layer) -> tuple[int, int] | None:
     ph, pw = layer.padding, layer.padding_w
-    if (ph or pw) and mask.ndim in (3, 4):
-        if mask.ndim == 3:
-            ph = 0
+    if not (ph or pw) or ndim not in (3, 4):
+        return None
+    return (0 if ndim == 3 else ph, pw)
+
+
+def _device_input_stats(x: torch.Tensor, pads: tuple[int, int] | None) -> tuple[Count, Count, int]:
+    mask = x != 0
+    if pads is not None:
+        ph, pw = pads
         *lead, h, w = mask.shape
-        padded = np.zeros((*lead, h + 2 * ph, w + 2 * pw), dtype=bool)
+        padded = mask.new_zeros((*lead, h + 2 * ph, w + 2 * pw))
         padded[..., ph:ph + h, pw:pw + w] = mask
         mask = padded
-    nz = np.flatnonzero(mask)
-    return int(inp.numel() - nz.size), words_for_nonzero(nz, mask.size), int(mask.size)
+    flat = mask.reshape(-1)
+    words, nnz = device_words(flat)
+    return x.numel() - nnz, words, flat.numel()
+
+
+def device_words(flat: torch.Tensor) -> tuple[Count, Count]:
+    """(words of the code, non-zero values) of the stream whose non-zero mask is ``flat`` (1-D bool,
+    any device) by torch ops, as 0-d tensors (no synchronization); equals
+    :func:`~hwaware.workload.rlc.words_for_mask` (tested on CPU tensors)."""
+    n = flat.numel()
+    if n == 0:
+        return 0, 0
+    nnz = torch.count_nonzero(flat)
+    long_runs = torch.zeros((), dtype=torch.int64, device=flat.device)
+    since_end = torch.zeros((), dtype=torch.int64, device=flat.device)  # zeros carried into a chunk
+    for start in range(0, n, _CHUNK):
+        m = flat[start:start + _CHUNK]
+        idx = torch.arange(m.numel(), device=m.device, dtype=torch.int64)
+        last = torch.cummax(torch.where(m, idx, -1 - since_end), 0).values  # last non-zero position
+        since = idx - last
+        long_runs += ((since % 32 == 0) & ~m).sum()
+        since_end = since[-1]
+    pairs = nnz + long_runs + (~flat[-1]).to(torch.int64)  # a stream ending in zeros: one more pair
+    return (pairs + PAIRS_PER_WORD - 1) // PAIRS_PER_WORD, nnz
 
 
 @dataclass
