@@ -126,3 +126,14 @@ def test_non_finite_values_named_on_the_torch_path():
         model[2].weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(HwawareError, match=r"layer '2': its weight holds NaN/inf \(1 of 1600 values\)"):
         profile(model, torch.randn(1, 3, 32, 32, dtype=torch.bfloat16))
+
+
+def test_non_finite_weight_named_when_measured_on_the_worker_thread():
+    # CPU weights are measured on a worker while the forward pass runs; the error is the same
+    from hwaware.errors import HwawareError
+
+    model = _small_net().eval()
+    with torch.no_grad():
+        model[4].weight[1, 2, 0, 0] = float("-inf")
+    with pytest.raises(HwawareError, match=r"layer '4': its weight holds NaN/inf \(1 of 32 values\)"):
+        profile(model, torch.randn(1, 3, 32, 32))
