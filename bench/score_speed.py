@@ -41,7 +41,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="paired rounds (median of the ratios)")
     ap.add_argument("--models", default="resnet50,vgg16", help="torchvision names, comma separated")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (default: torch's, all cores; 1 on a machine shared with other jobs, "
+                         "where OpenMP threads that wait for a core inflate the forward pass many times)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     workers = default_workers()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, scoring on {workers} workers, "
