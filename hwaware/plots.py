@@ -232,7 +232,7 @@ def pareto_figure(families: Mapping[str, Sequence[Point]], *, title: str = "",
     ax_l.set_xlabel(latency_unit)
     for ax in (ax_e, ax_l):
         ax.grid(alpha=0.3)
-    ax_e.legend(fontsize=8, frameon=True, framealpha=0.85, loc="lower right",
+    ax_e.legend(fontsize=8, frameon=True, framealpha=0.85, loc="upper left",
                 title="front of each method: star's energy", title_fontsize=8)
     ax_e.set_title("accuracy vs energy (non-dominated fronts; dots: kept states, x: rolled back)", fontsize=9)
     ax_l.set_title("accuracy vs latency (non-dominated fronts)", fontsize=9)
