@@ -259,17 +259,6 @@ def test_report_table_and_dict(small_cnn):
     assert "conv1 +relu" in text and "max|err|" in text
 
 
-@pytest.mark.slow
-def test_trained_small_cnn_agrees_with_float_on_99_percent():
-    from hwaware.train import trained_small_cnn
-
-    model = trained_small_cnn(progress=False)
-    val = shapes("val", 1000)
-    for mode, rounding in (("eyeriss", "floor"), ("eyeriss", "nearest"), ("wide", "floor")):
-        fixed = convert(model, shapes("train", 256), mode=mode, rounding=rounding)
-        assert top1_agreement(model, fixed, val.split(250)) >= 0.99, (mode, rounding)
-
-
 def test_package_exports_the_functions_whatever_was_imported_first():
     import subprocess
     import sys

@@ -20,7 +20,8 @@ def recompute(v) -> np.ndarray:
     """The contract (docs/fixedpoint.md), written again here from scratch in NumPy int64."""
     x, w, b = v["x"].astype(np.int64), v["w"].astype(np.int64), v["b"].astype(np.int64)
     mode, rounding, overflow = str(v["mode"]), str(v["rounding"]), str(v["overflow"])
-    s = int(v["f_x"]) + int(v["f_w"]) - int(v["f_y"])
+    # per output channel: f_w, or f_w_channels[m] where the export carries per-channel formats
+    f_w = v["f_w_channels"].astype(np.int64) if "f_w_channels" in v else None
     if x.ndim == 2:  # Linear = 1x1 convolution
         x, w = x[:, :, None, None], w[:, :, None, None]
     (U, Uw), (P, Pw), G = v["stride"], v["padding"], int(v["groups"])
@@ -33,10 +34,12 @@ def recompute(v) -> np.ndarray:
                      for e in range(E)], 1).reshape(N * E * F, G, Cg * R * S)
     wg = w.reshape(G, M // G, Cg * R * S)
 
-    def rshift(t):  # floor: arithmetic right shift; nearest: add half first; s <= 0: exact left shift
-        if s <= 0:
-            return t << -s
-        return (t + (1 << (s - 1)) if rounding == "nearest" else t) >> s
+    shifts = int(v["f_x"]) + (np.full(M, int(v["f_w"])) if f_w is None else f_w) - int(v["f_y"])
+
+    def rshift(t, s):  # floor: arithmetic right shift; nearest: add half first; s <= 0: exact left shift
+        left = t << np.maximum(-s, 0)
+        half = np.where(s > 0, 1 << np.maximum(s - 1, 0), 0) if rounding == "nearest" else 0
+        return np.where(s <= 0, left, (t + half) >> np.maximum(s, 0))
 
     def cut16(t):  # two's-complement wrap keeps the low 16 bits; saturate clamps
         return ((t + 32768) & 0xFFFF) - 32768 if overflow == "wrap" else np.clip(t, -32768, 32767)
@@ -45,11 +48,12 @@ def recompute(v) -> np.ndarray:
     for g in range(G):
         for p0 in range(0, N * E * F, 64):
             prods = cols[p0:p0 + 64, g, None, :] * wg[g][None]  # exact products
+            sg = shifts[g * (M // G):(g + 1) * (M // G)]
             if mode == "eyeriss":
-                acc = b[g * (M // G):(g + 1) * (M // G)] + cut16(rshift(prods)).sum(-1)
+                acc = b[g * (M // G):(g + 1) * (M // G)] + cut16(rshift(prods, sg[:, None])).sum(-1)
                 y = ((acc + 32768) & 0xFFFF) - 32768  # the 16-bit adder wraps
             else:
-                y = cut16(rshift(prods.sum(-1) + b[g * (M // G):(g + 1) * (M // G)]))
+                y = cut16(rshift(prods.sum(-1) + b[g * (M // G):(g + 1) * (M // G)], sg))
             out[p0:p0 + 64, g * (M // G):(g + 1) * (M // G)] = y
     if bool(v["relu"]):
         out = np.maximum(out, 0)

@@ -41,9 +41,10 @@ def correct_bias(op: ConvOp, x: np.ndarray, target: torch.Tensor, arith: dict[st
         return OpResult(y.astype(np.int16), r0.product_overflows,
                         int(((total < -32768) | (total > 32767)).sum()))
     else:
-        s = op.f_in.frac_bits + op.fw.frac_bits - op.fy.frac_bits
+        fws = np.asarray(op.fw_channels if op.fw_channels is not None else [op.fw.frac_bits] * len(op.b))
+        s = op.f_in.frac_bits + fws - op.fy.frac_bits  # per output channel
         got = op.run([x], arith, bias=np.zeros_like(op.b), relu=False).y.astype(np.float64)
-        delta = np.ldexp(np.ldexp(t, op.fy.frac_bits) - got, s).mean(axis=axes)  # codes at f_x + f_w
+        delta = np.ldexp((np.ldexp(t, op.fy.frac_bits) - got).mean(axis=axes), s)  # codes at f_x + f_w
         op.b = np.clip(np.floor(delta + 0.5), -(2**31), 2**31 - 1).astype(np.int64)
     return None
 

@@ -60,6 +60,7 @@ def _first(v: Any) -> int:
 
 class OpBuilders:
     """The converter's op constructors (need ``self.arith``, ``self.modules``, ``self.headroom``,
+    ``self.per_channel_weights``,
     ``self.value_max``, ``act_format`` and ``bits_for``)."""
 
     def conv_op(self, name, mod, group, j, int_ops, pre, relu) -> ConvOp:
@@ -82,29 +83,49 @@ class OpBuilders:
         if bits < 16:
             fxq = self.narrow_input_format(int_ops, j, bits)
         f_in = fxq or fx
-        wq = fw.quantize(w.numpy())
+        fws = self.channel_weight_formats(w, b, fw, f_in) if self.per_channel_weights else None
+        if fws is None:
+            wq = fw.quantize(w.numpy())
+        else:
+            wq = np.stack([FixedFormat(f, bits).quantize(w[m].numpy()) for m, f in enumerate(fws)])
         if self.arith["mode"] == "eyeriss":
             bq = FixedFormat(fy.frac_bits).quantize(b.numpy()).astype(np.int64)
         else:
-            bq = np.clip(np.floor(np.ldexp(b.numpy(), f_in.frac_bits + fw.frac_bits) + 0.5),
-                         -(2**31), 2**31 - 1).astype(np.int64)
+            fb = np.asarray(fws if fws is not None else [fw.frac_bits] * len(b)) + f_in.frac_bits
+            bq = np.clip(np.floor(np.ldexp(b.numpy(), fb) + 0.5), -(2**31), 2**31 - 1).astype(np.int64)
         t = base_type(mod)
         if t is nn.Linear:
-            return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq)
+            return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq, fw_channels=fws)
         if any(p != 1 for p in pair(mod.dilation, "dilation")) or mod.padding_mode != "zeros" or \
                 isinstance(mod.padding, str):
             raise UnsupportedLayerError(f"convert: layer '{name}': dilation, string padding and padding "
                                         f"modes other than zeros are not supported")
         if t is nn.Conv1d:
             return ConvOp(name, "Conv1d", (j,), fy, fx, fw, wq, bq, (1, mod.stride[0]), (0, mod.padding[0]),
-                          mod.groups, relu, fxq)
+                          mod.groups, relu, fxq, fw_channels=fws)
         return ConvOp(name, "Conv2d", (j,), fy, fx, fw, wq, bq, pair(mod.stride, "stride"),
-                      pair(mod.padding, "padding"), mod.groups, relu, fxq)
+                      pair(mod.padding, "padding"), mod.groups, relu, fxq, fw_channels=fws)
+
+    def channel_weight_formats(self, w, b, fw: FixedFormat, f_in: FixedFormat) -> tuple[int, ...]:
+        """Per-output-channel weight formats (opt-in): the max rule on each channel's weights; an
+        all-zero channel keeps the tensor's format, and in mode ``wide`` a channel's format stays
+        coarse enough for its int32 bias at ``f_x + f_w`` to hold twice the bias (room for the
+        bias correction)."""
+        out = []
+        for m, top in enumerate(w.abs().reshape(w.shape[0], -1).amax(1).tolist()):
+            f = frac_bits_for(top, fw.bits) if top > 0 else fw.frac_bits
+            if self.arith["mode"] == "wide" and float(b[m]) != 0.0:
+                f = max(fw.frac_bits, min(f, frac_bits_for(2.0 * abs(float(b[m])), 32) - f_in.frac_bits))
+            out.append(f)
+        return tuple(out)
 
     def narrow_input_format(self, int_ops, j, bits) -> FixedFormat:
         """A narrower input format: the range the 16-bit input format was sized for."""
         fx = int_ops[j].fy
         top = self.value_max.get(j) or math.ldexp(fx.qmax, -fx.frac_bits)
+        if self.headroom == "auto":  # the 16-bit format's range already holds the margin
+            top = self.value_range.get(j, top)
+            return FixedFormat(frac_bits_for(top, bits), bits)
         return FixedFormat(frac_bits_for(top, bits, headroom=self.headroom), bits)
 
     def pool_op(self, name, mod, j, int_ops, out) -> WindowPoolOp:

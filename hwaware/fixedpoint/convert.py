@@ -77,8 +77,9 @@ __all__ = [
 
 def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str, int] = 16,
             mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW,
-            samples: int | None = 256, headroom_bits: float = 0.5, bias_correction: bool = True,
-            equalize: bool = False, progress: bool = False) -> FixedPointModel:
+            samples: int | None = 256, headroom_bits: float | str = 0.5, bias_correction: bool = True,
+            equalize: bool = False, per_channel_weights: bool = False,
+            progress: bool = False) -> FixedPointModel:
     """Convert ``model`` (eval semantics) to integer arithmetic; the result carries ``.report``.
 
     ``calibration_data``: a tensor of inputs, or an iterable of tensors or ``(inputs, labels)``
@@ -86,11 +87,17 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     activation format and the bias correction, and the report's errors are measured on them.
     ``bits``: operand width (16 by default); a mapping ``{layer name: bits}`` narrows the weights
     and input activations of those Conv/Linear layers only (the others stay at 16).
-    ``headroom_bits``: activation ranges cover ``2**headroom_bits`` times the calibration max.
+    ``headroom_bits``: activation ranges cover ``2**headroom_bits`` times the calibration max;
+    ``"auto"`` sizes each tensor's margin from its own calibration images (:mod:`.ranges`).
     ``equalize``: fold BN and equalize channel ranges first (:mod:`hwaware.fixedpoint.equalize`).
+    ``per_channel_weights``: one weight format per output channel of every Conv/Linear (an opt-in
+    extension of the contract, docs/fixedpoint.md; the test vectors then carry ``f_w_channels``).
     The user's model is not modified.
     """
     check_arith(mode, rounding, overflow)
+    if headroom_bits != "auto" and (isinstance(headroom_bits, (bool, str)) or
+                                    not isinstance(headroom_bits, (int, float)) or not headroom_bits >= 0):
+        raise HwawareError(f"convert: headroom_bits must be a number >= 0 or 'auto', got {headroom_bits!r}")
     if not isinstance(model, nn.Module):
         raise HwawareError(f"convert: expected a torch nn.Module, got {type(model).__name__}")
     layer_bits = _check_bits(bits)
@@ -116,7 +123,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     with torch.no_grad():
         fixed = Converter(gm, layer_bits, mode=mode, rounding=rounding, overflow=overflow,
                            headroom=headroom_bits, bias_correction=bias_correction,
-                           progress=progress).run(x)
+                           progress=progress, per_channel_weights=bool(per_channel_weights)).run(x)
     fixed.report = dataclasses.replace(fixed.report, model_device=model_device)
     return fixed
 

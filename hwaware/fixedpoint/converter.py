@@ -35,6 +35,7 @@ from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, Slice
 from .intop import InputOp, IntOp
 from .model import ConversionReport, FixedPointModel, LayerReport
 from .norm_builders import NormBuilders
+from .ranges import per_image_max, tail_range
 
 __all__ = ["SUPPORTED", "Converter", "split_norm_act"]
 
@@ -104,13 +105,15 @@ class Converter(OpBuilders, NormBuilders):
     """Walks the traced graph once: float values, fusion, integer ops and their formats."""
 
     def __init__(self, gm: torch.fx.GraphModule, layer_bits: dict[str, int] | int, *, mode: str,
-                 rounding: str, overflow: str, headroom: int, bias_correction: bool, progress: bool):
+                 rounding: str, overflow: str, headroom: float | str, bias_correction: bool,
+                 progress: bool, per_channel_weights: bool = False):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.layer_bits = layer_bits
         self.arith = {"mode": mode, "rounding": rounding, "overflow": overflow}
         self.headroom = headroom
         self.bias_correction = bias_correction
+        self.per_channel_weights = per_channel_weights
         self.progress = progress
         self.calls: dict[str, int] = {}
 
@@ -127,6 +130,8 @@ class Converter(OpBuilders, NormBuilders):
         return self.layer_bits.get(name, 16)
 
     def act_format(self, t: torch.Tensor, bits: int = 16) -> FixedFormat:
+        if self.headroom == "auto":  # each tensor's own margin (:mod:`.ranges`)
+            return FixedFormat(frac_bits_for(tail_range(per_image_max(t)), bits), bits)
         m = float(t.abs().max()) if t.numel() else 0.0
         return FixedFormat(frac_bits_for(m, bits, headroom=self.headroom), bits)
 
@@ -150,6 +155,7 @@ class Converter(OpBuilders, NormBuilders):
         absorbed: set[torch.fx.Node] = set()
         self.value_max: dict[int, float] = {}
         self.consts = _constant_nodes(nodes)
+        self.value_range: dict[int, float] = {}  # headroom "auto": the range a narrowed input covers
         output_index = -1
         bar = tqdm(nodes, desc="convert", disable=not self.progress, leave=False)
         for i, node in enumerate(bar):
@@ -174,6 +180,8 @@ class Converter(OpBuilders, NormBuilders):
                 shapes.append(ivals[0].shape)
                 ienv[node], holders[0] = 0, [node]
                 self.value_max[0] = _max_abs(fenv[node].numpy())
+                if self.headroom == "auto":
+                    self.value_range[0] = tail_range(per_image_max(fenv[node]))
             elif node in self.consts or not isinstance(fenv[node], torch.Tensor):
                 pass  # shapes, sizes, constants (parameters and what is computed from them alone)
             else:
@@ -201,6 +209,8 @@ class Converter(OpBuilders, NormBuilders):
                     ienv[g] = k
                 ref = fenv[group[-1]].double().numpy()
                 self.value_max[k] = _max_abs(ref)
+                if self.headroom == "auto" and self.layer_bits != 16:  # a later layer may narrow it
+                    self.value_range[k] = tail_range(per_image_max(fenv[group[-1]]))
                 if reported:
                     err = float(np.abs(op.fy.dequantize(r.y) - ref).max()) if ref.size else 0.0
                     reports.append(LayerReport(

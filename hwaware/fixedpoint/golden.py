@@ -37,8 +37,12 @@ def _cut(v: np.ndarray, bits: int, overflow: str) -> tuple[np.ndarray, int]:
 
 def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, stride=1, padding=0,
            groups: int = 1, mode: str = "eyeriss", rounding: str = "floor", overflow: str = "wrap",
-           relu: bool = False) -> OpResult:
-    """x: N x C x H x W codes (unpadded), w: M x C/groups x R x S, b: M codes or None."""
+           relu: bool = False, fw_channels=None) -> OpResult:
+    """x: N x C x H x W codes (unpadded), w: M x C/groups x R x S, b: M codes or None.
+
+    ``fw_channels`` (opt-in extension): M fractional bit counts, output channel m's weights are at
+    ``fw_channels[m]`` and its shift is ``f_x + fw_channels[m] - f_y`` (``fw`` then only gives the
+    weights' width)."""
     check_arith(mode, rounding, overflow)
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
@@ -50,7 +54,10 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
     xp[:, :, P:P + H, Pw:Pw + W] = x
     E, F = (H + 2 * P - R) // U + 1, (W + 2 * Pw - S) // Uw + 1
     Mg = M // groups
-    s = fx.frac_bits + fw.frac_bits - fy.frac_bits
+    fws = [fw.frac_bits] * M if fw_channels is None else [int(f) for f in fw_channels]
+    if len(fws) != M:
+        raise ValueError(f"fw_channels: need {M} values (one per output channel), got {len(fws)}")
+    shifts = [fx.frac_bits + f - fy.frac_bits for f in fws]  # per output channel
     bias = np.zeros(M, dtype=np.int64) if b is None else np.asarray(b, dtype=np.int64)
     wg = w.reshape(1, groups, Mg, Cg, R, S)
     y = np.zeros((N, M, E, F), dtype=np.int64)
@@ -60,7 +67,7 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
             patch = xp[:, :, e * U:e * U + R, f * Uw:f * Uw + S].reshape(N, groups, 1, Cg, R, S)
             products = (patch * wg).reshape(N, M, Cg * R * S)  # exact: |p| <= 2**30
             if mode == "eyeriss":
-                q = _shift(products, s, rounding)  # every product shifted ...
+                q = np.stack([_shift(products[:, m], shifts[m], rounding) for m in range(M)], 1)  # every product shifted ...
                 qc, n = _cut(q, 16, overflow)  # ... and cut to 16 bits
                 prod_over += n
                 total = bias[None, :] + qc.sum(axis=-1)  # exact sum; the 16-bit adder wraps it
@@ -71,7 +78,8 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
                     out_over += n
             else:
                 total = products.astype(object).sum(axis=-1) + bias[None, :]  # bias at fx + fw
-                out, n = _cut(_shift(total, s, rounding), fy.bits, overflow)
+                shifted = np.stack([_shift(total[:, m], shifts[m], rounding) for m in range(M)], 1)
+                out, n = _cut(shifted, fy.bits, overflow)
                 out_over += n
             if relu:
                 out = np.maximum(out, 0)

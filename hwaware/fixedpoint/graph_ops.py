@@ -34,6 +34,9 @@ class ConvOp(IntOp):
     fxq: FixedFormat | None = None
     #: timm Conv2dSame: zero rows/columns (top, bottom, left, right) added before a padding-0 conv
     pad_same: tuple[int, int, int, int] | None = None
+    #: opt-in per-output-channel weight formats (``convert(per_channel_weights=True)``): channel m's
+    #: weights have ``fw_channels[m]`` fractional bits; ``fw`` is then the coarsest of them
+    fw_channels: tuple[int, ...] | None = None
 
     @property
     def f_in(self) -> FixedFormat:
@@ -53,7 +56,7 @@ class ConvOp(IntOp):
         b = self.b if isinstance(bias, str) else bias
         kw = {"fx": self.f_in, "fw": self.fw, "fy": self.fy, "mode": arith["mode"],
               "rounding": arith["rounding"], "overflow": arith["overflow"],
-              "relu": self.relu if relu is None else relu}
+              "relu": self.relu if relu is None else relu, "fw_channels": self.fw_channels}
         if self.op == "Linear":
             if x.ndim != 2:  # channels last (N x ... x C): every position's row through the layer
                 r = ops.linear(x.reshape(-1, x.shape[-1]), self.w, b, **kw)

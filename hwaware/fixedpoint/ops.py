@@ -226,8 +226,11 @@ def _conv_eyeriss_nhwc(x, w, b, geo, *, s: int, nearest: bool, saturate: bool, r
 
 def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, stride=1, padding=0,
            groups: int = 1, mode: str = "eyeriss", rounding: str = "floor", overflow: str = "wrap",
-           relu: bool = False) -> OpResult:
-    """x: N x C x H x W codes (unpadded), w: M x C/groups x R x S, b: M codes (see docs) or None."""
+           relu: bool = False, fw_channels=None) -> OpResult:
+    """x: N x C x H x W codes (unpadded), w: M x C/groups x R x S, b: M codes (see docs) or None.
+
+    ``fw_channels``: per-output-channel weight formats (the opt-in extension of the contract,
+    docs/fixedpoint.md): channels are run in sets of equal format (:func:`_per_channel`)."""
     check_arith(mode, rounding, overflow)
     x, w = _codes(x, "x"), _codes(w, "w")
     if x.ndim != 4 or w.ndim != 4:
@@ -242,6 +245,9 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
     if H + 2 * P < R or W + 2 * Pw < S or min(U, Uw) < 1 or min(P, Pw) < 0:
         raise HwawareError(f"conv2d: filter {R}x{S} with stride {(U, Uw)} does not fit input {H}x{W} "
                            f"padded by {(P, Pw)}")
+    if fw_channels is not None:
+        return _per_channel(x, w, b, fw_channels, fx=fx, fw=fw, fy=fy, stride=stride, padding=padding,
+                            groups=groups, mode=mode, rounding=rounding, overflow=overflow, relu=relu)
     s = fx.frac_bits + fw.frac_bits - fy.frac_bits
     E, F = (H + 2 * P - R) // U + 1, (W + 2 * Pw - S) // Uw + 1
     nearest, saturate = rounding == "nearest", overflow == "saturate"
@@ -322,6 +328,46 @@ def conv2d(x, w, b=None, *, fx: FixedFormat, fw: FixedFormat, fy: FixedFormat, s
         y = y.clamp_min(0)
     y = y.to(torch.int16).reshape(N, E, F, M).permute(0, 3, 1, 2).contiguous()
     return OpResult(y.numpy(), n_prod, n_out)
+
+
+def _per_channel(x, w, b, fw_channels, *, fw: FixedFormat, groups: int, **kw) -> OpResult:
+    """conv2d with output channel m's weights at ``fw_channels[m]`` fractional bits.
+
+    Each output channel's arithmetic involves only its own weights, bias and shift, so the
+    channels sharing a format are one ordinary conv2d: their weight rows (and, for depthwise
+    layers, their input channels) sliced out, or, for other grouped layers, the whole layer run
+    with the other channels' weights and bias at zero (zero products and a zero sum neither
+    overflow nor change the channels kept)."""
+    M = w.shape[0]
+    fws = np.asarray([int(f) for f in fw_channels], dtype=np.int64)
+    if fws.shape != (M,):
+        raise HwawareError(f"conv2d: fw_channels needs {M} values (one per output channel), got {len(fws)}")
+    bias = np.zeros(M, dtype=np.int64) if b is None else np.asarray(b, dtype=np.int64)
+    Mg = M // groups
+    y = None
+    n_prod = n_out = 0
+    for f in np.unique(fws):
+        idx = np.flatnonzero(fws == f)
+        fmt = FixedFormat(int(f), fw.bits)
+        if groups == 1:
+            r = conv2d(x, w[idx], bias[idx], fw=fmt, groups=1, **kw)
+            part = r.y
+        elif Mg == 1:  # depthwise-like: channel m reads input group m
+            Cg = w.shape[1]
+            cin = (idx[:, None] * Cg + np.arange(Cg)[None, :]).ravel()
+            r = conv2d(np.ascontiguousarray(x[:, cin]), w[idx], bias[idx], fw=fmt, groups=len(idx), **kw)
+            part = r.y
+        else:
+            keep = fws == f
+            wm = np.where(keep[:, None, None, None], w, 0).astype(np.int16)
+            r = conv2d(x, wm, np.where(keep, bias, 0), fw=fmt, groups=groups, **kw)
+            part = r.y[:, idx]
+        if y is None:
+            y = np.empty((part.shape[0], M, *part.shape[2:]), dtype=np.int16)
+        y[:, idx] = part
+        n_prod += r.product_overflows
+        n_out += r.output_overflows
+    return OpResult(y, n_prod, n_out)
 
 
 def conv1d(x, w, b=None, *, stride=1, padding=0, **kw) -> OpResult:

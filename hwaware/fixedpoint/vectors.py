@@ -9,6 +9,10 @@ b          mode eyeriss: int16 at f_y; mode wide: int32 at f_x + f_w (always pre
 y          int16, the expected output (after the fused ReLU when ``relu``), N x M x E x F or N x M
 stride     [vertical, horizontal];  padding  [vertical, horizontal] (zero padding, code 0)
 groups, f_x, f_w, f_y, relu; mode, rounding, overflow (strings); op, name (strings)
+f_w_chan…  ``f_w_channels``, only for a model converted with ``per_channel_weights=True`` (the
+           opt-in extension): M ints, channel m's weights at ``f_w_channels[m]`` fractional bits,
+           its shift ``f_x + f_w_channels[m] - f_y`` and (wide) its bias at ``f_x + f_w_channels[m]``;
+           ``f_w`` is then the coarsest of them (the manifest adds ``f_w_channels`` and ``shifts``)
 =========  ==================================================================================
 
 plus ``NNN_<layer>.{x,w,b,y}.hex`` for ``$readmemh``: one value per line, row-major (C order)
@@ -249,6 +253,11 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
             "mode": np.str_(arith["mode"]), "rounding": np.str_(arith["rounding"]),
             "overflow": np.str_(arith["overflow"]), "op": np.str_(op.op), "name": np.str_(op.name),
         }
+        channel_formats = {}
+        if op.fw_channels is not None:  # the opt-in extension: overrides f_w channel by channel
+            arrays["f_w_channels"] = np.asarray(op.fw_channels, dtype=np.int64)
+            channel_formats = {"f_w_channels": list(op.fw_channels),
+                               "shifts": [op.f_in.frac_bits + f - op.fy.frac_bits for f in op.fw_channels]}
         with atomic_open(out / f"{stem}.npz", "wb") as fh:
             np.savez(fh, **arrays)
         hexes = {}
@@ -265,7 +274,7 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
             "x_shape": list(layer.x_shape), "w_shape": list(layer.w_shape), "y_shape": list(layer.y_shape),
             "b_dtype": str(b.dtype), "stride": list(op.stride), "padding": list(op.padding),
             "groups": op.groups, "f_x": layer.f_x, "f_w": layer.f_w, "f_y": layer.f_y,
-            "shift": layer.f_x + layer.f_w - layer.f_y, "relu": op.relu,
+            "shift": layer.f_x + layer.f_w - layer.f_y, **channel_formats, "relu": op.relu,
             "product_overflows": layer.product_overflows, "output_overflows": layer.output_overflows,
         })
     ops, op_entries = _export_ops(fixed, run, out, hex_files)

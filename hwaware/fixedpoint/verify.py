@@ -49,7 +49,7 @@ def bit_exact_mismatches(fixed: Any, images: Any) -> list[str]:
             continue
         x = op.prepare(run.values[op.inputs[0]], arith)
         kw = dict(fx=op.f_in, fw=op.fw, fy=op.fy, mode=arith["mode"], rounding=arith["rounding"],
-                  overflow=arith["overflow"], relu=op.relu)
+                  overflow=arith["overflow"], relu=op.relu, fw_channels=op.fw_channels)
         if op.op == "Linear":
             ref = golden.linear(x, op.w, op.b, **kw)
         elif op.op == "Conv1d":

@@ -1,0 +1,132 @@
+"""Agreement of the integer backend with float, and the ranges its formats cover.
+
+Fast: the tail fit that sizes each tensor's margin (``headroom_bits="auto"``), against the
+quantiles of distributions known in closed form, and the formats convert picks with it, against
+an independent computation from forward hooks. Slow (issue 17, item 2): the chip's default
+arithmetic (eyeriss/floor/wrap) agrees with float on >= 99% of the validation images of the
+trained small CNN, for disjoint calibration sets and at 1 and 2 threads (where the integer outputs must also be bit-identical).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hwaware.fixedpoint.convert import calibrate_batchnorm, convert, top1_agreement
+from hwaware.fixedpoint.format import frac_bits_for
+from hwaware.fixedpoint.ranges import TAIL_P, per_image_max, tail_range
+
+
+def test_tail_range_extrapolates_an_exponential_tail():
+    # maxima 10 + Exp(1): the level one image in 1/p exceeds is 10 + ln(1/p) = 19.21 at p = 1e-4;
+    # the fit's scale comes from k = 32 excesses (relative standard error 1/sqrt(32) = 18%), so
+    # 10 + 9.21 * (1 +- 0.25) bounds it; the calibration max of 256 is near 10 + ln(256) = 15.5
+    rng = np.random.default_rng(0)
+    m = 10.0 + rng.exponential(1.0, 256)
+    q = tail_range(m, p=1e-4)
+    assert 10 + 9.21 * 0.75 <= q <= 10 + 9.21 * 1.25
+    assert q > m.max()
+    # a rarer level lies further out
+    assert tail_range(m, p=1e-6) > q
+
+
+def test_tail_range_bounds():
+    assert tail_range(np.full(64, 3.0)) == 3.0  # no tail: the maximum itself
+    assert tail_range(np.zeros(64)) == 0.0
+    assert tail_range(np.array([1.0, 2.0, 4.0])) == pytest.approx(4.0 * 2 ** 0.5)  # too few to fit
+    # a long tail (the 32 largest spread over 1..50): the fit reaches past twice the max, capped at one bit
+    heavy = np.concatenate([np.ones(223), np.linspace(1.0, 50.0, 33)])
+    assert tail_range(heavy) == 100.0
+    with pytest.raises(ValueError, match="p must be within"):
+        tail_range(np.arange(1.0, 40.0), p=0)
+
+
+def test_per_image_max():
+    t = torch.tensor([[[1.0, -3.0]], [[0.5, 0.25]]])
+    assert np.array_equal(per_image_max(t), [3.0, 0.5])
+
+
+def test_auto_headroom_formats_cover_each_tensors_tail():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    x = torch.randn(128, 3, 8, 8)
+    calibrate_batchnorm(model, x)
+    seen = {}
+    hooks = [model[i].register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o.detach()))
+             for i in (1, 3, 4, 6)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    by_name = {lr.name: lr for lr in convert(model, x, mode="wide", headroom_bits="auto").report.layers}
+
+    def expected(t):  # largest f with the fitted range inside the 16-bit codes
+        m = t.abs().reshape(len(t), -1).amax(1).double().numpy()
+        r = tail_range(m, p=TAIL_P)
+        return max(f for f in range(-8, 40) if r * 2.0 ** f <= 32767)
+
+    assert by_name["0"].f_y == expected(seen[1])  # fused conv+BN+ReLU: the range before the ReLU
+    assert by_name["3"].f_y == expected(seen[3])
+    assert by_name["4"].f_y == expected(seen[4])
+    assert by_name["6"].f_y == expected(seen[6])
+    # never finer than the max rule, never more than one bit coarser
+    for i, name in ((1, "0"), (3, "3"), (6, "6")):
+        f0 = frac_bits_for(float(seen[i].abs().max()), 16)
+        assert f0 - 1 <= by_name[name].f_y <= f0
+
+
+def test_headroom_bits_is_checked():
+    from hwaware.errors import HwawareError
+
+    model = nn.Sequential(nn.Linear(4, 2))
+    for bad in (-1, "half", True, math.nan):
+        with pytest.raises(HwawareError, match="headroom_bits must be"):
+            convert(model, torch.randn(8, 4), headroom_bits=bad)
+
+
+# --- trained networks in the chip's arithmetic (slow: the first run trains and caches them) -----
+
+def _images(split: str, n: int) -> torch.Tensor:
+    from hwaware.data import make_loader
+
+    got, seen = [], 0
+    for xb, _ in make_loader("builtin:shapes", split, batch_size=256, shuffle=False):
+        got.append(xb)
+        seen += len(xb)
+        if seen >= n:
+            break
+    return torch.cat(got)[:n]
+
+
+def _chip_agreement_at_1_and_2_threads(model, calib_sets, val):
+    threads = torch.get_num_threads()
+    try:
+        for cal in calib_sets:
+            outs = []
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                fixed = convert(model, cal)  # the chip's default: eyeriss / floor / wrap
+                assert fixed.report.mode == "eyeriss" and fixed.report.rounding == "floor"
+                with torch.no_grad():
+                    outs.append(torch.cat([fixed(v) for v in val.split(250)]))
+                assert top1_agreement(model, fixed, val.split(250)) >= 0.99, t
+            assert torch.equal(outs[0], outs[1])  # the integer arithmetic does not depend on threads
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_trained_small_cnn_agrees_with_float_on_99_percent():
+    from hwaware.train import trained_small_cnn
+
+    model = trained_small_cnn(progress=False)
+    val, train = _images("val", 1000), _images("train", 512)
+    _chip_agreement_at_1_and_2_threads(model, [train[:256], train[256:]], val)
+    for mode, rounding in (("eyeriss", "nearest"), ("wide", "floor")):
+        fixed = convert(model, train[:256], mode=mode, rounding=rounding)
+        assert top1_agreement(model, fixed, val.split(250)) >= 0.99, (mode, rounding)
