@@ -10,8 +10,14 @@ with the operand width (partial sums stay 16-bit in the RF, array and GLB: the c
 at 16 bits whatever the operands, JSSC 2017 Sec. III; the MAC scales as w_bits x a_bits / 256, an
 ifmap or weight access as bits / 16).
 
-    python bench/quantize_qat.py                       # widths 8,6,5,4,3,2, 50 steps per trial
-    python bench/quantize_qat.py --finetune-steps 20 --max-drop 1
+Then the arms, each with the fake-quantized validation accuracy the fine-tuning saw, the integer
+model's (converted from the fine-tuned weights, eyeriss/floor/wrap), their top-1 agreement and the
+integer model's test accuracy: uniform 8 bits post-training (the reference), uniform widths with
+``--uniform-steps`` of quantization-aware fine-tuning (the energy floor: how narrow the energy-heavy
+layers can go at all), and the energy-aware search with ``--finetune-steps`` per trial.
+
+    python bench/quantize_qat.py                       # widths 8,6,5,4,3, 50 steps per trial
+    python bench/quantize_qat.py --uniform 4,3 --uniform-steps 300 --finetune-steps 20
     python bench/quantize_qat.py --json q.json
 """
 
@@ -37,7 +43,7 @@ TARGET_GAIN = 1.5  # issue 17
 def uniform_table(model: torch.nn.Module, images: torch.Tensor, widths: list[int]) -> tuple[list[list[str]], dict]:
     """Energy at uniform widths / uniform 8 bits, and the energy by data type and level at 8 bits."""
     scorer = Scorer("eyeriss_v1")
-    wl = profile(model, images, progress=False)
+    wl = profile(model, images, progress=False).with_batch(1)  # the search's convention: per batch of 1
 
     def report(bits: int):
         layers = tuple(lay.replace(weight_bits=bits, act_bits=bits) for lay in wl.layers)
@@ -58,7 +64,9 @@ def uniform_table(model: torch.nn.Module, images: torch.Tensor, widths: list[int
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="small_cnn", choices=("small_cnn", "vgg_small"))
-    ap.add_argument("--widths", default="8,6,5,4,3,2")
+    ap.add_argument("--widths", default="8,6,5,4,3")
+    ap.add_argument("--uniform", default="6,4,3", help="uniform widths fine-tuned as arms ('' for none)")
+    ap.add_argument("--uniform-steps", type=int, default=300, help="fine-tuning steps of each uniform arm")
     ap.add_argument("--finetune-steps", type=int, default=50)
     ap.add_argument("--finetune-lr", type=float, default=0.001)
     ap.add_argument("--max-drop", type=float, default=1.0)
@@ -78,13 +86,45 @@ def main(argv: list[str] | None = None) -> int:
     images = next(iter(make_loader("builtin:shapes", "train", batch_size=16, seed=1)))[0]
 
     rows, energy = uniform_table(model, images, sorted({w for w in widths if w < 8}, reverse=True))
-    print(f"{args.model}: Eyeriss v1 energy at uniform widths relative to uniform 8 bits "
-          f"(share of each data type in that width's energy)")
+    print(f"{args.model}: Eyeriss v1 energy per batch of 1 (as the search scores) at uniform widths relative to "
+          f"uniform 8 bits (share of each data type in that width's energy)")
     print(format_table(["widths", "E / E(8b)", "saved vs 8b", *energy["types"]], rows))
     by8 = energy["by_type_8"]
     tot8 = sum(by8.values())
     print(f"at 8 bits: psum accesses {100 * by8['psum'] / tot8:.0f}% of the energy (16-bit partial sums: only "
           f"their DRAM writes scale with the width), MACs {100 * by8['MAC'] / tot8:.0f}%")
+
+    from hwaware.fixedpoint.convert import convert
+    from hwaware.fixedpoint.verify import accuracy_and_agreement
+
+    f_test = evaluate(model, test)
+    rows = [["float", "", "", "", "", "", f"{100 * f_test:.2f}", "", ""]]
+    ref = BitWidthSearch(model, calibration_data=calib, val_data=val, train_data=train,
+                         finetune_steps=args.uniform_steps, finetune_lr=args.finetune_lr)
+    e8 = ref.energy({k: 8 for k in ref.order})
+    u8 = convert(model, ref.calib, bits=8, **ref.arith)
+    u8_val, u8_test = evaluate(u8, val), evaluate(u8, test)
+    rows.append(["uniform 8, post-training", "1.000", "1.00x", "", f"{100 * u8_val:.2f}", "", f"{100 * u8_test:.2f}",
+                 f"{100 * (f_test - u8_test):+.2f}", ""])
+    arms: dict[str, dict] = {}
+
+    for b in [int(w) for w in args.uniform.split(",") if w.strip()]:
+        t = time.perf_counter()
+        bits = {k: b for k in ref.order}
+        fq_val, state = ref.finetuned_accuracy(bits, ref.start_qat())
+        ref.folded.load_state_dict(state)
+        fixed = ref.convert_finetuned(bits)
+        fq = ref.fake_quant(bits)
+        i_val, agree = accuracy_and_agreement(ref.folded, fixed, val)
+        fq.remove()
+        i_test = evaluate(fixed, test)
+        ratio = ref.energy(bits) / e8
+        arms[f"uniform{b}"] = {"bits": bits, "energy_vs_8": ratio, "fake_quant_val": fq_val, "integer_val": i_val,
+                               "agreement": agree, "integer_test": i_test, "seconds": time.perf_counter() - t}
+        rows.append([f"uniform {b}, QAT {args.uniform_steps} steps", f"{ratio:.3f}", f"{1 / ratio:.2f}x",
+                     f"{100 * fq_val:.2f}", f"{100 * i_val:.2f}", f"{100 * agree:.1f}%", f"{100 * i_test:.2f}",
+                     f"{100 * (f_test - i_test):+.2f}", ""])
+        print(f"  uniform {b}: {arms[f'uniform{b}']}", file=sys.stderr)
 
     t0 = time.perf_counter()
     search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
@@ -96,28 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     assert res is not None
     print(res.table())
-    from hwaware.fixedpoint.convert import convert
-
-    narrowed = {k: v for k, v in res.bits.items() if v < 16}
-    q_test = evaluate(convert(res.model, search.calib, bits=narrowed or 16, equalize=False, **search.arith), test)
-    u8_test = evaluate(convert(model, search.calib, bits=8, **search.arith), test)
-    f_test = evaluate(model, test)
+    q_test = evaluate(search.convert_finetuned(res.bits), test)
     gain = res.energy_8 / res.energy
-    print(format_table(
-        ["model", "test top-1", "drop vs float", "E / E(8b)", "less energy than 8b"],
-        [["float", f"{100 * f_test:.2f}", "", "", ""],
-         ["uniform 8 bits (post-training)", f"{100 * u8_test:.2f}", f"{100 * (f_test - u8_test):+.2f}", "1.000", "1.00x"],
-         [f"searched + QAT ({args.finetune_steps} steps/trial)", f"{100 * q_test:.2f}",
-          f"{100 * (f_test - q_test):+.2f}", f"{res.energy / res.energy_8:.3f}", f"{gain:.2f}x"]]))
-    print(f"widths: {res.bits}; search {seconds:.0f} s; target >= {TARGET_GAIN}x at <= 1 point, "
-          f"HAQ {HAQ_GAIN}x (BitFusion); best uniform width >= 3 bits here: "
-          f"{1 / energy['ratios'].get(3, float('nan')):.2f}x")
+    rows.append([f"searched, QAT {args.finetune_steps} steps/trial", f"{res.energy / res.energy_8:.3f}", f"{gain:.2f}x",
+                 f"{100 * res.fake_quant_accuracy:.2f}", f"{100 * res.accuracy:.2f}",
+                 f"{100 * res.fake_quant_agreement:.1f}%", f"{100 * q_test:.2f}", f"{100 * (f_test - q_test):+.2f}", ""])
+    rows.append(["HAQ (CVPR 2019), BitFusion", "", f"{HAQ_GAIN}x", "", "", "", "", "negligible", "anchor"])
+    rows.append(["issue 17 target", "", f">= {TARGET_GAIN}x", "", "", "", "", "<= 1.00", "target"])
+    print(f"\n{args.model} on builtin:shapes ({args.val} val / {args.test} test images), eyeriss/floor/wrap; "
+          f"energy: Eyeriss v1 model vs uniform 8 bits")
+    print(format_table(["arm", "E / E(8b)", "less than 8b", "fake-quant val", "integer val", "agreement",
+                        "integer test", "test drop", ""], rows))
+    print(f"searched widths: {res.bits}; search {seconds:.0f} s")
     if args.json:
         from hwaware._io import write_json
 
         write_json(args.json, {"result": res.to_dict(), "test_float": f_test, "test_uniform8": u8_test,
                                "test_searched": q_test, "gain_vs_8": gain, "uniform": energy, "seconds": seconds,
-                               "finetune_steps": args.finetune_steps, "max_drop": args.max_drop})
+                               "arms": arms, "finetune_steps": args.finetune_steps,
+                               "uniform_steps": args.uniform_steps, "max_drop": args.max_drop})
     return 0
 
 

@@ -135,6 +135,37 @@ def test_fake_quant_model_computes_what_the_integer_model_computes(setup, arith)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_fake_quant_bias_correction_restores_the_mean_output(setup):
+    """floor loses half a code per narrowed input on average; after correct_bias each layer's mean
+    output per channel (calibration data) is the unquantized model's, to within one output code
+    (the corrected bias is stored at f_y) plus what the later layers' rounding adds."""
+    from hwaware.fixedpoint.qat import FakeQuant, fold_batchnorm
+
+    model, calib, _ = setup
+    ref, folded = fold_batchnorm(model), fold_batchnorm(model)
+    fq = FakeQuant(folded, {"conv2": 4, "conv3": 4, "fc": 5}, calibration_data=calib)
+
+    def means(m):
+        out = {}
+        hs = [dict(m.named_modules())[n].register_forward_hook(
+            lambda mod, a, y, n=n: out.__setitem__(n, y.transpose(0, 1).reshape(y.shape[1], -1).mean(1)))
+            for n in ("conv2", "conv3", "fc")]
+        with torch.no_grad():
+            m(calib)
+        for h in hs:
+            h.remove()
+        return out
+
+    want, before = means(ref), means(folded)
+    fq.correct_bias(ref)
+    after = means(folded)
+    for n in want:
+        lsb = 2.0 ** -fq.out_frac[n]
+        assert (after[n] - want[n]).abs().max() <= lsb + 1e-6, n
+        assert (before[n] - want[n]).abs().max() > 4 * lsb, n  # there was an error to correct
+    fq.remove()
+
+
 @pytest.mark.parametrize("rounding", ["floor", "nearest"])
 @pytest.mark.parametrize("s", [1, 2])
 def test_per_product_rounding_sum_is_exact(rounding, s):

@@ -148,6 +148,48 @@ class FakeQuant:
         self.in_frac16 = {n: frac_bits_for(ins[n], 16, headroom=h) for n in self.layers}
         self.out_frac = {n: frac_bits_for(outs[n], 16, headroom=h) for n in self.layers}
 
+    def correct_bias(self, reference: nn.Module) -> None:
+        """Shift each layer's bias so its mean output per channel on the calibration data is the
+        ``reference`` model's (the unquantized folded model), layer by layer in execution order.
+
+        The counterpart of convert's bias correction, done on the fake-quantized model so the
+        converted model keeps it: with ``floor`` rounding every narrowed input and (mode eyeriss)
+        every shifted product loses half a code on average, which otherwise fine-tuning must learn.
+        """
+        x = self.calibration_data
+        refs = dict(reference.named_modules())
+        order: list[str] = []
+        want: dict[str, torch.Tensor] = {}
+
+        def mean(y: torch.Tensor) -> torch.Tensor:
+            return y.detach().transpose(0, 1).reshape(y.shape[1], -1).mean(1)
+
+        def seen(n: str, y: torch.Tensor) -> None:
+            order.append(n)
+            want[n] = mean(y)
+
+        hs = [refs[n].register_forward_hook(lambda m, a, y, n=n: seen(n, y)) for n in self.layers if n in refs]
+        try:
+            with torch.no_grad():
+                reference.eval()(x)
+        finally:
+            for h in hs:
+                h.remove()
+        for name in order:
+            mod = self.layers[name]
+            if mod.bias is None:
+                continue
+            got: dict[str, torch.Tensor] = {}
+            h = mod.register_forward_hook(lambda m, a, y: got.__setitem__("y", mean(y)))
+            try:
+                with torch.no_grad():
+                    self.model.eval()(x)
+            finally:
+                h.remove()
+            with torch.no_grad():
+                mod.parametrizations.bias.original.add_(want[name] - got["y"])
+            self.calibrate()  # the formats convert picks for the new biases, before the next layer
+
     def _model_input(self, model: nn.Module, args: tuple) -> tuple | None:
         if not self.enabled:
             return None

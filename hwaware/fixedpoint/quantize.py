@@ -205,12 +205,21 @@ class BitWidthSearch:
         self.folded.load_state_dict(state)
         fq = self.fake_quant(bits)
         try:
+            fq.correct_bias(self.reference)  # the mean rounding error, as convert's bias correction removes it
             finetune(self.folded, self.train_data, steps=self.finetune_steps, lr=self.finetune_lr)
             fq.calibrate()  # the formats convert would pick for the fine-tuned weights
             acc = evaluate(self.folded, self.val)
         finally:
             fq.remove()
         return acc, {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
+
+    def start_qat(self) -> dict[str, torch.Tensor]:
+        """Fold the BatchNorms into a copy to fine-tune and a reference copy; the starting weights."""
+        from .qat import fold_batchnorm
+
+        self.folded = fold_batchnorm(self.model)
+        self.reference = fold_batchnorm(self.model)  # the unquantized float model, never trained
+        return {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
 
     def fake_quant(self, bits: dict[str, int]) -> Any:
         """:class:`~hwaware.fixedpoint.qat.FakeQuant` of ``bits`` on the folded model, in the search's arithmetic."""
@@ -239,10 +248,7 @@ class BitWidthSearch:
         bits = {name: 16 for name in self.order}
         qat = self.finetune_steps > 0
         if qat:
-            from .qat import fold_batchnorm
-
-            self.folded = fold_batchnorm(self.model)
-            state = {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
+            state = self.start_qat()
         ladder = sorted(self.widths, reverse=True)  # e.g. 12, 10, 8, 6, 4
         active = list(self.order)
         acc = acc16
