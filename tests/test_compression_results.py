@@ -115,13 +115,37 @@ def test_channel_level_energy_aware_saves_1_5x_more_than_l1_filter_pruning(pruni
     assert gain >= 1.5, gain
 
 
+# bench/quantize_qat.py as measured (issue 17 item 1): the uniform arms give the energy floor, the
+# search the mixed-precision point; run once, asserted by the tests below.
+_QAT = ["--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def qat_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qat") / "q.json"
+    assert _bench("quantize_qat").main([*_QAT, "--json", str(out)]) == 0
+    return _json(out)
+
+
+@pytest.mark.slow
+def test_qat_fake_quant_is_what_the_integer_backend_computes(qat_study):
+    """The search accepts trials on the fake-quantized accuracy, so that must be the chip's: every
+    arm's fine-tuned model, converted to the integer backend, picks the fake-quant model's class on
+    >= 99.5% of the validation images, and the searched widths' integer model keeps max_drop."""
+    res = qat_study["result"]
+    assert res["fake_quant_agreement"] >= 0.995
+    assert 100 * (res["float_accuracy"] - res["accuracy"]) <= res["max_drop"] + 1e-9
+    for arm in qat_study["arms"].values():
+        assert arm["agreement"] >= 0.995, arm
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured 1.04x less energy than uniform 8 bits (conv1 5b, fc 6b, the rest 8b) with an "
-                          "integer top-1 11 points lower (fake quant 92.2%, integer 82.0%); target 1.5x at <= 1 point")
-def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(tmp_path):
-    out = tmp_path / "q.json"
-    assert _bench("quantize_qat").main(["--threads", "2", "--json", str(out)]) == 0
-    q = _json(out)
+                   reason="not met: 4-bit layers break the trained small CNN in the chip's formats (uniform 4 bits: "
+                          "1.49x less energy than 8 bits per batch of 1, integer top-1 11% before and 10% after "
+                          "300 QAT steps); the narrowest width holding ~1 point is 6 bits, 1.20x (uniform 6, "
+                          "bias-corrected fake quant + 50 steps: 91.8% vs float ~92.8% on 500 val images)")
+def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(qat_study):
+    q = qat_study
     assert q["gain_vs_8"] >= 1.5, q["gain_vs_8"]
     assert 100 * (q["test_float"] - q["test_searched"]) <= 1.0
