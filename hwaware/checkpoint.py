@@ -347,13 +347,17 @@ class _TensorsOnly:
 
     import pickle as _pickle
 
-    load = _pickle.load
-
     class Unpickler(_pickle.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
             if (module, name) in _TENSOR_GLOBALS or (module == "torch" and name.endswith("Storage")):
                 return super().find_class(module, name)
             return _Inert
+
+    @classmethod
+    def load(cls, f: Any, **kwargs: Any) -> Any:
+        """torch's legacy (non-zip) reader unpickles its header (magic number, protocol, system
+        info) with ``pickle_module.load``: restricted like everything else."""
+        return cls.Unpickler(f, **kwargs).load()
 
 
 def read_legacy_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:

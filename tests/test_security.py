@@ -582,3 +582,27 @@ def test_upgrading_a_legacy_file_reads_its_tensors_and_runs_nothing(tmp_path):
     # a state_dict that does not fit the reference is refused in one line, nothing written
     assert _upgrade(["upgrade", str(old), str(tmp_path / "no.pt"), "--model-ref", "torchvision:resnet18"]) == 2
     assert not (tmp_path / "no.pt").exists() and not marker.exists()
+
+
+def test_legacy_reader_header_is_unpickled_restricted_too(tmp_path):
+    """torch's legacy (non-zip) reader unpickles the file header with ``pickle_module.load``: a
+    global there becomes inert instead of being called, and real legacy files still load."""
+    import io
+    import pickle
+
+    from hwaware.checkpoint import _TensorsOnly
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buf = io.BytesIO()
+    pickle.dump(Evil(), buf)
+    buf.seek(0)
+    assert type(_TensorsOnly.load(buf)).__name__ == "_Inert" and not marker.exists()
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.arange(3.0)}, path, _use_new_zipfile_serialization=False)
+    got = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TensorsOnly)
+    assert torch.equal(got["w"], torch.arange(3.0))
