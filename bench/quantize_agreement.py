@@ -21,7 +21,7 @@ import argparse
 
 import torch
 
-from hwaware.data import make_loader
+from hwaware.data import first_images, make_loader
 from hwaware.fixedpoint.convert import convert
 from hwaware.report_table import format_table
 from hwaware.train import trained_shapes_model
@@ -34,13 +34,8 @@ CHOICES = {"1bit": ("1 bit, plain", {"headroom_bits": 1}),
 
 
 def images(split: str, n: int) -> torch.Tensor:
-    got, seen = [], 0  # the first n images, as the slow tests take them
-    for xb, _ in make_loader("builtin:shapes", split, batch_size=256, shuffle=False):
-        got.append(xb)
-        seen += len(xb)
-        if seen >= n:
-            break
-    return torch.cat(got)[:n]
+    """The first n builtin:shapes images of a split, as the slow tests take them."""
+    return first_images(make_loader("builtin:shapes", split, batch_size=256, shuffle=False), n)
 
 
 def logits(model, x: torch.Tensor) -> torch.Tensor:

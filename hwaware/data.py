@@ -181,6 +181,25 @@ def make_loader(
                       generator=generator, drop_last=drop_last)
 
 
+def first_images(batches: Any, n: int) -> Any:
+    """The first ``n`` images of an iterable of ``(images, labels)`` batches, as one tensor.
+
+    Takes batches in order and stops as soon as ``n`` images are in hand (a loader over a
+    large split is not read to the end). Fewer than ``n`` come back when the batches run out.
+    """
+    import torch
+
+    got, seen = [], 0
+    for x, _ in batches:
+        got.append(x)
+        seen += int(x.shape[0])
+        if seen >= n:
+            break
+    if not got:
+        raise HwawareError("first_images: the loader yielded no batches")
+    return torch.cat(got)[:n]
+
+
 def num_classes(ref: str | DatasetRef, **opts: Any) -> int:
     """Number of classes (imagefolder: the class folders of its train split, or of PATH)."""
     r = parse_data_ref(ref, **opts)

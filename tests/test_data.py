@@ -214,3 +214,22 @@ def test_imagefolder_flat_folder_and_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HwawareError, match="no class folders"):
         data.load_dataset(f"imagefolder:{tmp_path / 'empty'}")
+
+
+def test_first_images_stops_early_and_keeps_order():
+    from hwaware.data import first_images
+
+    read = []
+
+    def batches():
+        for i in range(10):
+            read.append(i)
+            yield torch.full((4, 1), float(i)), torch.zeros(4)
+
+    x = first_images(batches(), 6)
+    assert x.shape == (6, 1)
+    assert x[:, 0].tolist() == [0, 0, 0, 0, 1, 1]
+    assert read == [0, 1]  # the third batch is never read
+    assert first_images(iter([(torch.ones(2, 1), None)]), 5).shape == (2, 1)
+    with pytest.raises(HwawareError, match="no batches"):
+        first_images(iter([]), 3)

@@ -92,15 +92,9 @@ def test_headroom_bits_is_checked():
 # --- trained networks in the chip's arithmetic (slow: the first run trains and caches them) -----
 
 def _images(split: str, n: int) -> torch.Tensor:
-    from hwaware.data import make_loader
+    from hwaware.data import first_images, make_loader
 
-    got, seen = [], 0
-    for xb, _ in make_loader("builtin:shapes", split, batch_size=256, shuffle=False):
-        got.append(xb)
-        seen += len(xb)
-        if seen >= n:
-            break
-    return torch.cat(got)[:n]
+    return first_images(make_loader("builtin:shapes", split, batch_size=256, shuffle=False), n)
 
 
 def _chip_agreement_at_1_and_2_threads(model, calib_sets, val):

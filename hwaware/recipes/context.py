@@ -149,15 +149,9 @@ class RunContext:
 
     def training_images(self, n: int) -> Any:
         """The first ``n`` training images (calibration of fixed-point formats)."""
-        import torch
+        from ..data import first_images
 
-        got, seen = [], 0
-        for x, _ in self.train_loader:
-            got.append(x)
-            seen += x.shape[0]
-            if seen >= n:
-                break
-        return torch.cat(got)[:n]
+        return first_images(self.train_loader, n)
 
     # -- current model ---------------------------------------------------------------------------
     def changed(self) -> None:
