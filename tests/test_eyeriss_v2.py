@@ -222,14 +222,18 @@ def sparse_mobilenet_05_128():
     from hwaware.eyeriss.dataflows.eyeriss_v2 import at_8_bits, scaled_v1
 
     mb = _mobilenet(*ref.MOBILENET)
-    dense = Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0) for L in mb.layers))
+    dense = Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0, ifmap_rlc=0.0) for L in mb.layers))
     v1, v2 = resolve_hardware("eyeriss_v1"), resolve_hardware("eyeriss_v2")
     r1 = Scorer(on_chip(scaled_v1(v1, v2))).score(at_8_bits(dense))
     r2 = Scorer(on_chip(v2)).score(ref.sparse_mobilenet(mb))
     return {"speed": r1.total.processing_latency_ms / r2.total.processing_latency_ms,
             "v1_fps": 1e3 / r1.total.processing_latency_ms, "v2_fps": 1e3 / r2.total.processing_latency_ms,
-            "eff": (r1.total.energy_onchip * r1.hardware.unit_pJ) / (r2.total.energy_onchip * r2.hardware.unit_pJ),
-            "v2_inf_J": 1.0 / (r2.total.energy_onchip * r2.hardware.unit_pJ * 1e-12)}
+            "eff": _onchip_J(r1) / _onchip_J(r2), "v1_inf_J": 1.0 / _onchip_J(r1), "v2_inf_J": 1.0 / _onchip_J(r2)}
+
+
+def _onchip_J(rep) -> float:
+    """On-chip energy per inference (batch 1): access energy x unit_pJ plus the clock term."""
+    return rep.total.energy_onchip * rep.hardware.unit_pJ * 1e-12 + rep.total.clock_J
 
 
 def test_published_v2_throughput(sparse_mobilenet_05_128):
@@ -249,7 +253,7 @@ def test_published_v2_throughput(sparse_mobilenet_05_128):
 
 def test_published_v1_throughput(sparse_mobilenet_05_128):
     """The scaled v1 on the dense MobileNet against the v1 implied by the published figures
-    (1470.6 / 12.6 = 116.7 inferences/s): within a factor 1.5. The model gives ~156 (1.34x; 1.13x before
+    (1470.6 / 12.6 = 116.7 inferences/s): within a factor 1.5. The model gives ~160 (1.37x; 1.13x before
     issue 10's mapper rule M5 — v1's 1x1 and depthwise rules are still moving there)."""
     fps = sparse_mobilenet_05_128["v1_fps"]
     pub = PUB_V2_FPS / PUB_SPEEDUP
@@ -257,29 +261,31 @@ def test_published_v1_throughput(sparse_mobilenet_05_128):
 
 
 def test_published_mobilenet_speedup(sparse_mobilenet_05_128):
-    """JETCAS 2019: 12.6x faster; tolerance a factor 1.5. The model gives ~18.2x, inside the tolerance
+    """JETCAS 2019: 12.6x faster; tolerance a factor 1.5. The model gives ~17.8x, inside the tolerance
     by a small margin and only because the per-chip errors point the same way: the v2 model is ~1.9x the
     chip (upper bound: no workload imbalance or pipeline losses, test above) and the scaled-v1 model
-    ~1.34x the implied v1 (issue 10's v1 model). The per-chip tests above are the real checks."""
+    ~1.37x the implied v1 (issue 10's v1 model). The per-chip tests above are the real checks."""
     assert PUB_SPEEDUP / 1.5 <= sparse_mobilenet_05_128["speed"] <= PUB_SPEEDUP * 1.5
 
 
 def test_published_mobilenet_energy(sparse_mobilenet_05_128):
-    """v2 energy per inference within a factor 2 of the published 2560.3 inferences/J (the model
-    gives ~1700: v2's energy unit is v1's 2.85 pJ per 16-bit MAC scaled by bits, not calibrated on
-    the v2 chip; the factor was 1.5 while the sparsity was an assumed 50%/50%, which the measured,
-    denser reference sparsity replaced)."""
+    """Each chip's energy per inference within a factor 1.5 of the published (v2: 2560.3 inferences/J;
+    v1: 2560.3 / 2.5 = 1024 implied). Both use v1's AlexNet calibration (per-access unit and the clock
+    rule of hwaware.eyeriss.clock, v2's clock twice v1's per PE for twice the logic area); nothing is
+    fitted on v2. The model gives ~2380 (0.93x) and ~820 (0.80x). Before the clock term v2 gave ~1700
+    and the tolerance had been widened to 2; it is back at 1.5."""
     r = sparse_mobilenet_05_128
-    assert PUB_V2_INF_J / 2 <= r["v2_inf_J"] <= PUB_V2_INF_J * 2
+    assert PUB_V2_INF_J / 1.5 <= r["v2_inf_J"] <= PUB_V2_INF_J * 1.5
+    assert PUB_V2_INF_J / PUB_EFF / 1.5 <= r["v1_inf_J"] <= PUB_V2_INF_J / PUB_EFF * 1.5
 
 
-@pytest.mark.xfail(strict=True, reason="the model's v2/v1 energy efficiency is ~0.97x against the published 2.5x: "
-                   "with v1 at 8 bits (the paper's scaled v1) the access-count model finds both chips about equally "
-                   "efficient per inference; the paper attributes v2's gain to higher PE utilization cutting the "
-                   "share of static power such as the clock network (JETCAS Sec. V-A), a time-proportional energy "
-                   "the model does not have (the scaled v1 runs ~18x longer); docs/dataflows.md")
 def test_published_mobilenet_efficiency_ratio(sparse_mobilenet_05_128):
-    """JETCAS 2019: 2.5x more energy-efficient; tolerance a factor 1.5."""
+    """JETCAS 2019: 2.5x more energy-efficient; tolerance a factor 1.5. The paper credits the gain to
+    higher PE utilization cutting the share of static power such as the clock network (Sec. V-A); with
+    the clock rule (hwaware.eyeriss.clock: 45% of v1's AlexNet power charged per PE-cycle, JSSC 2017
+    Sec. VI-A) the model gives ~2.9x; without it ~0.97x (the access-count model alone finds both
+    chips about equally efficient at 8 bits). The model's v2 runs 1.9x faster than the chip, so its
+    clock energy is low: the ratio is high for that reason too."""
     assert PUB_EFF / 1.5 <= sparse_mobilenet_05_128["eff"] <= PUB_EFF * 1.5
 
 
@@ -301,7 +307,7 @@ def _alexnet_by_pes(pes_v1, pes_v2):
     from alexnet import AlexNet
 
     wl = profile(AlexNet().eval(), torch.randn(1, 3, 227, 227, generator=torch.Generator().manual_seed(0)))
-    wl = Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0) for L in wl.layers))
+    wl = Workload(tuple(L.replace(ifmap_zeros=0.0, weight_zeros=0.0, ofmap_zeros=0.0, ifmap_rlc=0.0) for L in wl.layers))
     fps = {}
     for name, counts in (("eyeriss_v1", pes_v1), ("eyeriss_v2", pes_v2)):
         for pes in counts:

@@ -62,6 +62,9 @@ class Hardware:
     # energy of one normalized unit (one 16-bit MAC incl. its share of clock and control), in pJ.
     # The single calibration constant of the power model; fitted on AlexNet (docs/eyeriss_model.md).
     unit_pJ: float = 1.0
+    # time-proportional energy (clock network, leakage) per PE per core cycle, pJ, charged for every PE
+    # over the whole latency (hwaware.eyeriss.clock); 0 = folded into unit_pJ as a per-access cost
+    clock_pJ: float = 0.0
     # data statistics (JSSC Sec. IV-B) and the CVPR 2017 sparsity rules
     rlc_fmaps: bool = True  # fmaps in DRAM are run-length compressed ...
     rlc_first_input: bool = False  # ... except the network's input
@@ -95,7 +98,7 @@ class Hardware:
                      "dram_bus_bits", "max_R", "max_S", "max_M", "max_C", "max_horizontal_stride",
                      "default_batch", "macs_per_pe")
     _POSITIVE_FLOAT = ("glb_kB", "core_MHz", "dram_MHz", "unit_pJ")
-    _NONNEG_FLOAT = ("glb_filter_kB", "e_DRAM", "e_GLB", "e_array", "e_RF", "e_MAC")
+    _NONNEG_FLOAT = ("clock_pJ", "glb_filter_kB", "e_DRAM", "e_GLB", "e_array", "e_RF", "e_MAC")
 
     def __post_init__(self) -> None:
         where = f"hardware '{self.name}'"
@@ -216,10 +219,16 @@ def register_preset(hw: Hardware) -> Hardware:
     return hw
 
 
+# Power on the AlexNet CONV1-5 total (278 mW, JSSC Table V), split by hwaware.eyeriss.clock's rule:
+# 45% charged per cycle, 0.45 x 278 mW / (168 PEs x 200 MHz) = 3.72 pJ per PE-cycle; the rest per
+# access, fitted on the model's on-chip energy and latency (bench/fidelity.py prints both: 1.561 pJ;
+# 2.85 pJ before the clock term, when all of the power was charged per access)
+_V1_CLOCK_PJ = 3.72
+_V1_UNIT_PJ = 1.56
 register_preset(Hardware(
     name="eyeriss_v1",
-    # chip power x model latency / model on-chip energy on the AlexNet CONV1-5 total (bench/fidelity.py)
-    unit_pJ=2.85,
+    unit_pJ=_V1_UNIT_PJ,
+    clock_pJ=_V1_CLOCK_PJ,
     ifmap_tile_one_bank=True,
     notes="Eyeriss chip, JSSC 2017: 12x14 PEs, 108 kB GLB, 200 MHz core, 64-bit DRAM link at 60 MHz.",
 ))
@@ -257,7 +266,10 @@ register_preset(Hardware(
     glb_banks=_V2_CLUSTERS * (3 + 4),
     glb_filter_kB=0.0,
     macs_per_pe=2,
-    unit_pJ=2.85,  # same 65 nm process as v1: v1's calibration constant (an assumption)
+    unit_pJ=_V1_UNIT_PJ,  # same 65 nm process as v1: v1's per-access constant (an assumption)
+    # the clock rule of hwaware.eyeriss.clock at v2's logic area: "an area increase of around two times"
+    # over v1 at the same PE count (JETCAS 2019 Sec. V-A, logic only), so twice v1's energy per PE-cycle
+    clock_pJ=2 * _V1_CLOCK_PJ,
     default_batch=1,
     notes="Eyeriss v2, JETCAS 2019: 192 PEs in 16 clusters, hierarchical mesh, CSC sparse PEs, 8-bit data.",
 ))

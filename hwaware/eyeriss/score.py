@@ -1,7 +1,8 @@
 """Score a workload on the Eyeriss model: ``hwaware.score(workload_or_model, hardware=...)``.
 
 Units: energy is normalized to one 16-bit MAC (DRAM access = 200); ``energy_J`` multiplies by the
-hardware's ``unit_pJ``. Access counts are 16-bit words; ``dram_MB``/``glb_MB`` are MB (1e6 bytes) of
+hardware's ``unit_pJ`` and adds ``clock_J``, the time-proportional energy (``clock_pJ`` per PE per
+cycle, :mod:`hwaware.eyeriss.clock`). Access counts are 16-bit words; ``dram_MB``/``glb_MB`` are MB (1e6 bytes) of
 16-bit words moved, as in JSSC Table V. Latencies are per batch of N frames.
 
 Rules for data statistics (documented in docs/eyeriss_model.md):
@@ -28,6 +29,7 @@ import numpy as np
 from ..errors import HwawareError, UnsupportedLayerError
 from ..workload import Layer, Workload, as_workload
 from ..workload.rlc import rlc_ratio
+from .clock import chip_power_mW, clock_J
 from .cost import LEVELS, TYPES, Problem, evaluate
 from .disk_cache import DiskCache
 from .eyexam import EyexamStep, bounds, limiting_resource
@@ -58,7 +60,8 @@ class LayerScore:
     processing_latency_ms: float
     total_latency_ms: float
     power_mW: float
-    energy_J: float
+    energy_J: float  # access energy x unit_pJ plus clock_J
+    clock_J: float = 0.0  # time-proportional (clock network, leakage) part of energy_J (hwaware.eyeriss.clock)
     passes: int = 0
     note: str = ""
     eyexam: tuple[EyexamStep, ...] = ()  # Eyexam's seven MAC/cycle bounds (eyexam.py)
@@ -89,6 +92,7 @@ class LayerScore:
         d["energy_by_type"] = dict(self.energy_by_type)
         d["energy_total"] = self.energy_total
         d["energy_J"] = self.energy_J
+        d["clock_J"] = self.clock_J
         d["dram_MB"] = self.dram_MB
         d["glb_MB"] = self.glb_MB
         d["processing_latency_ms"] = self.processing_latency_ms
@@ -169,7 +173,8 @@ class ScoreReport:
             "batch": self.batch,
             "units": {
                 "energy": "normalized to one 16-bit MAC (DRAM access = 200)",
-                "energy_J": f"joules at {self.hardware.unit_pJ:g} pJ per normalized unit",
+                "energy_J": f"joules at {self.hardware.unit_pJ:g} pJ per normalized unit, plus clock_J",
+                "clock_J": f"joules at {self.hardware.clock_pJ:g} pJ per PE per cycle (clock network, leakage)",
                 "accesses": "16-bit words",
                 "dram_MB": "MB (1e6 bytes) of 16-bit words moved, fmaps RLC-compressed",
                 "latency": "ms per batch",
@@ -427,13 +432,14 @@ def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw:
     proc_ms = v("cycles") / hz * 1e3
     tot_ms = proc_ms + v("stall_cycles") / hz * 1e3
     onchip = total - energy["DRAM"]
-    power = onchip * hw.unit_pJ * 1e-12 / (tot_ms * 1e-3) * 1e3 if tot_ms > 0 else 0.0
+    clk = clock_J(hw, tot_ms)
     return LayerScore(
         name=layer.name, layer=layer, mapping=mapping, active_pes=int(v("active_pes")), macs=layer.macs,
         nonzero_macs=layer.nonzero_macs, accesses=accesses, energy=energy, energy_by_type=by_type,
         energy_total=total, dram_MB=sum(accesses["DRAM"].values()) * _MB,
         glb_MB=sum(accesses["GLB"].values()) * _MB, processing_latency_ms=proc_ms, total_latency_ms=tot_ms,
-        power_mW=power, energy_J=total * hw.unit_pJ * 1e-12, passes=int(v("passes")), note=note,
+        power_mW=chip_power_mW(hw, onchip, tot_ms), energy_J=total * hw.unit_pJ * 1e-12 + clk, clock_J=clk,
+        passes=int(v("passes")), note=note,
         # Eyexam needs the RS latency model's breakdown (other dataflows report no bounds)
         eyexam=bounds(pb, hw, res) if pb is not None and "compute_cycles_total" in res else (),
         bound=limiting_resource(res) if "compute_cycles_total" in res else "",
@@ -447,7 +453,6 @@ def _sum_scores(scores: Sequence[LayerScore], hw: Hardware) -> LayerScore:
     total = sum(s.energy_total for s in scores)
     tot_ms = sum(s.total_latency_ms for s in scores)
     onchip = total - energy["DRAM"]
-    power = onchip * hw.unit_pJ * 1e-12 / (tot_ms * 1e-3) * 1e3 if tot_ms > 0 else 0.0
     macs = sum(s.macs for s in scores)
     # MAC-weighted average of active PEs (the chip's Table V "Total" row reports 148 this way)
     pes = round(sum(s.active_pes * s.macs for s in scores) / macs) if macs else 0
@@ -456,7 +461,8 @@ def _sum_scores(scores: Sequence[LayerScore], hw: Hardware) -> LayerScore:
         nonzero_macs=sum(s.nonzero_macs for s in scores), accesses=acc, energy=energy, energy_by_type=by_type,
         energy_total=total, dram_MB=sum(s.dram_MB for s in scores), glb_MB=sum(s.glb_MB for s in scores),
         processing_latency_ms=sum(s.processing_latency_ms for s in scores), total_latency_ms=tot_ms,
-        power_mW=power, energy_J=sum(s.energy_J for s in scores), passes=sum(s.passes for s in scores),
+        power_mW=chip_power_mW(hw, onchip, tot_ms), energy_J=sum(s.energy_J for s in scores),
+        clock_J=sum(s.clock_J for s in scores), passes=sum(s.passes for s in scores),
     )
 
 

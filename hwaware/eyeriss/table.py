@@ -55,7 +55,9 @@ def format_report(rep: ScoreReport) -> str:
         format_table(headers, rows),
         f"{rep.frames_per_s:.1f} frames/s, {rep.gmacs:.1f} GMAC/s, PE utilization "
         f"{format_pct(rep.pe_utilization)}, energy {rep.total.energy_J * 1e3:.3f} mJ/batch "
-        f"(at {hw.unit_pJ:g} pJ per unit), chip power {rep.total.power_mW:.0f} mW (DRAM excluded).",
+        f"(at {hw.unit_pJ:g} pJ per unit"
+        + (f" + {hw.clock_pJ:g} pJ per PE-cycle of clock" if hw.clock_pJ else "")
+        + f"), chip power {rep.total.power_mW:.0f} mW (DRAM excluded).",
     ]
     notes = [f"  {ls.name}: {ls.note}" for ls in rep.layers if ls.note]
     if notes:
