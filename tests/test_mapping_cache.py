@@ -169,3 +169,22 @@ def test_disk_cache_is_shared_verified_and_safe_to_delete(tmp_path, monkeypatch)
     finally:
         score_mod.set_mapping_cache_dir(None)
         clear_mapping_cache()
+
+
+def _pareto_reference(F: np.ndarray) -> list[int]:
+    """Rows no earlier row weakly dominates, by the definition (all pairs, one at a time)."""
+    return [i for i in range(len(F)) if not any((F[j] <= F[i]).all() for j in range(i))]
+
+
+@pytest.mark.parametrize("n, d, levels, chunk", [(1, 3, 5, 4096), (2, 2, 1, 4096), (300, 4, 6, 4096),
+                                                (257, 3, 4, 64), (200, 5, 50, 70), (130, 2, 1000, 4096)])
+def test_pareto_first_equals_the_definition(monkeypatch, n, d, levels, chunk):
+    # few levels per column make ties and duplicate rows common (ties go to the first row);
+    # small chunks exercise the row-chunking and partial 64-bit words
+    import hwaware.eyeriss.shortlist as sl
+
+    monkeypatch.setattr(sl, "_CHUNK", chunk)
+    rng = np.random.default_rng(n * 31 + d)
+    F = rng.integers(0, levels, size=(n, d)).astype(np.float64)
+    F[:, 0] += rng.choice([0.0, 0.25, -0.0], size=n)  # a signed zero and fractions in one column
+    assert sl.pareto_first(F).tolist() == _pareto_reference(F)

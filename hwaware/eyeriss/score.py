@@ -328,9 +328,11 @@ class Scorer:
         # the statistics pick the winner from the shape's shortlist: exactly search()'s choice
         sl = self._shortlist(layer)
         n = len(sl)
-        res = {k: np.broadcast_to(v, (n,)) for k, v in evaluate(pb, hw, *sl.columns()).items()}
-        b = choose(res, self.objective, self.tolerance)
-        one = {k: v[b:b + 1] for k, v in res.items()}
+        res = evaluate(pb, hw, *sl.columns())
+        # only the keys choose() reads are broadcast (a broadcast per key per layer cost more than
+        # the evaluation); the winner's values are then read from each key's array or scalar
+        b = choose({k: np.broadcast_to(res[k], (n,)) for k in _CHOOSE_KEYS}, self.objective, self.tolerance)
+        one = {k: _pick(v, b, n) for k, v in res.items()}
         ls = _layer_score(layer, sl.mapping(b), one, hw, note=check_native(layer, hw).note, pb=pb)
         self._score_cache[key] = ls
         return ls
@@ -414,6 +416,16 @@ class Scorer:
         """``mappings``: distinct layer shapes this scorer mapped; ``searched``: how many of them it
         had to search (the rest came from the process-wide cache); ``layers``: scored layers it keeps."""
         return {"mappings": len(self._mapping_keys), "searched": self._searches, "layers": len(self._score_cache)}
+
+
+_CHOOSE_KEYS = ("energy", "cycles", "stall_cycles", "active_pes")  # what mapper.choose reads
+
+
+def _pick(v: Any, b: int, n: int) -> np.ndarray:
+    """Entry ``b`` of an evaluated key, as a 1-element array: a per-mapping array of ``n`` values,
+    or one value shared by every mapping."""
+    a = np.asarray(v)
+    return a[b:b + 1] if a.shape == (n,) else a.reshape(1)
 
 
 def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw: Hardware, note: str,
