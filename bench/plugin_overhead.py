@@ -1,19 +1,31 @@
 """Overhead of the training plugin (``hwaware.attach``) on a plain training loop.
 
-Trains the small CNN on ``builtin:shapes`` (batch 64, SGD) for ``--steps`` optimizer steps without
-the monitor and with it at its defaults (``every=200``: profiling on 32 samples of the live batch,
-scoring, TensorBoard and figures on the monitor's worker thread, a figure every 10th log). Each
-round runs both arms back to back (the order alternates between rounds) and the overhead is the
-median over rounds of the per-round ratio, so load that drifts during the run hits both arms.
-Also printed: the time the monitor counted on the training thread (``hw.overhead_seconds``, less
-noisy on a shared machine than a difference of wall times) and the one-off cost outside the loop
-(the step-0 log in ``attach`` and ``close()``'s final figure), which a longer run amortizes.
+Trains the small CNN on ``builtin:shapes`` (batch 64, SGD) twice side by side: one copy without the
+monitor (the baseline), one with it at its defaults (``every=200``: profiling on 32 samples of the
+live batch on the training thread; scoring, TensorBoard and a figure every 10th log on the
+monitor's worker thread at OS priority nice 19). The two copies alternate in short segments of
+``--segment`` steps (A B, B A, A B, ...; ``--pairs`` pairs), so load that drifts hits both; each
+monitored segment holds one log (the monitor runs ``segment/2`` steps before the first, so its logs
+fall mid-segment) and ends with ``hw.flush()``, so background work still pending is charged to it.
 
-    python bench/plugin_overhead.py                      # 3 rounds x 400 steps per arm, a few minutes
+Printed per arm, each with a 95% confidence interval:
+
+- **wall**: total monitored time / total baseline time - 1 (bootstrap over pairs; the ratio of
+  totals, because a figure lands in one segment of ten and a median would drop it), and the
+  median of the per-pair ratios (distribution-free interval from order statistics);
+- **CPU**: the monitor's own CPU seconds (process CPU during its work on the training thread, its
+  intra-op threads included, plus the worker thread's CPU time) / the baseline segments' process CPU
+  seconds: what it takes from the cores, which another job's load hardly changes;
+- the one-off cost outside the loop (the step-0 log in ``attach`` and ``close()``'s final figure).
+
+The verdict is "met" when both upper bounds are within the 3% target, "NOT met" when a lower bound
+is above it, else "inconclusive" (rerun with more ``--pairs`` or on a quieter machine).
+
+    python bench/plugin_overhead.py                      # 16 pairs x 200 steps, a few minutes idle
     python bench/plugin_overhead.py --arms all           # plus the other settings (slower)
-    python bench/plugin_overhead.py --device cuda --model resnet18 --batch-size 128 --size 64 --steps 1000
+    python bench/plugin_overhead.py --device cuda --model resnet18 --batch-size 128 --size 64
 
-``--device cuda`` trains on the GPU (each arm synchronizes the device before its clock stops) and
+``--device cuda`` trains on the GPU (segments synchronize the device before the clock stops) and
 refuses to start without CUDA. Target (issue 12): the default arm within 3% of the baseline.
 """
 
@@ -21,66 +33,137 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
+import random
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 import hwaware
 from hwaware.data import make_loader
+from hwaware.plugin import HardwareMonitor
 
-BASELINE, DEFAULT = "no monitor", "every=200 (default)"
-ARMS = {  # label -> attach kwargs (None: the baseline)
-    BASELINE: None,
+DEFAULT = "every=200 (default)"
+ARMS = {  # label -> attach kwargs; "_nice" sets HardwareMonitor.worker_nice for that arm
     DEFAULT: {},
+    "worker at normal priority": {"_nice": 0},
     "every=200, all on the training thread": {"background": False, "figure_every": 1},
     "every=200, no figure": {"figures": False},
+    "every=200, samples=8": {"samples": 8},
     "every=50": {"every": 50},
     "every=200 + energy schedule": {"schedule": {"method": "energy", "start": 50, "end": 300, "target": 0.5,
                                                  "every": 50}},
 }
 
 
-def run_arm(base: torch.nn.Module, batches: list, kwargs: dict | None, logdir: str) -> tuple[float, float, float]:
-    """(seconds of the training loop, seconds the monitor counted on the training thread inside it,
-    seconds of the one-off work outside it: the step-0 log and close())."""
+@dataclass
+class Copy:
+    """One model copy and its optimizer, trained segment by segment; ``hw`` is its monitor (or None)."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    hw: HardwareMonitor | None = None
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # process CPU seconds of each segment
+    own: list[float] = field(default_factory=list)  # the monitor's CPU seconds in each segment
+    one_off: float = 0.0
+    position: int = 0
+
+    def train(self, batches: list, steps: int) -> None:
+        for _ in range(steps):
+            x, y = batches[self.position % len(batches)]
+            self.position += 1
+            loss = F.cross_entropy(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            if self.hw is not None:
+                self.hw.step()
+
+    def own_cpu(self) -> float:
+        return 0.0 if self.hw is None else self.hw.overhead_cpu_seconds + self.hw.background_cpu_seconds
+
+    def segment(self, batches: list, steps: int, cuda: bool) -> None:
+        own, c0, t0 = self.own_cpu(), time.process_time(), time.perf_counter()
+        self.train(batches, steps)
+        if self.hw is not None:
+            self.hw.flush()  # pending background work is charged to this segment
+        if cuda:
+            torch.cuda.synchronize()
+        self.wall.append(time.perf_counter() - t0)
+        self.cpu.append(time.process_time() - c0)
+        self.own.append(self.own_cpu() - own)
+
+
+@contextmanager
+def worker_nice(nice: int | None):
+    saved = HardwareMonitor.worker_nice
+    if nice is not None:
+        HardwareMonitor.worker_nice = nice
+    try:
+        yield
+    finally:
+        HardwareMonitor.worker_nice = saved
+
+
+def make_copy(base: torch.nn.Module, example: torch.Tensor, kwargs: dict | None, logdir: str) -> Copy:
     model = copy.deepcopy(base).train()
-    cuda = batches[0][0].is_cuda
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    t0 = time.perf_counter()
-    hw = hwaware.attach(model, batches[0][0], logdir=logdir, **kwargs) if kwargs is not None else None
-    one_off = time.perf_counter() - t0
-    before = hw.overhead_seconds if hw is not None else 0.0  # the step-0 log, in attach()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for x, y in batches:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if hw is not None:
-            hw.step()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    counted = 0.0
-    if hw is not None:
-        counted = hw.overhead_seconds - before
+    c = Copy(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    if kwargs is not None:
+        kwargs = dict(kwargs)
         t0 = time.perf_counter()
-        hw.close()  # pending background work finishes here: it overlapped training
-        one_off += time.perf_counter() - t0
-    return seconds, counted, one_off
+        with worker_nice(kwargs.pop("_nice", None)):
+            c.hw = hwaware.attach(model, example, logdir=logdir, **kwargs)
+        c.one_off = time.perf_counter() - t0
+    return c
+
+
+def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Median and a distribution-free interval for it: the k-th smallest and largest values, k the
+    largest rank with P(Binomial(n, 1/2) < k) <= (1 - confidence)/2 (the whole range if n is small)."""
+    v = sorted(values)
+    n = len(v)
+    k, tail = 0, 0.0
+    while k < n // 2:
+        tail += math.comb(n, k) / 2 ** n
+        if tail > (1 - confidence) / 2:
+            break
+        k += 1
+    k = max(k, 1)
+    return statistics.median(v), v[k - 1], v[n - k]
+
+
+def ratio_ci(num: list[float], den: list[float], confidence: float = 0.95, draws: int = 4000,
+             seed: int = 0) -> tuple[float, float, float]:
+    """sum(num)/sum(den) and a percentile-bootstrap interval, resampling pairs."""
+    rng = random.Random(seed)
+    n = len(num)
+    boot = []
+    for _ in range(draws):
+        idx = [rng.randrange(n) for _ in range(n)]
+        boot.append(sum(num[i] for i in idx) / sum(den[i] for i in idx))
+    boot.sort()
+    lo = boot[int((1 - confidence) / 2 * draws)]
+    hi = boot[min(draws - 1, int((1 + confidence) / 2 * draws))]
+    return sum(num) / sum(den), lo, hi
+
+
+def pct(t: tuple[float, float, float], minus: float = 0.0) -> str:
+    m, lo, hi = (100 * (x - minus) for x in t)
+    return f"{m:+6.2f}% [{lo:+.2f}, {hi:+.2f}]"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=400, help="optimizer steps per arm and round")
-    ap.add_argument("--rounds", type=int, default=3, help="paired rounds (median of the per-round ratios)")
+    ap.add_argument("--segment", type=int, default=200, help="optimizer steps per segment (one log each)")
+    ap.add_argument("--pairs", type=int, default=16, help="alternating baseline/monitor segment pairs")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -93,17 +176,15 @@ def main() -> None:
         ap.error(f"--device must be cpu or cuda, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda needs a CUDA GPU, and torch.cuda.is_available() is False on this machine")
-    if args.steps < 1 or args.rounds < 1:
-        ap.error("--steps and --rounds must be positive")
+    if args.segment < 2 or args.pairs < 2:
+        ap.error("--segment and --pairs must be at least 2")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
     loader = make_loader("builtin:shapes", "train", batch_size=args.batch_size, drop_last=True)
-    batches = []
-    while len(batches) < args.steps:
-        batches += list(loader)
-    batches = batches[: args.steps]
+    batches = list(loader)[: args.segment]
     if args.size != 32:
         batches = [(F.interpolate(x, size=(args.size, args.size), mode="bilinear"), y) for x, y in batches]
     batches = [(x.to(dev), y.to(dev)) for x, y in batches]
@@ -112,43 +193,51 @@ def main() -> None:
     else:
         base = hwaware.load_model(f"torchvision:{args.model}", num_classes=10)
     base = base.to(dev)
-    arms = [BASELINE, DEFAULT] if args.arms == "default" else list(ARMS)
-    print(f"{args.model} on {dev}, batch {args.batch_size}, {args.size}x{args.size}, {args.steps} steps x "
-          f"{args.rounds} rounds per arm, {torch.get_num_threads()} torch thread(s), "
+    arms = [DEFAULT] if args.arms == "default" else list(ARMS)
+    print(f"{args.model} on {dev}, batch {args.batch_size}, {args.size}x{args.size}, {args.pairs} pairs x "
+          f"{args.segment} steps per arm, {torch.get_num_threads()} torch thread(s), "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    run_arm(base, batches[: min(20, len(batches))], None, "")  # warm-up: allocator, kernels
-    times: dict[str, list[float]] = {a: [] for a in arms}
-    counted: dict[str, list[float]] = {a: [] for a in arms}
-    one_off: dict[str, list[float]] = {a: [] for a in arms}
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            order = arms if r % 2 == 0 else arms[::-1]  # alternate which arm runs first
-            for label in order:
-                s, c, o = run_arm(base, batches, ARMS[label], f"{tmp}/r{r}-{arms.index(label)}")
-                times[label].append(s)
-                counted[label].append(c)
-                one_off[label].append(o)
-                print(f"  round {r + 1}/{args.rounds} {label:<38} {1e3 * s / args.steps:8.2f} ms/step "
-                      f"({time.perf_counter() - began:.0f} s so far)", file=sys.stderr, flush=True)
-    t0 = statistics.median(times[BASELINE])
-    print(f"{'arm':<38} {'ms/step':>8} {'overhead (wall)':>16} {'counted on the training thread':>31} "
-          f"{'one-off (attach+close)':>23}")
-    for label in arms:
-        ratio = statistics.median(t / b for t, b in zip(times[label], times[BASELINE])) - 1
-        paid = statistics.median(c / b for c, b in zip(counted[label], times[BASELINE]))
-        t = statistics.median(times[label])
-        print(f"{label:<38} {1e3 * t / args.steps:8.2f} {100 * ratio:15.2f}% {100 * paid:30.2f}% "
-              f"{statistics.median(one_off[label]):21.2f} s")
-    wall = 100 * (statistics.median(t / b for t, b in zip(times[DEFAULT], times[BASELINE])) - 1)
-    paid = 100 * statistics.median(c / b for c, b in zip(counted[DEFAULT], times[BASELINE]))
-    spread = 100 * (max(times[BASELINE]) - min(times[BASELINE])) / t0
-    if spread > 3:  # the rounds of the baseline alone differ by more than the target
-        verdict = "inconclusive (rerun on a quieter machine or with more --rounds/--steps)"
-    else:
-        verdict = "met" if max(wall, paid) <= 3 else "NOT met"
-    print(f"default arm: {wall:+.2f}% wall, {paid:.2f}% counted on the training thread (baseline rounds "
-          f"spread {spread:.1f}%); target <= 3%: {verdict} (load average {os.getloadavg()[0]:.1f})")
+        baseline = make_copy(base, batches[0][0], None, "")
+        copies = {a: make_copy(base, batches[0][0], ARMS[a], f"{tmp}/{k}") for k, a in enumerate(arms)}
+        for c in [baseline, *copies.values()]:  # warm-up; the monitors' logs then fall mid-segment
+            c.train(batches, args.segment // 2)
+            if c.hw is not None:
+                c.hw.flush()
+        everyone = [baseline, *copies.values()]
+        for p in range(args.pairs):
+            for c in everyone if p % 2 == 0 else everyone[::-1]:
+                c.segment(batches, args.segment, cuda)
+            print(f"  pair {p + 1}/{args.pairs}: baseline {1e3 * baseline.wall[-1] / args.segment:.2f} ms/step, "
+                  + ", ".join(f"{a} {copies[a].wall[-1] / baseline.wall[-1]:.3f}x" for a in arms)
+                  + f" ({time.perf_counter() - began:.0f} s so far, load {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr, flush=True)
+        for c in copies.values():
+            t0 = time.perf_counter()
+            c.hw.close()
+            c.one_off += time.perf_counter() - t0
+    print(f"baseline: {1e3 * statistics.median(baseline.wall) / args.segment:.2f} ms/step wall, "
+          f"{1e3 * statistics.median(baseline.cpu) / args.segment:.2f} ms/step CPU (medians over segments)")
+    print(f"{'arm':<38} {'wall, total ratio [95% CI]':>30} {'wall, median pair [95% CI]':>30} "
+          f"{'monitor CPU / training CPU [95% CI]':>36} {'one-off':>8}")
+    verdict = ""
+    for a in arms:
+        c = copies[a]
+        wall = ratio_ci(c.wall, baseline.wall)
+        pair = median_ci([m / b for m, b in zip(c.wall, baseline.wall)])
+        own = ratio_ci(c.own, baseline.cpu)
+        print(f"{a:<38} {pct(wall, 1):>30} {pct(pair, 1):>30} {pct(own):>36} {c.one_off:7.2f}s")
+        if a == DEFAULT:
+            upper = max(100 * (wall[2] - 1), 100 * own[2])
+            lower = max(100 * (wall[1] - 1), 100 * own[1])
+            state = "met" if upper <= 3 else "NOT met" if lower > 3 else \
+                "inconclusive (rerun with more --pairs or on a quieter machine)"
+            verdict = (f"default arm: {100 * (wall[0] - 1):+.2f}% wall [{100 * (wall[1] - 1):+.2f}, "
+                       f"{100 * (wall[2] - 1):+.2f}], monitor CPU {100 * own[0]:.2f}% of training CPU "
+                       f"[{100 * own[1]:.2f}, {100 * own[2]:.2f}]; target <= 3%: {state} "
+                       f"(load average {os.getloadavg()[0]:.1f})")
+    print(verdict)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ surfaces errors on the training thread, and draws figures on their own cadence."
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import threading
 import time
 
@@ -123,3 +125,40 @@ def test_worker_runs_in_order_and_bounds_its_queue():
 def test_figure_every_is_validated():
     with pytest.raises(HwawareError, match="figure_every"):
         hwaware.attach(tiny_model(), torch.randn(2, 3, 32, 32), figure_every=0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
+def test_worker_runs_at_low_priority_and_its_threads_inherit_it():
+    me = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, me)
+    seen = []
+
+    def job():
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        t = threading.Thread(target=lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        t.start()
+        t.join()
+
+    w = Worker("t", nice=19)
+    w.submit(job)
+    w.join()
+    w.close()
+    assert w.nice == 19 and seen == [19, 19]  # the worker and a thread it started (torch's pool, a scorer's)
+    assert os.getpriority(os.PRIO_PROCESS, me) == before  # the caller's thread keeps its priority
+    plain = Worker("t")
+    plain.submit(job)
+    plain.close()
+    assert plain.nice is None and seen[2:] == [before, before]
+    with pytest.raises(ValueError, match="nice"):
+        Worker("t", nice=20)
+
+
+def test_monitor_counts_its_cpu_time():
+    model, data = tiny_model(), batches(4)
+    hw = hwaware.attach(model, data[0][0], every=2)
+    train(model, data, hw)
+    hw.close()
+    assert len(hw.history) == 3
+    assert hw.overhead_cpu_seconds > 0  # the step-0 log and two profiles on the training thread
+    # one thread's CPU time cannot exceed its wall time (a process-wide clock could)
+    assert 0 < hw.background_cpu_seconds <= hw.background_seconds + 1e-3

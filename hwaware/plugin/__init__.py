@@ -20,9 +20,14 @@ workload on the Eyeriss model and logs to TensorBoard:
 
 Only the profiling forward pass runs on the training thread (it must see this step's weights);
 scoring, TensorBoard writes and figures run on the monitor's worker thread (``background=True``),
-which a step never waits for unless two logs are still pending. ``hw.history``, ``hw.summary()``
-and ``hw.close()`` wait for it; ``hw.overhead_seconds`` is the time the training thread paid,
-``hw.background_seconds`` the worker's.
+which a step never waits for unless two logs are still pending. On Linux the worker runs at the
+lowest OS priority (nice 19, :attr:`HardwareMonitor.worker_nice`), so on a CPU training loop that
+keeps every core busy it waits for idle time instead of taking cycles from training.
+``hw.history``, ``hw.summary()`` and ``hw.close()`` wait for it; ``hw.overhead_seconds`` is the
+time the training thread paid (``hw.overhead_cpu_seconds``: the process CPU time meanwhile, its
+intra-op threads included), ``hw.background_seconds`` the worker's (``hw.background_cpu_seconds``:
+its thread's CPU time). ``bench/plugin_overhead.py`` measures both against a
+training loop without the monitor (docs/plugin.md, Overhead).
 
 Energy is per inference (the workload is scored at ``batch=1`` unless told otherwise) in the
 model's normalized unit (one 16-bit MAC = 1); sparsity changes as the network trains, so the

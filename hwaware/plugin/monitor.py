@@ -24,6 +24,10 @@ from .logs import MonitorRecord, history_table, write_scalars
 class HardwareMonitor:
     """Profiles, scores and logs a model during training; see :func:`attach` and the module docstring."""
 
+    #: how much the worker thread lowers its OS priority (Linux; 0 keeps the caller's): on a CPU
+    #: training loop that keeps every core busy, scoring and figures then use idle time only
+    worker_nice = 19
+
     def __init__(self, model: nn.Module, example_batch: Any = None, *, hardware: Any = "eyeriss_v1",
                  objective: str = "energy", logdir: str | None = None, every: int = 200, batch: int = 1,
                  samples: int | None = 32, schedule: PruneSchedule | Mapping[str, Any] | None = None,
@@ -63,6 +67,7 @@ class HardwareMonitor:
         self._drawn_step: int | None = None
         self.masks: Any = None
         self.overhead_seconds = 0.0
+        self.overhead_cpu_seconds = 0.0
         self._score_lock = threading.Lock()  # the worker and a prune event may score at once
         self._worker: Worker | None = None
         self._rank = rank()
@@ -85,7 +90,8 @@ class HardwareMonitor:
                 self.writer = SummaryWriter(log_dir=str(logdir))
                 self._owns_writer = True
             if background:
-                self._worker = Worker("hwaware-monitor", depth=2)
+                self._worker = Worker("hwaware-monitor", depth=2, nice=self.worker_nice or None)
+        self._counted = self._worker  # its time counters stay readable after close()
         try:
             if log_first and self._example is not None and self._rank == 0:
                 self.log()
@@ -137,20 +143,22 @@ class HardwareMonitor:
         if t % self.every == 0 and self._rank == 0:
             if self._worker is None:
                 return self.log(batch)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             job = self._profile(self._call(batch))
             self._worker.submit(self._finish, job, time.perf_counter() - t0)
             self.overhead_seconds += time.perf_counter() - t0
+            self.overhead_cpu_seconds += time.process_time() - c0
         return None
 
     def log(self, batch: Any = None) -> MonitorRecord:
         """Profile, score and log now (waiting for the worker's pending logs first), on ``batch``,
         the live batch, or the example batch; return the record."""
         self.flush()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         job = self._profile(self._call(batch))
         rec = self._finish(job, time.perf_counter() - t0)  # the record's seconds include profiling
         self.overhead_seconds += time.perf_counter() - t0
+        self.overhead_cpu_seconds += time.process_time() - c0
         return rec
 
     def flush(self) -> None:
@@ -180,7 +188,13 @@ class HardwareMonitor:
     def background_seconds(self) -> float:
         """Time the worker thread spent scoring, writing and drawing (not paid by the training thread
         unless the machine has no spare core)."""
-        return self._worker.busy_seconds if self._worker is not None else 0.0
+        return self._counted.busy_seconds if self._counted is not None else 0.0
+
+    @property
+    def background_cpu_seconds(self) -> float:
+        """CPU time the worker thread spent in its jobs (``time.thread_time``; it runs no torch ops,
+        so no intra-op threads of its own)."""
+        return self._counted.busy_cpu_seconds if self._counted is not None else 0.0
 
     def _call(self, batch: Any) -> tuple[tuple, dict]:
         call = as_call(batch) if batch is not None else (self._live or self._example)
@@ -258,13 +272,14 @@ class HardwareMonitor:
         fractions = None
         if sched.method == "energy":
             if self._rank == 0:  # fresh energies, measured at the current sparsity on the live batch
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 report, _ = self._score(self._call(batch))
                 fractions = energy_allocation(
                     {n: m.weight.numel() for n, m in self._prunable.items()},
                     {n: int((m.weight == 0).sum()) for n, m in self._prunable.items()},
                     module_energy(report), goal, sched.max_layer_sparsity)
                 self.overhead_seconds += time.perf_counter() - t0
+                self.overhead_cpu_seconds += time.process_time() - c0
             if world() > 1:
                 import torch.distributed as dist
 
