@@ -69,6 +69,9 @@ def read_hex(path: Path, bits: int) -> np.ndarray:
     assert len(joined) == width * len(lines)  # every line has exactly `width` digits
     chars = np.frombuffer(joined, dtype=np.uint8).reshape(-1, width).astype(np.int64)
     digits = np.where(chars >= ord("a"), chars - ord("a") + 10, chars - ord("0"))
+    if bits == 64:  # the two's complement of an int64 is its unsigned view
+        u = (digits.astype(np.uint64) << (4 * np.arange(width - 1, -1, -1, dtype=np.uint64))).sum(1, dtype=np.uint64)
+        return u.view(np.int64)
     u = (digits << (4 * np.arange(width - 1, -1, -1))).sum(1)
     return np.where(u >= 1 << (bits - 1), u - (1 << bits), u)
 
@@ -148,3 +151,20 @@ def test_resnet18_agreement_on_shapes_images_at_64():
     calibrate_batchnorm(model, list(images("train", 128).split(32)))
     fixed = convert(model, images("train", 64), mode="wide")
     assert top1_agreement(model, fixed, images("val", 256).split(64)) >= 0.99
+
+
+def test_wide_bias_beyond_int32_is_exported_as_int64(tmp_path):
+    """Inputs ~1e-5 (f_x ~ 29) make a Linear's bias of 0.1 a 42-bit code at f_x + f_w: mode wide
+    keeps it exact, the vector file holds it as int64 (16 hex digits) and y follows from it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4)).eval()
+    with torch.no_grad():
+        model[0].bias.copy_(torch.tensor([0.1, -0.25, 0.03, 0.0]))
+    x = torch.randn(32, 8) * 1e-5
+    fixed = convert(model, x, mode="wide", samples=32)
+    export_vectors(fixed, tmp_path, inputs=x[:4])
+    entry = json.loads((tmp_path / "manifest.json").read_text())["layers"][0]
+    v = np.load(tmp_path / entry["file"])
+    assert entry["b_dtype"] == "int64" and v["b"].dtype == np.int64 and np.abs(v["b"]).max() > 2**31
+    assert np.array_equal(recompute(v), v["y"])
+    assert np.array_equal(read_hex(tmp_path / entry["hex"]["b"], 64), v["b"])

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .format import OpResult
-from .graph_ops import ConvOp
+from .graph_ops import ConvOp, wide_bias_codes
 
 __all__ = ["correct_bias"]
 
@@ -45,6 +45,6 @@ def correct_bias(op: ConvOp, x: np.ndarray, target: torch.Tensor, arith: dict[st
         s = op.f_in.frac_bits + fws - op.fy.frac_bits  # per output channel
         got = op.run([x], arith, bias=np.zeros_like(op.b), relu=False).y.astype(np.float64)
         delta = np.ldexp((np.ldexp(t, op.fy.frac_bits) - got).mean(axis=axes), s)  # codes at f_x + f_w
-        op.b = np.clip(np.floor(delta + 0.5), -(2**31), 2**31 - 1).astype(np.int64)
+        op.b = wide_bias_codes(delta, op.name, op.op)  # exact int64, never clipped
     return None
 

@@ -15,7 +15,7 @@ from .._fx import is_plain_linear, is_same_pad_conv, module_path
 from ..errors import UnsupportedLayerError
 from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, WindowPoolOp
 from .format import FixedFormat, frac_bits_for, pair
-from .graph_ops import ConvOp
+from .graph_ops import ConvOp, wide_bias_codes
 from .intop import IntOp
 
 __all__ = ["BN_FOR", "OpBuilders", "base_type", "same_pads"]
@@ -92,7 +92,7 @@ class OpBuilders:
             bq = FixedFormat(fy.frac_bits).quantize(b.numpy()).astype(np.int64)
         else:
             fb = np.asarray(fws if fws is not None else [fw.frac_bits] * len(b)) + f_in.frac_bits
-            bq = np.clip(np.floor(np.ldexp(b.numpy(), fb) + 0.5), -(2**31), 2**31 - 1).astype(np.int64)
+            bq = wide_bias_codes(np.ldexp(b.numpy(), fb), name, base_type(mod).__name__)
         t = base_type(mod)
         if t is nn.Linear:
             return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq, fw_channels=fws)

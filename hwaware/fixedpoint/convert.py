@@ -16,7 +16,8 @@ Formats (``f`` = fractional bits, one per tensor):
   A fused Conv+ReLU takes the range of the value *before* the ReLU: the 16-bit adder must hold
   the negative sums too, or they wrap into positive garbage.
 - weights: the max rule on the folded weights, no headroom (the weights are known exactly).
-- bias: mode ``eyeriss`` int16 at ``f_y``; mode ``wide`` int32 at ``f_x + f_w``.
+- bias: mode ``eyeriss`` int16 at ``f_y``; mode ``wide`` exact at ``f_x + f_w`` (int32, or int64
+  when it does not fit; never clipped).
 - ReLU, max pooling, flatten/reshape, dropout keep their input's format.
 
 Bias correction (on by default): rounding every product down (``floor``) loses half a code per

@@ -14,7 +14,7 @@ from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
 from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 from .norm_ops import AffineOp, LayerNormOp
 
-__all__ = ["golden_op", "mismatches"]
+__all__ = ["differing_ops", "golden_op", "mismatches"]
 
 
 def _conv(op: ConvOp, x: np.ndarray, kw: dict[str, Any]) -> np.ndarray:
@@ -23,7 +23,7 @@ def _conv(op: ConvOp, x: np.ndarray, kw: dict[str, Any]) -> np.ndarray:
         x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
     if op.fxq is not None:
         x = golden.requantize(x, fx=op.fx, fy=op.fxq, rounding=kw["rounding"], overflow=kw["overflow"]).y
-    kw = {**kw, "fx": op.f_in, "fw": op.fw, "fy": op.fy, "relu": op.relu}
+    kw = {**kw, "fx": op.f_in, "fw": op.fw, "fy": op.fy, "relu": op.relu, "fw_channels": op.fw_channels}
     if op.op == "Linear":
         rows = x.reshape(-1, x.shape[-1])
         return golden.linear(rows, op.w, op.b, **kw).y.reshape(*x.shape[:-1], -1)
@@ -88,10 +88,10 @@ def golden_op(op: Any, xs: list[np.ndarray], arith: dict[str, str], values: list
     return None
 
 
-def mismatches(fixed: Any, images: Any, *, skip: tuple[type, ...] = ()) -> tuple[list[str], int]:
+def differing_ops(fixed: Any, images: Any, *, skip: tuple[type, ...] = ()) -> tuple[list[Any], int]:
     """Re-run every op of ``fixed`` (except the types in ``skip``) through the golden reference on
-    the inputs the fast run gave it; ``(names of ops whose codes differ, ops checked)``. An op this
-    module does not know counts as a mismatch."""
+    the inputs the fast run gave it; ``(the ops whose codes differ, ops checked)``. An op this
+    module does not know counts as differing (never silently unchecked)."""
     run = fixed.run(fixed.quantize_input(images), keep=True)
     bad, checked = [], 0
     for k, op in enumerate(fixed.int_ops[1:], start=1):
@@ -100,5 +100,11 @@ def mismatches(fixed: Any, images: Any, *, skip: tuple[type, ...] = ()) -> tuple
         want = golden_op(op, [run.values[j] for j in op.inputs], fixed.arith, run.values)
         checked += 1
         if want is None or want.shape != run.values[k].shape or not np.array_equal(want, run.values[k]):
-            bad.append(f"{op.name} ({op.op})")
+            bad.append(op)
     return bad, checked
+
+
+def mismatches(fixed: Any, images: Any, *, skip: tuple[type, ...] = ()) -> tuple[list[str], int]:
+    """:func:`differing_ops` as ``(["name (op)", ...], ops checked)``."""
+    bad, checked = differing_ops(fixed, images, skip=skip)
+    return [f"{op.name} ({op.op})" for op in bad], checked

@@ -3,17 +3,24 @@ Conv/Linear (BatchNorm folded, ReLU fused), ReLU, residual add, concatenation an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..errors import UnsupportedLayerError
 from . import ops, shape_expr
 from .format import FixedFormat, OpResult
 from .intop import UNSET_FORMAT, IntOp
 
-__all__ = ["AddOp", "CatOp", "ConvOp", "PermuteOp", "ReluOp", "ReshapeOp", "SliceOp"]
+__all__ = ["WIDE_BIAS_LIMIT", "AddOp", "CatOp", "ConvOp", "PermuteOp", "ReluOp", "ReshapeOp", "SliceOp",
+           "wide_bias_codes"]
+
+#: mode wide: |bias code| below this, so bias + an exact sum of products (|x*w| <= 2**30, fewer
+#: than 2**31 of them) stays inside the int64 accumulator of the kernels and the golden reference
+WIDE_BIAS_LIMIT = 2**62
 
 
 @dataclass(eq=False)
@@ -66,6 +73,23 @@ class ConvOp(IntOp):
             return ops.conv1d(x, self.w, b, stride=self.stride[1], padding=self.padding[1],
                               groups=self.groups, **kw)
         return ops.conv2d(x, self.w, b, stride=self.stride, padding=self.padding, groups=self.groups, **kw)
+
+
+def wide_bias_codes(codes: np.ndarray, layer: str, op: str) -> np.ndarray:
+    """Mode wide: bias values already scaled to ``f_x + f_w`` fractional bits (float64) as exact
+    int64 codes, rounded half up. Never clipped: a bias that needs more than the int64
+    accumulator holds raises, naming the layer. (torchvision shufflenet_v2's fc on inputs with
+    default BatchNorm statistics: f_x + f_w = 49, a bias of 0.031 is a 45-bit code; an int32 bias
+    held 1/8000 of it.)"""
+    r = np.floor(np.asarray(codes, dtype=np.float64) + 0.5)
+    if r.size and not (np.isfinite(r).all() and np.abs(r).max() < WIDE_BIAS_LIMIT):
+        worst = float(np.abs(r).max())
+        raise UnsupportedLayerError(
+            f"convert: layer '{layer}' ({op}): its bias at f_x + f_w fractional bits is a code of {worst:.3g}, "
+            f"beyond the {int(math.log2(WIDE_BIAS_LIMIT))}-bit limit of the int64 accumulator of mode 'wide' "
+            f"(the input's range is tiny, so f_x is large); re-estimate BatchNorm statistics on real data, "
+            f"or use mode 'eyeriss' (bias at f_y)")
+    return r.astype(np.int64)
 
 
 @dataclass(eq=False)

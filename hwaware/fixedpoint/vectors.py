@@ -5,7 +5,8 @@ For each Conv1d/Conv2d/Linear call of the converted model, ``NNN_<layer>.npz`` h
 =========  ==================================================================================
 x          int16, the layer's unpadded input: N x C x H x W (Conv1d: N x C x 1 x W) or N x C
 w          int16, M x C/groups x R x S (Conv1d: M x C/groups x 1 x S) or M x C
-b          mode eyeriss: int16 at f_y; mode wide: int32 at f_x + f_w (always present, M values)
+b          mode eyeriss: int16 at f_y; mode wide: at f_x + f_w, int32, or int64 when a code does
+           not fit int32 (the manifest's ``b_dtype`` says which; always present, M values)
 y          int16, the expected output (after the fused ReLU when ``relu``), N x M x E x F or N x M
 stride     [vertical, horizontal];  padding  [vertical, horizontal] (zero padding, code 0)
 groups, f_x, f_w, f_y, relu; mode, rounding, overflow (strings); op, name (strings)
@@ -16,7 +17,7 @@ f_w_chan…  ``f_w_channels``, only for a model converted with ``per_channel_wei
 =========  ==================================================================================
 
 plus ``NNN_<layer>.{x,w,b,y}.hex`` for ``$readmemh``: one value per line, row-major (C order)
-in the shapes above, two's complement, 4 hex digits per int16 and 8 per int32. ``manifest.json``
+in the shapes above, two's complement, 4 hex digits per int16, 8 per int32, 16 per int64. ``manifest.json``
 lists the layers in execution order with file names, shapes and attributes. The arithmetic that
 turns x, w, b into y is the contract in docs/fixedpoint.md.
 
@@ -197,6 +198,12 @@ def _stem(index: int, name: str) -> str:
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
+def _wide_bias_dtype(b: np.ndarray) -> type:
+    """int32 when every wide bias code fits it (the usual case), else int64 (kept exact)."""
+    fits = b.size == 0 or (int(b.min()) >= -(2**31) and int(b.max()) < 2**31)
+    return np.int32 if fits else np.int64
+
+
 def _hex_lines(a: np.ndarray, digits: int) -> str:
     """One two's-complement value per line, ``digits`` lower-case hex digits (vectorized)."""
     if digits == 16:  # int64: the two's complement is the unsigned view
@@ -239,7 +246,7 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
     for index, (k, op) in enumerate(tqdm(convs, desc="vectors", disable=not progress, leave=False)):
         x = op.prepare(run.values[op.inputs[0]], arith)
         w, y = op.w, run.values[k]
-        b = op.b.astype(np.int16 if arith["mode"] == "eyeriss" else np.int32)
+        b = op.b.astype(np.int16 if arith["mode"] == "eyeriss" else _wide_bias_dtype(op.b))
         if op.op == "Conv1d":  # stored as 4-D with H = R = 1
             x, w, y = x[:, :, None, :], w[:, :, None, :], y[:, :, None, :]
         if op.op == "Linear" and x.ndim > 2:  # channels last: one row per position
@@ -262,7 +269,7 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
             np.savez(fh, **arrays)
         hexes = {}
         if hex_files:
-            for key, digits in (("x", 4), ("w", 4), ("b", 4 if b.dtype == np.int16 else 8), ("y", 4)):
+            for key, digits in (("x", 4), ("w", 4), ("b", 2 * b.dtype.itemsize), ("y", 4)):
                 hexes[key] = f"{stem}.{key}.hex"
                 write_text(out / hexes[key], _hex_lines(arrays[key], digits))
         layer = VectorLayer(index, op.name, op.op, f"{stem}.npz", tuple(x.shape), tuple(w.shape),
@@ -283,8 +290,8 @@ def export_vectors(model: nn.Module, out_dir: str | Path, *, inputs: torch.Tenso
         "format": FORMAT,
         "contract": "docs/fixedpoint.md (hwaware): value = code * 2**-f; s = f_x + f_w - f_y",
         **arith,
-        "layout": "row-major (C order); hex: one two's-complement value per line, 4 digits (int16) "
-                  "or 8 digits (int32 bias in mode wide)",
+        "layout": "row-major (C order); hex: one two's-complement value per line, 4 digits (int16), "
+                  "8 (int32 bias in mode wide) or 16 (int64: a wide bias beyond int32, see b_dtype)",
         "input_shape": list(inputs.shape),
         "input_frac_bits": fixed.input_format.frac_bits,
         **(meta or {}),

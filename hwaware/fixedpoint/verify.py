@@ -34,28 +34,10 @@ def accuracy_and_agreement(model: Any, fixed: Any, loader: Any) -> tuple[float, 
 
 
 def bit_exact_mismatches(fixed: Any, images: Any) -> list[str]:
-    """Recompute every Conv/Linear op of ``fixed`` with the NumPy reference from the int16 inputs the
-    fast backend used; return the names of the ops whose outputs differ (empty: bit-exact)."""
-    import numpy as np
+    """Recompute every op of ``fixed`` (Conv/Linear, activations, multiply, add, concat, pooling,
+    affine, LayerNorm and the data movement: what the converter emits) with the golden reference
+    from the int16 inputs the fast backend gave it; return the names of the ops whose outputs
+    differ (empty: bit-exact). :mod:`.golden_graph` does the work."""
+    from .golden_graph import differing_ops
 
-    from . import golden
-    from .convert import ConvOp
-
-    run = fixed.run(fixed.quantize_input(images), keep=True)
-    arith = fixed.arith
-    bad = []
-    for k, op in enumerate(fixed.int_ops):
-        if not isinstance(op, ConvOp):
-            continue
-        x = op.prepare(run.values[op.inputs[0]], arith)
-        kw = dict(fx=op.f_in, fw=op.fw, fy=op.fy, mode=arith["mode"], rounding=arith["rounding"],
-                  overflow=arith["overflow"], relu=op.relu, fw_channels=op.fw_channels)
-        if op.op == "Linear":
-            ref = golden.linear(x, op.w, op.b, **kw)
-        elif op.op == "Conv1d":
-            ref = golden.conv1d(x, op.w, op.b, stride=op.stride[1], padding=op.padding[1], groups=op.groups, **kw)
-        else:
-            ref = golden.conv2d(x, op.w, op.b, stride=op.stride, padding=op.padding, groups=op.groups, **kw)
-        if not np.array_equal(ref.y, run.values[k]):
-            bad.append(op.name)
-    return bad
+    return [op.name for op in differing_ops(fixed, images)[0]]
