@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from hwaware.eyeriss import Scorer, resolve_hardware
@@ -48,6 +49,7 @@ from hwaware.eyeriss.dataflows.eyeriss_v2 import (
     scaled_v1,
     simd_lanes,
 )
+from hwaware.eyeriss.dataflows.imbalance import imbalance
 from hwaware.profiler import profile
 from hwaware.report_table import format_table
 from hwaware.workload import Workload
@@ -112,9 +114,83 @@ def chip_numbers(hw, wl: Workload) -> tuple[float, float]:
     return fps, inf_per_J
 
 
+def load_masks(folder: str, n: int, layer) -> tuple[np.ndarray, np.ndarray] | None:
+    """The artifact's masks of layer ``n`` as (C, E, F) and (M, C) booleans, or None when absent.
+    Each file is one '0'/'1' per element in Timeloop's data-space order reversed: iacts [W][H][C],
+    weights [M][C] (C fastest). Checked on the data: grouped that way, channels' iact densities
+    spread 0.26-0.40 (std), as ReLU outputs of different channels do; grouped C-outermost, 0.02-0.14."""
+    from pathlib import Path
+
+    f_i, f_w = Path(folder) / f"L{n:02d}_iacts.txt", Path(folder) / f"L{n:02d}_weights.txt"
+    if not (f_i.is_file() and f_w.is_file()):
+        return None
+    bits = [np.frombuffer(f.read_bytes().strip(), dtype=np.uint8) == ord("1") for f in (f_i, f_w)]
+    C, E, F, M = layer.C, layer.E, layer.F, layer.M
+    if bits[0].size != C * E * F or bits[1].size != M * C:
+        raise SystemExit(f"{f_i}: {bits[0].size} iacts / {bits[1].size} weights, layer {layer.name} needs "
+                         f"{C * E * F} / {M * C}")
+    return bits[0].reshape(F, E, C).transpose(2, 1, 0), bits[1].reshape(M, C)
+
+
+def imbalance_table(wl: Workload, rep, masks: str | None, v1_numbers: tuple[float, float]) -> None:
+    """v2's workload imbalance on the 1x1 layers (JETCAS 2019 Sec. I-B, V-B; hwaware/eyeriss/dataflows/
+    imbalance.py) with the model's own mappings, and what it does to the v2 throughput."""
+    rng = np.random.default_rng(0)
+    hw = rep.hardware
+    rows = []
+    cyc = {"even": 0.0, "random": 0.0, "measured": 0.0, "layer": 0.0}
+    for n, (L, ls) in enumerate(zip(wl.layers, rep.layers), start=1):
+        total = ls.processing_latency_ms * 1e-3 * hw.core_MHz * 1e6
+        mp = ls.mapping.as_dict()
+        is_1x1 = L.kind == "conv" and L.R == L.S == 1 and L.groups == 1 and L.E > 1
+        if not is_1x1:
+            for k in cyc:
+                cyc[k] += total
+            continue
+        kw = {k: mp[k] for k in "pqrte"}
+        lanes = simd_lanes(L, hw)
+        compute = pe_cycles(L, m0=mp["p"], lanes=lanes) / min(hw.num_pes, L.N * L.M * L.E * L.F * L.C * L.R)
+        ones = imbalance(np.ones((L.C, L.E, L.F), bool), np.ones((L.M, L.C), bool), lanes=lanes, **kw)
+        rnd = imbalance(rng.random((L.C, L.E, L.F)) >= L.ifmap_zeros, rng.random((L.M, L.C)) >= L.weight_zeros,
+                        lanes=lanes, **kw)
+        got = load_masks(masks, n, L) if masks else None
+        real = imbalance(*got, lanes=lanes, **kw) if got is not None else None
+        f_rnd = rnd.factor / ones.factor
+        f_real = real.factor / ones.factor if real else f_rnd
+        f_lay = (real.factor_layer if real else rnd.factor_layer) / ones.factor_layer
+        cyc["even"] += total
+        cyc["random"] += max(total, compute * f_rnd)
+        cyc["measured"] += max(total, compute * f_real)
+        cyc["layer"] += max(total, compute * f_lay)
+        rows.append([f"L{n:02d} {L.name}", " ".join(f"{k}={v}" for k, v in kw.items()), f"{ones.factor:.2f}",
+                     f"{f_rnd:.2f}", f"{f_real:.2f}" if real else "-", f"{f_lay:.2f}",
+                     f"{ls.processing_latency_ms * 1e3:.1f}", f"{max(total, compute * f_real) / hw.core_MHz:.1f}"])
+    print("\nv2 workload imbalance on the 1x1 layers (each pass as long as its busiest PE; the model spreads "
+          "PE-cycles evenly): loss from sparsity = factor on the masks / factor on all-ones masks (the tiling's own)")
+    print(format_table(["layer", "mapping", "tiling", "indep. zeros", "measured masks", "layer-end only",
+                        "model us", "with imbalance us"], rows))
+    fps = {k: hw.core_MHz * 1e6 / v for k, v in cyc.items()}
+    src = "measured masks where the artifact has them, independent zeros elsewhere" if masks else \
+        "independent zeros (no --masks)"
+    print(f"v2 inf/s: model {fps['even']:.0f}; with imbalance ({src}) {fps['measured']:.0f}; independent zeros "
+          f"only {fps['random']:.0f}; PEs waiting only at the layer's end {fps['layer']:.0f} "
+          f"(published {PUB_V2_FPS})")
+    # the clock energy grows with the latency (hwaware.eyeriss.clock); access energy is unchanged
+    t = rep.total
+    access = t.energy_onchip * hw.unit_pJ * 1e-12
+    inf_J = 1.0 / (access + t.clock_J * cyc["measured"] / cyc["even"])
+    f1, e1 = v1_numbers
+    print(f"with that imbalance: v2 {inf_J:.0f} inf/J (published {PUB_V2_INF_J}); v2/v1 speed-up "
+          f"{fps['measured'] / f1:.1f}x (published {PUB_SPEEDUP}x), energy efficiency {inf_J / e1:.2f}x "
+          f"(published {PUB_EFF}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="MobileNet comparison only (skip the PE-count table)")
+    ap.add_argument("--masks", default=None, help="folder of the Sparseloop artifact's actual_data_masks "
+                    "(L07_iacts.txt, ...): workload imbalance from the measured masks (default: random masks at "
+                    "the reference densities only)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     v1_peak = resolve_hardware("eyeriss_v1")
@@ -141,7 +217,7 @@ def main() -> None:
                      f"{e1:.0f}{p(f'{PUB_V1_INF_J:.0f}')}", f"{e2:.0f}{p(PUB_V2_INF_J)}",
                      f"{f2 / f1:.1f}x{p(f'{PUB_SPEEDUP}x')}", f"{e2 / e1:.2f}x{p(f'{PUB_EFF}x')}"])
         if pub:
-            sparse_wl, v2_fps = wl2, f2
+            sparse_wl, v2_fps, v1_numbers = wl2, f2, (f1, e1)
             split.append([tag, f"{f1 / PUB_V1_FPS:.2f}", f"{f2 / PUB_V2_FPS:.2f}", f"{e1 / PUB_V1_INF_J:.2f}",
                           f"{e2 / PUB_V2_INF_J:.2f}"])
     print("\nMobileNet v1 at batch 1; model (published, or implied by the published ratios for v1)")
@@ -175,6 +251,7 @@ def main() -> None:
           f"non-depthwise layers; the model's {mod_pe / 1e6:.2f}M SIMD PE-cycles would fill "
           f"{mod_pe / cyc / hw2.num_pes:.0%}, and its own latency keeps "
           f"{mod_pe / (hw2.core_MHz * 1e6 / v2_fps) / hw2.num_pes:.0%} busy (every PE active; NoC-bound layers idle)")
+    imbalance_table(sparse_wl, chip_report(v2, sparse_wl), args.masks, v1_numbers)
     if not args.quick:
         rows = []
         for name, wl in workloads().items():
