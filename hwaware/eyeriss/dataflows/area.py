@@ -6,12 +6,18 @@ each dataflow then moves area between the two according to what it needs (survey
 the no local reuse dataflow does not require any RF in PE, it is allocated with a much larger global
 buffer").
 
-The area of a byte of register file relative to a byte of buffer SRAM comes from the Eyeriss chip
-(JSSC 2017 Sec. VII, Fig. 15): all spads take 2.5x the area of the GLB while holding 1.5x less
-data, so a spad byte costs ``RF_AREA_PER_BYTE = 2.5 * 1.5 = 3.75`` GLB bytes. With that rule, for
-256 PEs: RS, WS and OS keep 512 B per PE and the 128 kB buffer (they use the register file for
-their stationary data); NLR keeps only 2-byte operand registers for ifmap, weight and psum (6 B)
-and gets 128 + 256 * (512 - 6) * 3.75 / 1024 = 602 kB of buffer.
+The area of a byte of register file relative to a byte of buffer comes from the ISCA paper's own
+setup (Sec. VI-B): at 256 PEs "the difference in total on-chip storage size can be as high as 80 kB"
+and "for the global buffer alone, the size difference is up to 2.6x". RS keeps the baseline (512 B RF,
+the largest RF, so the smallest buffer, 128 kB); NLR gives its RF up (the largest buffer). So
+128 + 128 x k <= 2.6 x 128 kB: ``RF_AREA_PER_BYTE`` k = 1.6 buffer bytes per RF byte, and then NLR's
+total exceeds RS's by 128 x 0.6 = 76.8 kB, inside the 80 kB the text states. NLR keeps 2-byte operand
+registers for ifmap, weight and psum (6 B) and gets 128 + 256 * (512 - 6) * 1.6 / 1024 = 330 kB of
+buffer. RS, WS and OS keep 512 B per PE and the 128 kB buffer (they use the register file for their
+stationary data; the paper's WS keeps "a single weight" per PE and a larger buffer, its per-dataflow
+sizes are in its Fig. 7b, an image — not modelled). The Eyeriss chip's own ratio (JSSC 2017 Sec.
+VII: spads 2.5x the GLB's area for 1.5x less capacity, 3.75) was used before: it gave NLR 602 kB,
+2.6x more than the paper's bound allows.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import dataclasses
 
 from ..hardware import Hardware
 
-RF_AREA_PER_BYTE = 2.5 * 1.5  # GLB-byte equivalents per spad byte, JSSC 2017 Sec. VII
+RF_AREA_PER_BYTE = 1.6  # buffer-byte equivalents per RF byte: (2.6 x 128 - 128) / 128, ISCA 2016 Sec. VI-B
 BASELINE_RF_BYTES = 512  # per PE, ISCA 2016 baseline
 
 # register-file words per PE each dataflow keeps (filter, ifmap, psum); None = the hardware's own
