@@ -48,6 +48,7 @@ from hwaware.eyeriss.dataflows.eyeriss_v2 import (
     pe_cycles,
     scaled_v1,
     simd_lanes,
+    sparse_imbalance,
 )
 from hwaware.eyeriss.dataflows.imbalance import imbalance
 from hwaware.profiler import profile
@@ -134,55 +135,53 @@ def load_masks(folder: str, n: int, layer) -> tuple[np.ndarray, np.ndarray] | No
 
 def imbalance_table(wl: Workload, rep, masks: str | None, v1_numbers: tuple[float, float]) -> None:
     """v2's workload imbalance on the 1x1 layers (JETCAS 2019 Sec. I-B, V-B; hwaware/eyeriss/dataflows/
-    imbalance.py) with the model's own mappings, and what it does to the v2 throughput."""
-    rng = np.random.default_rng(0)
+    imbalance.py) with the model's own mappings: the model's loss (independent zeros), the loss on the
+    artifact's measured masks (--masks), and what the measured one does to the v2 throughput."""
     hw = rep.hardware
     rows = []
-    cyc = {"even": 0.0, "random": 0.0, "measured": 0.0, "layer": 0.0}
+    cyc = {"even": 0.0, "model": 0.0, "measured": 0.0, "layer": 0.0}
     for n, (L, ls) in enumerate(zip(wl.layers, rep.layers), start=1):
         total = ls.processing_latency_ms * 1e-3 * hw.core_MHz * 1e6
         mp = ls.mapping.as_dict()
-        is_1x1 = L.kind == "conv" and L.R == L.S == 1 and L.groups == 1 and L.E > 1
-        if not is_1x1:
+        f_model = sparse_imbalance(L, mp, simd_lanes(L, hw))
+        if f_model == 1.0:
             for k in cyc:
                 cyc[k] += total
             continue
         kw = {k: mp[k] for k in "pqrte"}
         lanes = simd_lanes(L, hw)
-        compute = pe_cycles(L, m0=mp["p"], lanes=lanes) / min(hw.num_pes, L.N * L.M * L.E * L.F * L.C * L.R)
+        even = pe_cycles(L, m0=mp["p"], lanes=lanes) / min(hw.num_pes, L.N * L.M * L.E * L.F * L.C * L.R)
+        noc = total if total > even * f_model * (1 + 1e-9) else 0.0  # NoC-bound layers keep their time
         ones = imbalance(np.ones((L.C, L.E, L.F), bool), np.ones((L.M, L.C), bool), lanes=lanes, **kw)
-        rnd = imbalance(rng.random((L.C, L.E, L.F)) >= L.ifmap_zeros, rng.random((L.M, L.C)) >= L.weight_zeros,
-                        lanes=lanes, **kw)
         got = load_masks(masks, n, L) if masks else None
         real = imbalance(*got, lanes=lanes, **kw) if got is not None else None
-        f_rnd = rnd.factor / ones.factor
-        f_real = real.factor / ones.factor if real else f_rnd
-        f_lay = (real.factor_layer if real else rnd.factor_layer) / ones.factor_layer
-        cyc["even"] += total
-        cyc["random"] += max(total, compute * f_rnd)
-        cyc["measured"] += max(total, compute * f_real)
-        cyc["layer"] += max(total, compute * f_lay)
+        f_real = real.factor / ones.factor if real else f_model
+        f_lay = real.factor_layer / ones.factor_layer if real else f_model
+        cyc["even"] += max(noc, even)
+        cyc["model"] += total
+        cyc["measured"] += max(noc, even * f_real)
+        cyc["layer"] += max(noc, even * max(1.0, f_lay))
         rows.append([f"L{n:02d} {L.name}", " ".join(f"{k}={v}" for k, v in kw.items()), f"{ones.factor:.2f}",
-                     f"{f_rnd:.2f}", f"{f_real:.2f}" if real else "-", f"{f_lay:.2f}",
-                     f"{ls.processing_latency_ms * 1e3:.1f}", f"{max(total, compute * f_real) / hw.core_MHz:.1f}"])
-    print("\nv2 workload imbalance on the 1x1 layers (each pass as long as its busiest PE; the model spreads "
-          "PE-cycles evenly): loss from sparsity = factor on the masks / factor on all-ones masks (the tiling's own)")
-    print(format_table(["layer", "mapping", "tiling", "indep. zeros", "measured masks", "layer-end only",
-                        "model us", "with imbalance us"], rows))
+                     f"{f_model:.2f}", f"{f_real:.2f}" if real else "-", f"{f_lay:.2f}" if real else "-",
+                     f"{max(noc, even) / hw.core_MHz:.1f}", f"{ls.processing_latency_ms * 1e3:.1f}",
+                     f"{max(noc, even * f_real) / hw.core_MHz:.1f}"])
+    print("\nv2 workload imbalance on the 1x1 layers: each pass lasts as long as its busiest PE (JETCAS Sec. I-B); "
+          "loss = cycles on the masks / cycles on all-ones masks (the tiling's own loss, column 'tiling')")
+    print(format_table(["layer", "RS mapping", "tiling", "model (indep. zeros)", "measured masks",
+                        "measured, layer-end only", "even us", "model us", "measured us"], rows))
     fps = {k: hw.core_MHz * 1e6 / v for k, v in cyc.items()}
-    src = "measured masks where the artifact has them, independent zeros elsewhere" if masks else \
-        "independent zeros (no --masks)"
-    print(f"v2 inf/s: model {fps['even']:.0f}; with imbalance ({src}) {fps['measured']:.0f}; independent zeros "
-          f"only {fps['random']:.0f}; PEs waiting only at the layer's end {fps['layer']:.0f} "
-          f"(published {PUB_V2_FPS})")
-    # the clock energy grows with the latency (hwaware.eyeriss.clock); access energy is unchanged
-    t = rep.total
-    access = t.energy_onchip * hw.unit_pJ * 1e-12
-    inf_J = 1.0 / (access + t.clock_J * cyc["measured"] / cyc["even"])
-    f1, e1 = v1_numbers
-    print(f"with that imbalance: v2 {inf_J:.0f} inf/J (published {PUB_V2_INF_J}); v2/v1 speed-up "
-          f"{fps['measured'] / f1:.1f}x (published {PUB_SPEEDUP}x), energy efficiency {inf_J / e1:.2f}x "
-          f"(published {PUB_EFF}x)")
+    print(f"v2 inf/s: evenly spread {fps['even']:.0f}; model (independent zeros) {fps['model']:.0f}; with the "
+          + (f"measured masks where the artifact has them {fps['measured']:.0f}; measured, PEs waiting only at "
+             f"the layer's end on those layers {fps['layer']:.0f}" if masks else "measured masks: give --masks")
+          + f" (published {PUB_V2_FPS})")
+    if masks:
+        # the clock energy grows with the latency (hwaware.eyeriss.clock); access energy is unchanged
+        t = rep.total
+        inf_J = 1.0 / (t.energy_onchip * hw.unit_pJ * 1e-12 + t.clock_J * cyc["measured"] / cyc["model"])
+        f1, e1 = v1_numbers
+        print(f"with the measured imbalance: v2 {inf_J:.0f} inf/J (published {PUB_V2_INF_J}); v2/v1 speed-up "
+              f"{fps['measured'] / f1:.1f}x (published {PUB_SPEEDUP}x), energy efficiency {inf_J / e1:.2f}x "
+              f"(published {PUB_EFF}x)")
 
 
 def main() -> None:
@@ -253,20 +252,32 @@ def main() -> None:
           f"{mod_pe / (hw2.core_MHz * 1e6 / v2_fps) / hw2.num_pes:.0%} busy (every PE active; NoC-bound layers idle)")
     imbalance_table(sparse_wl, chip_report(v2, sparse_wl), args.masks, v1_numbers)
     if not args.quick:
-        rows = []
+        rows, level = [], []
         for name, wl in workloads().items():
             wl = dense(wl)
             ups = []
             for pes in PE_COUNTS:
-                f1, _ = chip_numbers(grown(resolve_hardware("eyeriss_v1"), pes), wl)
-                f2, _ = chip_numbers(grown(resolve_hardware("eyeriss_v2"), pes), wl)
-                ups.append(f2 / f1)
+                r1 = chip_report(grown(resolve_hardware("eyeriss_v1"), pes), wl)
+                r2 = chip_report(grown(resolve_hardware("eyeriss_v2"), pes), wl)
+                ups.append(r1.total.processing_latency_ms / r2.total.processing_latency_ms)
+                if pes == PE_COUNTS[0]:
+                    t1, t2 = r1.total.processing_latency_ms, r2.total.processing_latency_ms
+                    ideal = sum(L.macs for L in wl.layers) / pes / (r2.hardware.core_MHz * 1e3)
+                    by_kind: dict[str, float] = {}
+                    for ls in r1.layers:
+                        by_kind[ls.layer.kind] = by_kind.get(ls.layer.kind, 0.0) + ls.processing_latency_ms
             pub = PUBLISHED_SPEEDUP[name]
             rows.append([name, *(f"{u:.1f}x ({p}x)" for u, p in zip(ups, pub)),
                          *(f"{u / ups[0]:.2f} ({p / pub[0]:.2f})" for u, p in zip(ups[1:], pub[1:]))])
+            level.append([name, f"{t2:.2f} ({ideal:.2f})", f"{pub[0] * t2:.0f}", f"{t1:.1f}",
+                          ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_kind.items())), f"{pub[0] * t2 / t1:.2f}"])
         print("\nspeed-up of v2 over v1 by PE count, dense, batch 1, data on chip; model (published, slides 2020)")
         print(format_table(["network", *(f"{p} PEs" for p in PE_COUNTS),
                             *(f"{p}/{PE_COUNTS[0]} scaling" for p in PE_COUNTS[1:])], rows))
+        print(f"\nthe level at {PE_COUNTS[0]} PEs: v1 latency the published speed-up implies with the model's v2 "
+              "(which runs near its ideal), against the model's v1, ms per inference")
+        print(format_table(["network", "v2 model (ideal)", "v1 implied", "v1 model", "v1 model by layer kind",
+                            "implied / model"], level))
     print(f"\n({time.perf_counter() - t0:.0f}s)")
 
 

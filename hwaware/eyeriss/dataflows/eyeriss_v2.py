@@ -23,8 +23,9 @@ move in CSC at every level (their words scale by 8/16 and by the CSC ratio, neve
 (d) MAC energy scales with the non-zero MACs and 8x8/16x16 = 1/4. Latency: the hierarchical mesh
 lets every PE get data whatever the layer shape, so the active PEs are the layer's parallelism
 (outputs x input channels x filter rows, capped at 192) and processing takes the larger of the
-compute cycles (:func:`pe_cycles` over the active PEs) and the NoC delivery cycles (iact, weight and
-psum words over the 16 clusters' routers, in CSC). DRAM transfers are assumed overlapped with
+compute cycles (:func:`pe_cycles` over the active PEs, times the workload imbalance of
+:func:`sparse_imbalance` on sparse 1x1 layers) and the NoC delivery cycles (iact, weight and psum
+words over the 16 clusters' routers, in CSC). DRAM transfers are assumed overlapped with
 processing (the paper reports processing throughput at batch 1); DRAM energy is counted.
 """
 
@@ -40,6 +41,7 @@ from ..cost import LEVELS, TYPES, evaluate
 from ..hardware import Hardware
 from ..mapper import make_problem, search
 from .framework import DataflowMapping, arrays
+from .imbalance import imbalance
 
 DATA_BITS = 8
 PSUM_BITS = 20
@@ -82,6 +84,27 @@ def pe_cycles(layer: Layer, *, m0: int, lanes: int = 1) -> float:
     return layer.macs / m0 * (1.0 - layer.ifmap_zeros) * per_visit
 
 
+def sparse_imbalance(layer: Layer, mapping: dict, lanes: int) -> float:
+    """How much longer a 1x1 layer's compute takes because each pass waits for its busiest PE
+    (JETCAS 2019 Sec. I-B: the throughput "will be bounded by the PE that has the most non-zero
+    MACs"), for zeros placed independently at the layer's densities: :func:`.imbalance.imbalance` on
+    random masks (fixed seed) over the same on all-ones masks (the tiling's own loss, which the
+    flexible NoC avoids). 1.0 for dense layers and for layers other than 1x1 convolutions (not
+    modelled: depthwise layers skip no cycles; other shapes are not covered by the PE-work count).
+    Measured masks place zeros less evenly: on the eight 1x1 layers of the reference sparse MobileNet
+    with masks (bench/eyeriss_v2.py --masks) the loss is 1.25-1.80x against 1.13-1.53x here."""
+    dense = layer.ifmap_zeros == 0 and layer.weight_zeros == 0
+    if dense or layer.kind != "conv" or layer.R != 1 or layer.S != 1 or layer.groups != 1 or layer.N != 1:
+        return 1.0
+    kw = {k: int(mapping[k]) for k in "pqrte"}
+    rng = np.random.default_rng(0)
+    shape_i, shape_w = (layer.C, layer.E, layer.F), (layer.M, layer.C)
+    rnd = imbalance(rng.random(shape_i) >= layer.ifmap_zeros, rng.random(shape_w) >= layer.weight_zeros,
+                    lanes=lanes, **kw)
+    ones = imbalance(np.ones(shape_i, bool), np.ones(shape_w, bool), lanes=lanes, **kw)
+    return max(1.0, rnd.factor / ones.factor)
+
+
 def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float, *, rlc_if: float,
                    rlc_of: float, rlc_w: float) -> tuple[DataflowMapping, dict[str, np.ndarray]]:
     # 8-bit data, as the chip processes it (a model profiled at other widths is run at 8 bits)
@@ -108,7 +131,8 @@ def evaluate_layer(layer: Layer, hw: Hardware, objective: str, tolerance: float,
     P = hw.num_pes
     parallel = layer.N * layer.M * layer.E * layer.F * layer.C * layer.R
     active = int(min(P, parallel))
-    compute = pe_cycles(layer, m0=mp.p, lanes=simd_lanes(layer, hw)) / active
+    lanes = simd_lanes(layer, hw)
+    compute = pe_cycles(layer, m0=mp.p, lanes=lanes) / active * sparse_imbalance(layer, mp.as_dict(), lanes)
     # average NoC bandwidth (Eyexam step 6): what each data type's source sends (GLB reads for iacts
     # and psums, weights as loaded; counted in 16-bit words of CSC/20-bit data), over the bits per
     # cycle of the router clusters' routers of that type (one router cluster per PE cluster: the
