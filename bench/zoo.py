@@ -2,8 +2,8 @@
 
 Per model (nothing downloaded; inputs are builtin:shapes images at their native 32x32). Images are
 used apart: ``--train-steps N`` trains on the training split (default 0: random weights, see
-below); BatchNorm statistics are re-estimated on training images [64, 320); fixed-point formats
-are calibrated on training images [0, 64); everything measured is on the 256 validation images.
+below); BatchNorm statistics are re-estimated on training images [256, 512); fixed-point formats
+are calibrated on training images [0, 256); everything measured is on the 256 validation images.
 
 - profile: modeled + unmodeled MACs equal an independent count (forward hooks on Conv/Linear:
   output elements x input channels per group x kernel size);
@@ -70,7 +70,7 @@ ZOO: dict[str, int] = {
     "tv:mobilenet_v2": 32, "tv:efficientnet_b0": 32, "tv:googlenet": 32,
     "tv:shufflenet_v2_x1_0": 32, "tv:resnet50": 32,
 }
-CALIB, BN_IMAGES, HELD_OUT, N_TRAIN = 64, 256, 256, 1024
+CALIB, BN_IMAGES, HELD_OUT, N_TRAIN = 256, 256, 256, 1024
 TRAIN_STEPS = 0
 NUM_CLASSES = 10
 
