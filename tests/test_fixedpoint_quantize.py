@@ -43,7 +43,7 @@ def test_greedy_search_order_limits_and_energy(setup):
     assert res.batch == 1 and "per batch of 1)" in res.table()
     energies = {ls.name: ls.energy_total for ls in Scorer("eyeriss_v1").score(wl).layers}
     assert list(res.order) == sorted(energies, key=lambda k: -energies[k])
-    assert trials[0].layer == res.order[0] and trials[0].bits == 8  # largest share, one step down first
+    assert (trials[0].layer, trials[0].bits) == ("*", 8)  # the start: every layer at 8 bits
     assert set(res.bits) == set(energies) and set(res.bits.values()) <= {16, 8, 4}
     for t in trials:
         assert t.accepted == (t.drop <= 2.0)
@@ -66,6 +66,10 @@ def test_greedy_search_order_limits_and_energy(setup):
 
     assert res.energy == pytest.approx(energy(res.bits))
     assert res.energy_8 == pytest.approx(energy({k: 8 for k in energies}))
+    if trials[0].accepted:  # first step down: the layer whose step to 4 bits saves the most energy
+        u8 = {k: 8 for k in energies}
+        saved = {k: energy(u8) - energy({**u8, k: 4}) for k in energies}
+        assert trials[1].layer == max(saved, key=saved.get) and trials[1].bits == 4
     assert res.energy_8 < res.energy_16 and res.energy <= res.energy_16
     assert res.saved_vs_16 == pytest.approx(1 - res.energy / res.energy_16)
     assert "energy saved" in res.table() and json.dumps(res.to_dict())
@@ -135,6 +139,31 @@ def test_fake_quant_model_computes_what_the_integer_model_computes(setup, arith)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("arith", [{"mode": "eyeriss", "rounding": "floor", "overflow": "wrap"},
+                                   {"mode": "eyeriss", "rounding": "nearest", "overflow": "wrap"},
+                                   {"mode": "wide", "rounding": "floor", "overflow": "wrap"}])
+def test_fake_quant_with_clipped_formats_computes_what_the_integer_model_computes(setup, arith):
+    """Formats chosen to clip (clip_formats), held fixed in the fake quantization and given to
+    convert: the two compute the same, at widths down to 3 bits where shifts reach s >= 3."""
+    from hwaware.fixedpoint.clip_formats import narrow_formats
+    from hwaware.fixedpoint.qat import FakeQuant, fold_batchnorm
+
+    model, calib, val = setup
+    folded = fold_batchnorm(model)
+    bits = {"conv1": 8, "conv2": 3, "conv3": 4, "conv4": 4, "fc": 5}
+    fm = narrow_formats(folded, bits, calib, rounding=arith["rounding"])
+    fixed = convert(folded, calib, bits=bits, bias_correction=False, equalize=False, narrow_formats=fm, **arith)
+    fq = FakeQuant(folded, bits, calibration_data=calib, narrow_formats=fm, **arith)
+    ops = {op.name: op for op in fixed.int_ops}
+    assert {k: (ops[k].fxq.frac_bits, ops[k].fw.frac_bits) for k in bits} == fm
+    assert {k: ops[k].fy.frac_bits for k in bits} == fq.out_frac
+    x = torch.cat([xb for xb, _ in val])
+    with torch.no_grad():
+        y_fq, y_int = folded(x), fixed(x)
+    assert (y_fq - y_int).abs().max() <= 1e-6 * y_int.abs().max()
+    fq.remove()
+
+
 def test_fake_quant_bias_correction_restores_the_mean_output(setup):
     """floor loses half a code per narrowed input on average; after correct_bias each layer's mean
     output per channel (calibration data) is the unquantized model's, to within one output code
@@ -167,7 +196,7 @@ def test_fake_quant_bias_correction_restores_the_mean_output(setup):
 
 
 @pytest.mark.parametrize("rounding", ["floor", "nearest"])
-@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("s", [1, 2, 3, 5])
 def test_per_product_rounding_sum_is_exact(rounding, s):
     """The chip shifts every product before the sum; the correction term equals that, product by
     product (computed here from the unfolded codes in int64)."""
@@ -179,11 +208,19 @@ def test_per_product_rounding_sum_is_exact(rounding, s):
     wc = torch.randint(-8, 8, (4, 3, 3, 3), generator=g)
     conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
     fx, fw = 2, 3
-    got = _rounding_sum(conv, xc.double() / 2**fx, wc.double() / 2**fw, fx, fw, s, rounding, exact=True)
+    got = _rounding_sum(conv, xc.double() / 2**fx, wc.double() / 2**fw, fx, fw, s, rounding, exact=True,
+                        levels=16)  # 4-bit input codes
     cols = torch.nn.functional.unfold(xc.double(), 3, padding=1).long()  # N x (C*9) x L
     prods = cols[:, None, :, :] * wc.reshape(4, -1)[None, :, :, None]  # N x M x K x L
     want = (shift(prods, s, rounding).double() - prods.double() / 2**s).sum(2).reshape(2, 4, 5, 5)
     assert torch.equal(got, want)
+    # a Linear layer: its products one by one, any input width
+    lin = torch.nn.Linear(27, 4, bias=False)
+    xl = torch.randint(-300, 300, (6, 27), generator=g)
+    got = _rounding_sum(lin, xl.double() / 2**fx, wc.reshape(4, -1).double() / 2**fw, fx, fw, s, rounding,
+                        exact=True, levels=1 << 10)
+    prods = xl[:, None, :] * wc.reshape(4, -1)[None]
+    assert torch.equal(got, (shift(prods, s, rounding).double() - prods.double() / 2**s).sum(2))
 
 
 def test_search_with_quantization_aware_finetuning(setup):
@@ -195,8 +232,10 @@ def test_search_with_quantization_aware_finetuning(setup):
     res = search.result
     assert trials and res.finetune_steps == 2 and res.model is not None
     narrowed = {k: v for k, v in res.bits.items() if v < 16}
-    # the search's arithmetic; the biases it trained are kept (no bias correction)
-    fixed = convert(res.model, calib, bits=narrowed or 16, samples=32, equalize=False, bias_correction=False)
+    # the search's arithmetic; the biases and the narrow formats it trained with are kept
+    assert set(res.narrow_formats) == set(narrowed)
+    fixed = convert(res.model, calib, bits=narrowed or 16, samples=32, equalize=False, bias_correction=False,
+                    narrow_formats=res.narrow_formats)
     assert evaluate(fixed, val) == pytest.approx(res.accuracy)  # reported accuracy = integer backend
     assert res.fake_quant_agreement >= 0.95 and abs(res.fake_quant_accuracy - res.accuracy) <= 0.05
     d = res.to_dict()

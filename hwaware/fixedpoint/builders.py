@@ -78,10 +78,11 @@ class OpBuilders:
         bits = self.bits_for(name)
         fx = int_ops[j].fy
         fxq = None
-        fw = FixedFormat(frac_bits_for(float(w.abs().max()), bits), bits)
+        given = self.narrow_formats.get(name) if bits < 16 else None  # (f_in, f_w): input clipped
+        fw = FixedFormat(given[1] if given else frac_bits_for(float(w.abs().max()), bits), bits)
         fy = self.act_format(pre)
         if bits < 16:
-            fxq = self.narrow_input_format(int_ops, j, bits)
+            fxq = FixedFormat(given[0], bits) if given else self.narrow_input_format(int_ops, j, bits)
         f_in = fxq or fx
         fws = self.channel_weight_formats(w, b, fw, f_in) if self.per_channel_weights else None
         if fws is None:
@@ -94,17 +95,18 @@ class OpBuilders:
             fb = np.asarray(fws if fws is not None else [fw.frac_bits] * len(b)) + f_in.frac_bits
             bq = wide_bias_codes(np.ldexp(b.numpy(), fb), name, base_type(mod).__name__)
         t = base_type(mod)
+        clip = given is not None
         if t is nn.Linear:
-            return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq, fw_channels=fws)
+            return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq, fw_channels=fws, clip_input=clip)
         if any(p != 1 for p in pair(mod.dilation, "dilation")) or mod.padding_mode != "zeros" or \
                 isinstance(mod.padding, str):
             raise UnsupportedLayerError(f"convert: layer '{name}': dilation, string padding and padding "
                                         f"modes other than zeros are not supported")
         if t is nn.Conv1d:
             return ConvOp(name, "Conv1d", (j,), fy, fx, fw, wq, bq, (1, mod.stride[0]), (0, mod.padding[0]),
-                          mod.groups, relu, fxq, fw_channels=fws)
+                          mod.groups, relu, fxq, fw_channels=fws, clip_input=clip)
         return ConvOp(name, "Conv2d", (j,), fy, fx, fw, wq, bq, pair(mod.stride, "stride"),
-                      pair(mod.padding, "padding"), mod.groups, relu, fxq, fw_channels=fws)
+                      pair(mod.padding, "padding"), mod.groups, relu, fxq, fw_channels=fws, clip_input=clip)
 
     def channel_weight_formats(self, w, b, fw: FixedFormat, f_in: FixedFormat) -> tuple[int, ...]:
         """Per-output-channel weight formats (opt-in): the max rule on each channel's weights; an

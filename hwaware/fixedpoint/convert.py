@@ -80,6 +80,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
             mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW,
             samples: int | None = 256, headroom_bits: float | str = 0.5, bias_correction: bool = True,
             equalize: bool = False, per_channel_weights: bool = False,
+            narrow_formats: Mapping[str, tuple[int, int]] | None = None,
             progress: bool = False) -> FixedPointModel:
     """Convert ``model`` (eval semantics) to integer arithmetic; the result carries ``.report``.
 
@@ -93,15 +94,28 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     ``equalize``: fold BN and equalize channel ranges first (:mod:`hwaware.fixedpoint.equalize`).
     ``per_channel_weights``: one weight format per output channel of every Conv/Linear (an opt-in
     extension of the contract, docs/fixedpoint.md; the test vectors then carry ``f_w_channels``).
+    ``narrow_formats``: ``{layer: (f_in, f_w)}`` for layers narrowed by ``bits`` -- the formats of
+    their narrowed input and weights, given instead of chosen by the max rule (e.g. the formats a
+    quantization-aware fine-tuning trained with, :mod:`.clip_formats`); such an input saturates when
+    narrowed (an opt-in extension of the contract, docs/fixedpoint.md).
     The user's model is not modified.
     """
     check_arith(mode, rounding, overflow)
+    given = {}
+    if narrow_formats is not None:
+        from .clip_formats import check_narrow_formats
+
+        given = check_narrow_formats(narrow_formats, "convert")
     if headroom_bits != "auto" and (isinstance(headroom_bits, (bool, str)) or
                                     not isinstance(headroom_bits, (int, float)) or not headroom_bits >= 0):
         raise HwawareError(f"convert: headroom_bits must be a number >= 0 or 'auto', got {headroom_bits!r}")
     if not isinstance(model, nn.Module):
         raise HwawareError(f"convert: expected a torch nn.Module, got {type(model).__name__}")
     layer_bits = _check_bits(bits)
+    for name in given:
+        if (layer_bits if isinstance(layer_bits, int) else layer_bits.get(name, 16)) >= 16:
+            raise HwawareError(f"convert: narrow_formats names layer '{name}', which bits does not narrow "
+                               f"below 16")
     x = collect_inputs(calibration_data, samples)
     model_device = str(next((p.device for p in model.parameters()), torch.device("cpu")))
     # the integer kernels are NumPy: a CPU copy of the model is the float reference (the user's
@@ -124,7 +138,8 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     with torch.no_grad():
         fixed = Converter(gm, layer_bits, mode=mode, rounding=rounding, overflow=overflow,
                            headroom=headroom_bits, bias_correction=bias_correction,
-                           progress=progress, per_channel_weights=bool(per_channel_weights)).run(x)
+                           progress=progress, per_channel_weights=bool(per_channel_weights),
+                           narrow_formats=given).run(x)
     fixed.report = dataclasses.replace(fixed.report, model_device=model_device)
     return fixed
 

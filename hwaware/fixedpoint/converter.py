@@ -106,7 +106,8 @@ class Converter(OpBuilders, NormBuilders):
 
     def __init__(self, gm: torch.fx.GraphModule, layer_bits: dict[str, int] | int, *, mode: str,
                  rounding: str, overflow: str, headroom: float | str, bias_correction: bool,
-                 progress: bool, per_channel_weights: bool = False):
+                 progress: bool, per_channel_weights: bool = False,
+                 narrow_formats: dict[str, tuple[int, int]] | None = None):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.layer_bits = layer_bits
@@ -114,6 +115,7 @@ class Converter(OpBuilders, NormBuilders):
         self.headroom = headroom
         self.bias_correction = bias_correction
         self.per_channel_weights = per_channel_weights
+        self.narrow_formats = narrow_formats or {}  # {layer: (f_in, f_w)} given, input clipped
         self.progress = progress
         self.calls: dict[str, int] = {}
 
@@ -237,6 +239,10 @@ class Converter(OpBuilders, NormBuilders):
 
                     raise HwawareError(f"convert: bits names layer '{name}', which is not a Conv/Linear "
                                        f"call of the model{did_you_mean(name, known)}")
+        for name in self.narrow_formats:
+            if name not in {op.name for op in int_ops if isinstance(op, ConvOp)}:
+                raise HwawareError(f"convert: narrow_formats names layer '{name}', which is not a Conv/Linear "
+                                   f"call of the model")
         report = ConversionReport(self.arith["mode"], self.arith["rounding"], self.arith["overflow"],
                                   int_ops[0].fy.frac_bits, int(x.shape[0]), tuple(reports))
         return FixedPointModel(int_ops, output_index, report=report, **self.arith)

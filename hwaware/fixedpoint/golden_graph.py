@@ -22,7 +22,8 @@ def _conv(op: ConvOp, x: np.ndarray, kw: dict[str, Any]) -> np.ndarray:
         t, b, left, r = op.pad_same
         x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
     if op.fxq is not None:
-        x = golden.requantize(x, fx=op.fx, fy=op.fxq, rounding=kw["rounding"], overflow=kw["overflow"]).y
+        x = golden.requantize(x, fx=op.fx, fy=op.fxq, rounding=kw["rounding"],
+                              overflow="saturate" if op.clip_input else kw["overflow"]).y
     kw = {**kw, "fx": op.f_in, "fw": op.fw, "fy": op.fy, "relu": op.relu, "fw_channels": op.fw_channels}
     if op.op == "Linear":
         rows = x.reshape(-1, x.shape[-1])

@@ -28,6 +28,8 @@ class ConvOp(IntOp):
     """Conv1d / Conv2d / Linear. ``w``, ``b`` are codes; ``fx`` is the input's format.
 
     ``fxq`` (bits < 16 only): the layer first brings its input to this narrower format.
+    ``clip_input``: that requantize saturates whatever the arithmetic's ``overflow`` (a format chosen
+    to clip, :mod:`.clip_formats`; ``convert(narrow_formats=...)``).
     """
 
     fx: FixedFormat = UNSET_FORMAT
@@ -44,6 +46,7 @@ class ConvOp(IntOp):
     #: opt-in per-output-channel weight formats (``convert(per_channel_weights=True)``): channel m's
     #: weights have ``fw_channels[m]`` fractional bits; ``fw`` is then the coarsest of them
     fw_channels: tuple[int, ...] | None = None
+    clip_input: bool = False
 
     @property
     def f_in(self) -> FixedFormat:
@@ -56,7 +59,7 @@ class ConvOp(IntOp):
         if self.fxq is None:
             return x
         return ops.requantize(x, fx=self.fx, fy=self.fxq, rounding=arith["rounding"],
-                              overflow=arith["overflow"]).y
+                              overflow="saturate" if self.clip_input else arith["overflow"]).y
 
     def run(self, xs, arith, *, bias: Any = "own", relu: bool | None = None):
         x = self.prepare(xs[0], arith)

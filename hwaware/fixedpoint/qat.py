@@ -36,6 +36,7 @@ from ..errors import HwawareError
 from .format import frac_bits_for
 
 _QUANTIZABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_VALUE_LEVELS = 32  # narrowed inputs of up to 5 bits: the per-product rounding is summed per input code
 
 
 def fake_quantize(x: torch.Tensor, frac_bits: int, bits: int, rounding: str = "nearest",
@@ -84,8 +85,11 @@ class FakeQuant:
     ``bias_correction=False`` computes it (``headroom`` = its ``headroom_bits``):
 
     - a narrowed layer's input goes to its 16-bit format, then to ``f_in = frac_bits_for(calibration
-      max, bits, headroom)``, each with the arithmetic's rounding (the backend's requantize), saturating;
+      max, bits, headroom)``, each with the arithmetic's rounding (the backend's requantize) and overflow;
     - weights at the max rule of the current weights (nearest, saturate), any width;
+    - ``narrow_formats`` ``{layer: (f_in, f_w)}`` (:func:`~hwaware.fixedpoint.clip_formats.narrow_formats`)
+      holds a narrowed layer's two formats fixed instead, its input saturating, as
+      ``convert(narrow_formats=...)`` computes it;
     - mode ``eyeriss``: the bias at ``f_y`` (16 bits, nearest), and every product shifted by
       ``s = f_in + f_w - f_y`` with the arithmetic's rounding before the sum. For ``s <= 2`` that
       per-product rounding is reproduced exactly (the sum of ``(x*w) mod 2**s`` over the products is a
@@ -106,7 +110,7 @@ class FakeQuant:
 
     def __init__(self, model: nn.Module, bits: Mapping[str, int], *, calibration_data: torch.Tensor,
                  headroom: float = 0.5, mode: str = "eyeriss", rounding: str = "floor",
-                 overflow: str = "wrap") -> None:
+                 overflow: str = "wrap", narrow_formats: Mapping[str, tuple[int, int]] | None = None) -> None:
         from torch.nn.utils import parametrize
 
         self.model = model
@@ -119,6 +123,12 @@ class FakeQuant:
                                    f"model")
         self.layers = {n: m for n, m in modules.items() if isinstance(m, _QUANTIZABLE)}
         self.bits = {n: int(bits.get(n, 16)) for n in self.layers}
+        # {layer: (f_in, f_w)} held fixed (clipped input, :mod:`.clip_formats`); convert takes the same
+        self.narrow_formats = {n: (int(f[0]), int(f[1])) for n, f in (narrow_formats or {}).items()}
+        for name in self.narrow_formats:
+            if self.bits.get(name, 16) >= 16:
+                raise HwawareError(f"quantization-aware training: narrow_formats names '{name}', which is not "
+                                   f"narrowed below 16 bits")
         self.enabled = False
         self.input_frac: dict[str, int] = {}  # narrowed layers: the format their input is brought to
         self.in_frac16: dict[str, int] = {}  # the input's 16-bit format (sets s of 16-bit layers)
@@ -129,7 +139,7 @@ class FakeQuant:
         for name, mod in self.layers.items():
             self._handles.append(mod.register_forward_pre_hook(lambda m, args, n=name: self._input(n, args)))
             self._handles.append(mod.register_forward_hook(lambda m, args, y, n=name: self._output(n, m, args, y)))
-            parametrize.register_parametrization(mod, "weight", _WeightQuant(self, self.bits[name]))
+            parametrize.register_parametrization(mod, "weight", _WeightQuant(self, name, self.bits[name]))
             if mod.bias is not None:
                 parametrize.register_parametrization(mod, "bias", _BiasQuant(self, name, mod))
             self._parametrized.append(mod)
@@ -144,7 +154,8 @@ class FakeQuant:
             self.enabled = True
         h = self.headroom
         self.in_frac_model = frac_bits_for(float(self.calibration_data.abs().max()), 16, headroom=h)
-        self.input_frac = {n: frac_bits_for(ins[n], b, headroom=h) for n, b in self.bits.items() if b < 16}
+        self.input_frac = {n: self.narrow_formats[n][0] if n in self.narrow_formats else
+                           frac_bits_for(ins[n], b, headroom=h) for n, b in self.bits.items() if b < 16}
         self.in_frac16 = {n: frac_bits_for(ins[n], 16, headroom=h) for n in self.layers}
         self.out_frac = {n: frac_bits_for(outs[n], 16, headroom=h) for n in self.layers}
 
@@ -201,7 +212,8 @@ class FakeQuant:
         # first the 16-bit code the producer holds (an average pool rounds its mean there; a convolution's
         # output is on that grid already), then the narrow one: two roundings to nearest are not one
         x = fake_quantize(args[0], self.in_frac16[name], 16, self.rounding, self.overflow)
-        return (fake_quantize(x, self.input_frac[name], self.bits[name], self.rounding, self.overflow),
+        clip = "saturate" if name in self.narrow_formats else self.overflow
+        return (fake_quantize(x, self.input_frac[name], self.bits[name], self.rounding, clip),
                 ) + tuple(args[1:])
 
     def _output(self, name: str, mod: nn.Module, args: tuple, y: torch.Tensor) -> torch.Tensor | None:
@@ -213,14 +225,21 @@ class FakeQuant:
         x = args[0]
         w = mod.weight.detach()
         fx = self.input_frac.get(name, self.in_frac16[name])
-        fw = frac_bits_for(float(w.abs().max()), self.bits[name])
+        fw = self.weight_frac(name, w)
         s = fx + fw - fy
         if s > 0:
             with torch.no_grad():
-                corr = _rounding_sum(mod, x.detach(), w, fx, fw, s, self.rounding, exact=name in self.input_frac)
+                corr = _rounding_sum(mod, x.detach(), w, fx, fw, s, self.rounding, exact=name in self.input_frac,
+                                     levels=1 << self.bits[name])
             y = y + math.ldexp(1.0, -fy) * corr
         # the 16-bit adder wraps (the sum is on the f_y grid already where s <= 2)
         return fake_quantize(y, fy, 16, "nearest", "wrap")
+
+    def weight_frac(self, name: str, w: torch.Tensor) -> int:
+        """The weights' format: the given one, else the max rule of the current weights."""
+        if name in self.narrow_formats:
+            return self.narrow_formats[name][1]
+        return frac_bits_for(float(w.detach().abs().max()), self.bits[name])
 
     def remove(self) -> nn.Module:
         """Remove the fake quantization; returns the model with its plain (unquantized) float weights."""
@@ -245,16 +264,39 @@ def _products(mod: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw: int, s: int, rounding: str, *,
-                  exact: bool) -> torch.Tensor:
+                  exact: bool, levels: int = 1 << 16) -> torch.Tensor:
     """Sum over the products of (product shifted by ``s`` with ``rounding``) - (exact product), in codes at f_y.
 
     A product ``p`` of codes rounded by an ``s``-bit shift is ``(p + h - ((p + h) mod 2**s)) / 2**s``
     (``h`` = 0 for floor, ``2**(s-1)`` for nearest); ``(p + h) mod 2**s`` depends only on the codes'
     residues mod ``2**s``, so the sum is one convolution per pair of residues (``exact``, ``s <= 2``).
-    Otherwise the residue of a non-zero product is taken as uniform: mean ``(h - (2**s - 1) / 2) / 2**s``.
+    For ``s >= 3`` a Linear layer's products are summed one by one (in chunks of rows); a convolution
+    with an input of at most ``_VALUE_LEVELS`` codes (``levels``: a narrowed input of
+    <= 5 bits) it is exact too: for each input code ``a`` the rounding error of ``a * w`` is a tensor
+    of the weights' shape, one convolution per code. Otherwise the residue of a non-zero product is
+    taken as uniform: mean ``(h - (2**s - 1) / 2) / 2**s``.
     """
     m = 1 << s
     h = m >> 1 if rounding == "nearest" else 0
+    if exact and s > 2 and isinstance(mod, nn.Linear) and x.dim() == 2:
+        xc = torch.round(x * math.ldexp(1.0, fx)).double()
+        wc = torch.round(w * math.ldexp(1.0, fw)).double()
+        rows = max(1, (1 << 24) // max(1, wc.numel()))  # products per chunk of rows: ~16M
+        parts = []
+        for xb in xc.split(rows):
+            p = xb[:, None, :] * wc[None, :, :]
+            parts.append((torch.floor((p + h) / m) - p / m).sum(2))
+        return torch.cat(parts).to(x.dtype)
+    if exact and s > 2 and levels <= _VALUE_LEVELS:
+        xc = torch.round(x * math.ldexp(1.0, fx))
+        wc = torch.round(w * math.ldexp(1.0, fw)).double()
+        total = torch.zeros((), dtype=x.dtype)
+        for a in torch.unique(xc).tolist():
+            if a != 0:
+                p = a * wc
+                err = (torch.floor((p + h) / m) - p / m).to(w.dtype)  # the shifted product minus the exact one
+                total = total + _products(mod, (xc == a).to(x.dtype), err)
+        return total
     if exact and s <= 2:
         xr = torch.remainder(torch.round(x * math.ldexp(1.0, fx)), m)
         wr = torch.remainder(torch.round(w * math.ldexp(1.0, fw)), m)
@@ -272,18 +314,18 @@ def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw:
 
 
 class _WeightQuant(nn.Module):
-    """Weights at the max-rule format of their current maximum (nearest, saturate), as convert does."""
+    """Weights at their format (given, or the max rule of their current maximum; nearest, saturate), as
+    convert does."""
 
-    def __init__(self, owner: FakeQuant, bits: int) -> None:
+    def __init__(self, owner: FakeQuant, name: str, bits: int) -> None:
         super().__init__()
         self.owner = [owner]  # a list: not a submodule
-        self.bits = bits
+        self.name, self.bits = name, bits
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not self.owner[0].enabled:
             return w
-        f = frac_bits_for(float(w.detach().abs().max()), self.bits)
-        return fake_quantize(w, f, self.bits, "nearest")
+        return fake_quantize(w, self.owner[0].weight_frac(self.name, w), self.bits, "nearest")
 
 
 class _BiasQuant(nn.Module):
@@ -300,8 +342,7 @@ class _BiasQuant(nn.Module):
             return b
         if fq.mode == "eyeriss":
             return fake_quantize(b, fq.out_frac[self.name], 16, "nearest")
-        w = self.mod[0].parametrizations.weight.original.detach()
-        fw = frac_bits_for(float(w.abs().max()), fq.bits[self.name])
+        fw = fq.weight_frac(self.name, self.mod[0].parametrizations.weight.original)
         return fake_quantize(b, fq.input_frac.get(self.name, fq.in_frac16[self.name]) + fw, 32, "nearest")
 
 

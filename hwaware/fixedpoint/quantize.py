@@ -49,6 +49,7 @@ from .convert import collect_inputs, convert
 from .format import DEFAULT_MODE, DEFAULT_OVERFLOW, DEFAULT_ROUNDING, check_arith
 
 WIDTHS = (12, 10, 8, 6, 4)
+START = 8  # the search starts from uniform 8 bits (16 if that breaks max_drop)
 HEADROOM_BITS = 0.5  # activation formats of the fine-tuned model: the same for fake quant and convert
 
 
@@ -85,6 +86,8 @@ class QuantizeResult:
     finetune_steps: int = 0  # per trial; 0: post-training search
     fake_quant_accuracy: float | None = None  # fine-tuned fake-quantized model (finetune_steps > 0)
     fake_quant_agreement: float | None = None  # top-1 agreement of that model with the integer one
+    # narrowed layers' (f_in, f_w) the fine-tuning held fixed (clipped input); convert(narrow_formats=) takes them
+    narrow_formats: dict[str, tuple[int, int]] = field(default_factory=dict)
     model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # fine-tuned, BN folded
 
     @property
@@ -100,6 +103,7 @@ class QuantizeResult:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "trials")}
         d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+        d["narrow_formats"] = {k: list(v) for k, v in self.narrow_formats.items()}
         d["trials"] = [asdict(t) for t in self.trials]
         d["saved_vs_16"], d["saved_vs_8"] = self.saved_vs_16, self.saved_vs_8
         return d
@@ -138,7 +142,7 @@ class BitWidthSearch:
                  max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE,
                  rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1",
                  samples: int | None = 256, train_data: Any = None, finetune_steps: int = 0,
-                 finetune_lr: float = 0.001, batch: int = 1) -> None:
+                 finetune_lr: float = 0.001, batch: int = 1, start: int = START, clip: bool = True) -> None:
         from .._checks import check_dim
         from ..eyeriss import Scorer
         from ..profiler import profile
@@ -158,6 +162,11 @@ class BitWidthSearch:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise HwawareError(f"quantize: batch must be a positive integer, got {batch!r}")
         check_dim(batch, "N", "quantize: batch")
+        if isinstance(start, bool) or not isinstance(start, int) or not 2 <= start <= 16:
+            raise HwawareError(f"quantize: start must be a width within 2..16, got {start!r}")
+        self.start, self.clip = start, bool(clip)
+        self.kept_bits: dict[str, int] = {}  # the widths the accepted formats belong to
+        self.last_formats: dict[str, tuple[int, int]] = {}
         self.finetune_steps, self.finetune_lr, self.train_data = finetune_steps, float(finetune_lr), train_data
         self.model = model.eval()
         self.calib = collect_inputs(calibration_data, samples)
@@ -196,14 +205,21 @@ class BitWidthSearch:
                         **self.arith)
         return evaluate(fixed, self.val)
 
-    def finetuned_accuracy(self, bits: dict[str, int], state: dict[str, torch.Tensor]
+    def finetuned_accuracy(self, bits: dict[str, int], state: dict[str, torch.Tensor],
+                           formats: dict[str, tuple[int, int]] | None = None
                            ) -> tuple[float, dict[str, torch.Tensor]]:
-        """Fake-quantized top-1 of ``bits`` after fine-tuning from ``state``; and the new state."""
+        """Fake-quantized top-1 of ``bits`` after fine-tuning from ``state``; and the new state.
+
+        ``formats``: narrowed layers' formats to keep (the accepted trial's); the others are chosen by
+        :func:`~hwaware.fixedpoint.clip_formats.narrow_formats` on the starting weights and held fixed
+        through the fine-tuning (:attr:`last_formats`).
+        """
         from ..train import evaluate
-        from .qat import FakeQuant, finetune
+        from .qat import finetune
 
         self.folded.load_state_dict(state)
-        fq = self.fake_quant(bits)
+        self.last_formats = self.formats_for(bits, formats or {})
+        fq = self.fake_quant(bits, self.last_formats)
         try:
             fq.correct_bias(self.reference)  # the mean rounding error, as convert's bias correction removes it
             finetune(self.folded, self.train_data, steps=self.finetune_steps, lr=self.finetune_lr)
@@ -221,57 +237,99 @@ class BitWidthSearch:
         self.reference = fold_batchnorm(self.model)  # the unquantized float model, never trained
         return {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
 
-    def fake_quant(self, bits: dict[str, int]) -> Any:
+    def formats_for(self, bits: dict[str, int], keep: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """Narrowed layers' ``(f_in, f_w)``: ``keep``'s where the width is unchanged, the others chosen
+        for the least clipping-and-rounding error on the folded model's current weights (``{}`` when
+        the search uses the max rule, ``clip=False``)."""
+        from .clip_formats import narrow_formats
+
+        if not self.clip:
+            return {}
+        keep = {k: v for k, v in keep.items() if bits.get(k, 16) == self.kept_bits.get(k)}
+        new = {k: b for k, b in bits.items() if b < 16 and k not in keep}
+        got = narrow_formats(self.folded, new, self.calib, rounding=self.arith["rounding"],
+                             headroom=HEADROOM_BITS) if new else {}
+        return {**keep, **got}
+
+    def fake_quant(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None) -> Any:
         """:class:`~hwaware.fixedpoint.qat.FakeQuant` of ``bits`` on the folded model, in the search's arithmetic."""
         from .qat import FakeQuant
 
         return FakeQuant(self.folded, bits, calibration_data=self.calib, headroom=HEADROOM_BITS,
-                         **self.arith)
+                         narrow_formats=formats, **self.arith)
 
-    def convert_finetuned(self, bits: dict[str, int]) -> Any:
-        """The folded, fine-tuned model on the integer backend: the codes and biases it trained on."""
+    def convert_finetuned(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None) -> Any:
+        """The folded, fine-tuned model on the integer backend: the codes, biases and formats it trained on."""
         narrowed = {k: v for k, v in bits.items() if v < 16}
         return convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
-                       bias_correction=False, headroom_bits=HEADROOM_BITS, **self.arith)
+                       bias_correction=False, headroom_bits=HEADROOM_BITS, narrow_formats=formats or None,
+                       **self.arith)
 
     def steps(self) -> Iterator[Trial]:
-        """Rounds over the layers, largest energy share first; each round tries one step narrower.
+        """From uniform ``start`` bits (default 8), step layers narrower one width at a time.
 
-        A layer whose next step breaks the accuracy limit keeps its width for good (the others only
-        get narrower, so it would not pass later either).
+        The first trial measures every layer at ``start`` (layer ``"*"``); if that already breaks
+        ``max_drop`` the search starts from 16 bits instead. Then, in rounds, the active layers are
+        visited in order of energy saved per accuracy lost: the energy the layer's next step saves
+        (the Eyeriss model, exact) over the accuracy its last trial cost (unknown at first: the
+        energy alone orders them). A trial within ``max_drop`` is kept; a layer whose next step breaks
+        it keeps its width for good (the others only get narrower, so it would not pass later either).
         """
         from ..train import evaluate
 
         float_acc = evaluate(self.model, self.val)
         acc16 = self.accuracy({})
         trials: list[Trial] = []
-        bits = {name: 16 for name in self.order}
         qat = self.finetune_steps > 0
-        if qat:
-            state = self.start_qat()
-        ladder = sorted(self.widths, reverse=True)  # e.g. 12, 10, 8, 6, 4
-        active = list(self.order)
+        state = self.start_qat() if qat else {}
+        formats: dict[str, tuple[int, int]] = {}
+
+        def measure(cand: dict[str, int]) -> tuple[float, Any, dict[str, tuple[int, int]]]:
+            if qat:
+                a, st = self.finetuned_accuracy(cand, state, formats)
+                return a, st, self.last_formats
+            return self.accuracy(cand), None, {}
+
+        bits = {name: 16 for name in self.order}
         acc = acc16
+        if self.start < 16:
+            cand = {name: self.start for name in self.order}
+            a, st, fm = measure(cand)
+            drop = 100.0 * (float_acc - a)
+            trial = Trial("*", self.start, a, drop, self.energy(cand), drop <= self.max_drop)
+            trials.append(trial)
+            yield trial
+            if trial.accepted:
+                bits, acc, state, formats, self.kept_bits = cand, a, st if qat else state, fm, dict(cand)
+        ladder = sorted(self.widths, reverse=True)
+        active = list(self.order)
+        cost: dict[str, float] = {}  # accuracy points the layer's last trial lost
         while active:
+            e_now = self.energy(bits)
+            gain = {}
             for name in list(active):
                 narrower = [w for w in ladder if w < bits[name]]
                 if not narrower:
                     active.remove(name)
-                    continue
-                cand = {**bits, name: narrower[0]}
-                if qat:
-                    a, cand_state = self.finetuned_accuracy(cand, state)
                 else:
-                    a = self.accuracy(cand)
+                    gain[name] = e_now - self.energy({**bits, name: narrower[0]})
+            rank = sorted(active, key=lambda n: -gain[n] / max(cost.get(n, 0.0), 0.05))
+            for name in rank:
+                if name not in active:
+                    continue
+                step = max(w for w in ladder if w < bits[name])
+                cand = {**bits, name: step}
+                a, st, fm = measure(cand)
                 drop = 100.0 * (float_acc - a)
                 ok = drop <= self.max_drop
-                trial = Trial(name, narrower[0], a, drop, self.energy(cand), ok)
+                cost[name] = max(0.0, 100.0 * (acc - a))
+                trial = Trial(name, step, a, drop, self.energy(cand), ok)
                 trials.append(trial)
                 yield trial
                 if ok:
                     bits, acc = cand, a
                     if qat:
-                        state = cand_state
+                        state, formats, self.kept_bits = st, fm, dict(cand)
                 else:
                     active.remove(name)
         extra: dict[str, Any] = {}
@@ -279,14 +337,15 @@ class BitWidthSearch:
             from .verify import accuracy_and_agreement
 
             self.folded.load_state_dict(state)
-            fixed = self.convert_finetuned(bits)
-            fq = self.fake_quant(bits)
+            fixed = self.convert_finetuned(bits, formats)
+            fq = self.fake_quant(bits, formats)
             try:
                 fq_acc = evaluate(self.folded, self.val)
                 acc, agree = accuracy_and_agreement(self.folded, fixed, self.val)  # one integer pass
             finally:
                 fq.remove()
-            extra = {"fake_quant_accuracy": fq_acc, "fake_quant_agreement": agree, "model": self.folded}
+            extra = {"fake_quant_accuracy": fq_acc, "fake_quant_agreement": agree, "model": self.folded,
+                     "narrow_formats": dict(formats)}
         self.result = QuantizeResult(
             bits=bits, order=self.order, energy_share=self.energy_share, float_accuracy=float_acc,
             accuracy_16=acc16, accuracy_8=self.accuracy(8),
@@ -300,14 +359,15 @@ def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, ma
              widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING,
              overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1", samples: int | None = 256,
              train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.001,
-             batch: int = 1, progress: bool = False) -> QuantizeResult:
+             batch: int = 1, start: int = START, clip: bool = True, progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm
 
     search = BitWidthSearch(model, calibration_data=calibration_data, val_data=val_data, max_drop=max_drop,
                             widths=widths, mode=mode, rounding=rounding, overflow=overflow,
                             hardware=hardware, samples=samples, train_data=train_data,
-                            finetune_steps=finetune_steps, finetune_lr=finetune_lr, batch=batch)
+                            finetune_steps=finetune_steps, finetune_lr=finetune_lr, batch=batch, start=start,
+                            clip=clip)
     bar = tqdm(desc="quantize", unit="trial", disable=not progress, leave=False)
     for t in search.steps():
         bar.set_postfix_str(f"{t.layer} {t.bits}b drop {t.drop:.2f}")

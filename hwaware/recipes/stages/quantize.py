@@ -90,10 +90,10 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
             from ...fixedpoint.qat import write_back
 
             ctx.set_model(write_back(ctx.model, search.model))
-    # fine-tuned: keep the codes and biases the fine-tuning trained on (no equalization, no bias
-    # correction towards the unquantized float model, the search's headroom)
+    # fine-tuned: keep the codes, biases and narrow formats the fine-tuning trained on (no equalization,
+    # no bias correction towards the unquantized float model, the search's headroom)
     qat = search is not None and search.model is not None
-    extra = {"headroom_bits": HEADROOM_BITS} if qat else {}
+    extra = {"headroom_bits": HEADROOM_BITS, "narrow_formats": search.narrow_formats or None} if qat else {}
     fixed = convert(ctx.model, calib, bits=bits if bits else 16, mode=o["mode"], rounding=o["rounding"],
                     overflow=o["overflow"], samples=o["samples"], bias_correction=o["bias_correction"] and not qat,
                     equalize=not qat, progress=ctx.progress, **extra)
