@@ -1,7 +1,9 @@
 """Energy-aware bit widths with quantization-aware fine-tuning vs uniform 8 bits (issue 17, item 1).
 
-On the trained small CNN (builtin:shapes) the search narrows the layers, largest energy share first,
-with ``--finetune-steps`` of fake-quantized fine-tuning per trial, and reports the Eyeriss energy of
+On networks trained on builtin:shapes (``--models``: the small CNN and a ResNet-18, models/resnet18.py)
+the search starts from uniform 8 bits and narrows layers by energy saved per accuracy lost, with
+``--finetune-steps`` of fake-quantized fine-tuning per trial (narrowed layers in clipped formats chosen
+for the least error, fixedpoint/clip_formats.py), and reports the Eyeriss energy of
 the chosen widths against uniform 8 bits, the top-1 of the integer backend converted from the
 fine-tuned model, and the anchor (HAQ, Wang et al. CVPR 2019: 1.9x less energy than fixed 8 bits
 at negligible accuracy loss, on BitFusion). The first table says what the energy model allows at
@@ -16,8 +18,8 @@ integer model's test accuracy: uniform 8 bits post-training (the reference), uni
 ``--uniform-steps`` of quantization-aware fine-tuning (the energy floor: how narrow the energy-heavy
 layers can go at all), and the energy-aware search with ``--finetune-steps`` per trial.
 
-    python bench/quantize_qat.py                       # widths 8,6,5,4,3, 50 steps per trial
-    python bench/quantize_qat.py --uniform 4,3 --uniform-steps 300 --finetune-steps 20
+    python bench/quantize_qat.py                       # both networks, widths 6,5,4,3, 30 steps per trial
+    python bench/quantize_qat.py --models small_cnn --uniform 4,3 --uniform-steps 300 --finetune-steps 20
     python bench/quantize_qat.py --json q.json
 """
 
@@ -34,7 +36,7 @@ from hwaware.eyeriss import Scorer
 from hwaware.fixedpoint.quantize import BitWidthSearch
 from hwaware.profiler import profile
 from hwaware.report_table import format_table
-from hwaware.train import evaluate, trained_shapes_model
+from hwaware.train import SHAPES_MODELS, evaluate, trained_shapes_model
 
 HAQ_GAIN = 1.9  # HAQ (Wang et al., CVPR 2019): energy vs fixed 8 bits on BitFusion, negligible top-1 loss
 TARGET_GAIN = 1.5  # issue 17
@@ -61,24 +63,13 @@ def uniform_table(model: torch.nn.Module, images: torch.Tensor, widths: list[int
                   "types": list(t.energy_by_type)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="small_cnn", choices=("small_cnn", "vgg_small"))
-    ap.add_argument("--widths", default="8,6,5,4,3")
-    ap.add_argument("--uniform", default="6,4,3", help="uniform widths fine-tuned as arms ('' for none)")
-    ap.add_argument("--uniform-steps", type=int, default=300, help="fine-tuning steps of each uniform arm")
-    ap.add_argument("--finetune-steps", type=int, default=50)
-    ap.add_argument("--finetune-lr", type=float, default=0.001)
-    ap.add_argument("--max-drop", type=float, default=1.0)
-    ap.add_argument("--val", type=int, default=1000, help="validation images per accuracy measurement")
-    ap.add_argument("--test", type=int, default=1000, help="test images for the final comparison")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    widths = [int(w) for w in args.widths.split(",")]
+def run_model(name: str, args: argparse.Namespace) -> dict:
+    """The energy table and the arms of one network; prints both tables, returns the numbers."""
+    from hwaware.fixedpoint.convert import convert
+    from hwaware.fixedpoint.verify import accuracy_and_agreement
 
-    model = trained_shapes_model(args.model, progress=True)
+    widths = [int(w) for w in args.widths.split(",")]
+    model = trained_shapes_model(name, progress=True)
     calib = make_loader("builtin:shapes", "train", batch_size=64, limit=256, seed=0)
     val = make_loader("builtin:shapes", "val", batch_size=250, limit=args.val)
     test = make_loader("builtin:shapes", "test", batch_size=250, limit=args.test)
@@ -86,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     images = next(iter(make_loader("builtin:shapes", "train", batch_size=16, seed=1)))[0]
 
     rows, energy = uniform_table(model, images, sorted({w for w in widths if w < 8}, reverse=True))
-    print(f"{args.model}: Eyeriss v1 energy per batch of 1 (as the search scores) at uniform widths relative to "
+    print(f"\n{name}: Eyeriss v1 energy per batch of 1 (as the search scores) at uniform widths relative to "
           f"uniform 8 bits (share of each data type in that width's energy)")
     print(format_table(["widths", "E / E(8b)", "saved vs 8b", *energy["types"]], rows))
     by8 = energy["by_type_8"]
@@ -94,13 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"at 8 bits: psum accesses {100 * by8['psum'] / tot8:.0f}% of the energy (16-bit partial sums: only "
           f"their DRAM writes scale with the width), MACs {100 * by8['MAC'] / tot8:.0f}%")
 
-    from hwaware.fixedpoint.convert import convert
-    from hwaware.fixedpoint.verify import accuracy_and_agreement
-
     f_test = evaluate(model, test)
     rows = [["float", "", "", "", "", "", f"{100 * f_test:.2f}", "", ""]]
     ref = BitWidthSearch(model, calibration_data=calib, val_data=val, train_data=train,
-                         finetune_steps=args.uniform_steps, finetune_lr=args.finetune_lr)
+                         finetune_steps=max(1, args.uniform_steps), finetune_lr=args.finetune_lr)
     e8 = ref.energy({k: 8 for k in ref.order})
     u8 = convert(model, ref.calib, bits=8, **ref.arith)
     u8_val, u8_test = evaluate(u8, val), evaluate(u8, test)
@@ -112,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         bits = {k: b for k in ref.order}
         fq_val, state = ref.finetuned_accuracy(bits, ref.start_qat())
+        formats = ref.last_formats
         ref.folded.load_state_dict(state)
-        fixed = ref.convert_finetuned(bits)
-        fq = ref.fake_quant(bits)
+        fixed = ref.convert_finetuned(bits, formats)
+        fq = ref.fake_quant(bits, formats)
         i_val, agree = accuracy_and_agreement(ref.folded, fixed, val)
         fq.remove()
         i_test = evaluate(fixed, test)
@@ -130,31 +119,54 @@ def main(argv: list[str] | None = None) -> int:
     search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
                             train_data=train, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr)
     for trial in search.steps():
-        print(f"  {trial.layer:8s} {trial.bits:2d}b acc={trial.accuracy:.4f} drop={trial.drop:+.2f} "
+        print(f"  {trial.layer:16s} {trial.bits:2d}b acc={trial.accuracy:.4f} drop={trial.drop:+.2f} "
               f"E={trial.energy:.4g} {'ok' if trial.accepted else 'no'}", file=sys.stderr)
     res = search.result
     seconds = time.perf_counter() - t0
     assert res is not None
     print(res.table())
-    q_test = evaluate(search.convert_finetuned(res.bits), test)
+    q_test = evaluate(search.convert_finetuned(res.bits, res.narrow_formats), test)
     gain = res.energy_8 / res.energy
     rows.append([f"searched, QAT {args.finetune_steps} steps/trial", f"{res.energy / res.energy_8:.3f}", f"{gain:.2f}x",
                  f"{100 * res.fake_quant_accuracy:.2f}", f"{100 * res.accuracy:.2f}",
                  f"{100 * res.fake_quant_agreement:.1f}%", f"{100 * q_test:.2f}", f"{100 * (f_test - q_test):+.2f}", ""])
     rows.append(["HAQ (CVPR 2019), BitFusion", "", f"{HAQ_GAIN}x", "", "", "", "", "negligible", "anchor"])
     rows.append(["issue 17 target", "", f">= {TARGET_GAIN}x", "", "", "", "", "<= 1.00", "target"])
-    print(f"\n{args.model} on builtin:shapes ({args.val} val / {args.test} test images), eyeriss/floor/wrap; "
+    print(f"\n{name} on builtin:shapes ({args.val} val / {args.test} test images), eyeriss/floor/wrap; "
           f"energy: Eyeriss v1 model vs uniform 8 bits")
     print(format_table(["arm", "E / E(8b)", "less than 8b", "fake-quant val", "integer val", "agreement",
                         "integer test", "test drop", ""], rows))
     print(f"searched widths: {res.bits}; search {seconds:.0f} s")
+    return {"result": res.to_dict(), "test_float": f_test, "test_uniform8": u8_test, "test_searched": q_test,
+            "gain_vs_8": gain, "uniform": energy, "seconds": seconds, "arms": arms,
+            "finetune_steps": args.finetune_steps, "uniform_steps": args.uniform_steps, "max_drop": args.max_drop}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="small_cnn,resnet18",
+                    help="comma-separated, from: " + ", ".join(SHAPES_MODELS))
+    ap.add_argument("--widths", default="6,5,4,3", help="the search's ladder below its start (8 bits)")
+    ap.add_argument("--uniform", default="4", help="uniform widths fine-tuned as arms ('' for none)")
+    ap.add_argument("--uniform-steps", type=int, default=100, help="fine-tuning steps of each uniform arm")
+    ap.add_argument("--finetune-steps", type=int, default=30)
+    ap.add_argument("--finetune-lr", type=float, default=0.003)
+    ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--val", type=int, default=500, help="validation images per accuracy measurement")
+    ap.add_argument("--test", type=int, default=1000, help="test images for the final comparison")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    bad = [n for n in names if n not in SHAPES_MODELS]
+    if bad:
+        ap.error(f"--models: unknown {', '.join(bad)}; allowed: {', '.join(SHAPES_MODELS)}")
+    out = {name: run_model(name, args) for name in names}
     if args.json:
         from hwaware._io import write_json
 
-        write_json(args.json, {"result": res.to_dict(), "test_float": f_test, "test_uniform8": u8_test,
-                               "test_searched": q_test, "gain_vs_8": gain, "uniform": energy, "seconds": seconds,
-                               "arms": arms, "finetune_steps": args.finetune_steps,
-                               "uniform_steps": args.uniform_steps, "max_drop": args.max_drop})
+        write_json(args.json, out)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""``hwaware quantize``: per-layer bit widths chosen greedily from the largest energy share down,
-with quantization-aware fine-tuning of each trial (``--finetune-steps``; 0 for post-training).
+"""``hwaware quantize``: per-layer bit widths stepped down from uniform 8 bits (``--start``), layers
+ordered by energy saved per accuracy lost, with quantization-aware fine-tuning of each trial
+(``--finetune-steps``; 0 for post-training) in clipped narrow formats.
 
     hwaware quantize models/small_cnn.py --data builtin:shapes --max-drop 1.0 --out quant.json
     hwaware quantize runs/trained.pt --data cifar10:data/cifar --widths 8,6,4 --out q.json --mode wide
@@ -24,7 +25,7 @@ from ._flags import (
     fold_dataflow,
 )
 
-HELP = "energy-aware quantization: narrowest per-layer widths (16 down to 4) within an accuracy drop"
+HELP = "energy-aware quantization: narrowest per-layer widths (from 8 bits down) within an accuracy drop"
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="write the result as JSON here")
     p.add_argument("--widths", default="12,10,8,6,4", metavar="LIST",
                    help="candidate widths below 16, comma-separated (default 12,10,8,6,4)")
+    p.add_argument("--start", type=int, default=8, metavar="BITS",
+                   help="uniform width the search starts from and steps layers down from (default 8; 16 when 8 "
+                        "bits already loses more than --max-drop)")
     p.add_argument("--samples", type=int, default=256, metavar="K", help="calibration images (default 256)")
     p.add_argument("--val-samples", type=int, default=1000, metavar="K",
                    help="validation images per accuracy measurement (default 1000)")
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
                    mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=hardware,
                    samples=args.samples, train_data=train, finetune_steps=args.finetune_steps,
-                   finetune_lr=args.finetune_lr, batch=args.batch, progress=not args.quiet)
+                   finetune_lr=args.finetune_lr, batch=args.batch, start=args.start, progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
     print(f"{args.target} on {args.data}")
     print(res.table())

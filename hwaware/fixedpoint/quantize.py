@@ -1,15 +1,18 @@
-"""Energy-aware quantization: per-layer bit widths chosen greedily, largest energy share first.
+"""Energy-aware quantization: per-layer bit widths stepped down from uniform 8 bits by energy saved
+per accuracy lost.
 
 1. Profile the model (:func:`hwaware.profile`, zero fractions from up to 16 calibration images)
-   and score it on the Eyeriss model at 16 bits, per batch of ``batch`` images (default 1, like
-   every energy hwaware reports); order the Conv/Linear layers by energy, largest first.
-2. In rounds, visit the layers in that order and narrow each by one step of ``widths`` (default
-   16 -> 12 -> 10 -> 8 -> 6 -> 4) when the top-1 accuracy on the validation data stays within
-   ``max_drop`` percentage points of the float model's; a layer whose next step fails keeps its
-   width. Stepping in rounds spreads the accuracy budget: narrowing the largest layer straight to
-   its narrowest passing width first spent the whole budget on it and ended above uniform 8 bits
-   in energy on the small CNN.
-3. A layer's width applies to its weights and its input activations (``weight_bits`` and
+   and score it on the Eyeriss model per batch of ``batch`` images (default 1, like every energy
+   hwaware reports); :attr:`order` lists the Conv/Linear layers by energy at 16 bits.
+2. Start from uniform ``start`` bits (default 8: post-training 8 bits keeps the trained small CNN's
+   accuracy, so no layer is left at 16, which costs more than the rest save); the first trial
+   (layer ``"*"``) measures it, and the search falls back to 16 bits if it breaks ``max_drop``.
+3. In rounds, step each active layer one width down ``widths`` (below the start), visiting the
+   layers in order of energy saved per accuracy lost: the step's energy saving (the model, exact)
+   over the top-1 points the layer's previous trial cost (unknown at first: energy alone). A step
+   whose top-1 stays within ``max_drop`` percentage points of the float model is kept; a layer
+   whose step fails keeps its width for good.
+4. A layer's width applies to its weights and its input activations (``weight_bits`` and
    ``act_bits`` of the :class:`~hwaware.workload.Layer`, which scale the energy model's data
    movement and MAC energy); products still accumulate as the fixed-point backend says.
 
@@ -23,7 +26,9 @@ Quantization-aware fine-tuning (``finetune_steps > 0`` with ``train_data``): the
 BN-folded copy of the model (:mod:`hwaware.fixedpoint.qat`). Each trial installs fake
 quantization of the candidate widths -- the integer backend's formats, rounding and (mode
 ``eyeriss``) per-product shift, bit for bit, with straight-through gradients -- fine-tunes a copy
-of the weights accepted so far for ``finetune_steps`` SGD steps, re-reads the formats and measures
+of the weights accepted so far for ``finetune_steps`` SGD steps (narrowed layers in clipped formats
+chosen for the least error at the trial's start and held fixed, :mod:`.clip_formats`), re-reads the
+16-bit formats and measures
 the fake-quantized accuracy, which is the integer model's accuracy (a test checks the two agree);
 an accepted trial keeps its fine-tuned weights. The result's ``accuracy`` is measured on the integer
 backend converted from the fine-tuned model (``result.model``; ``bias_correction=False``: the
