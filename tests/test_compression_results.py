@@ -115,41 +115,49 @@ def test_channel_level_energy_aware_saves_1_5x_more_than_l1_filter_pruning(pruni
     assert gain >= 1.5, gain
 
 
-# bench/quantize_qat.py as measured (issue 17 item 1): the uniform arms give the energy floor, the
-# search the mixed-precision point; run once, asserted by the tests below.
+# bench/quantize_qat.py as measured (issue 17 item 1), one run per network: the uniform arm gives the
+# energy floor, the search the mixed-precision point; asserted by the tests below.
 _QAT = ["--threads", "2"]
 
 
-@pytest.fixture(scope="module")
-def qat_study(tmp_path_factory):
+@pytest.fixture(scope="module", params=["small_cnn", "resnet18"])
+def qat_study(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("qat") / "q.json"
-    assert _bench("quantize_qat").main([*_QAT, "--json", str(out)]) == 0
-    return _json(out)
+    assert _bench("quantize_qat").main([*_QAT, "--models", request.param, "--json", str(out)]) == 0
+    return request.param, _json(out)[request.param]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="not met: the searched arm keeps conv2 at 16 bits, where the fake quantization only "
-                          "approximates the per-product rounding (exact for shifts <= 2): bench/quantize_qat.py "
-                          "measured 99.0% fake-quant/integer agreement and a 1.2-point integer drop (max_drop 1.0)")
-def test_qat_fake_quant_is_what_the_integer_backend_computes(qat_study):
+def test_qat_fake_quant_is_what_the_integer_backend_computes(qat_study, request):
     """The search accepts trials on the fake-quantized accuracy, so that must be the chip's: every
-    arm's fine-tuned model, converted to the integer backend, picks the fake-quant model's class on
-    >= 99.5% of the validation images, and the searched widths' integer model keeps max_drop."""
-    res = qat_study["result"]
-    assert res["fake_quant_agreement"] >= 0.995
+    arm's fine-tuned model, converted to the integer backend with the formats it trained with, picks
+    the fake-quant model's class on >= 99% of the validation images (the small CNN: every image, bit
+    for bit; ResNet-18's residual adds round at 16 bits, which the fake quantization does not model),
+    and the searched widths' integer model keeps max_drop."""
+    name, q = qat_study
+    if name == "resnet18":
+        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+            "not measured: the builtin:shapes ResNet-18 arm did not run in the session that added it")))
+    res = q["result"]
+    want = 1.0 if name == "small_cnn" else 0.99
+    assert res["fake_quant_agreement"] >= want
     assert 100 * (res["float_accuracy"] - res["accuracy"]) <= res["max_drop"] + 1e-9
-    for arm in qat_study["arms"].values():
-        assert arm["agreement"] >= 0.995, arm
+    for arm in q["arms"].values():
+        assert arm["agreement"] >= want, arm
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="not met: 4-bit layers break the trained small CNN in the chip's formats (uniform 4 bits: "
-                          "1.49x less energy than 8 bits per batch of 1, integer top-1 11% before and 10% after "
-                          "300 QAT steps); the narrowest width holding ~1 point is 6 bits, 1.20x (uniform 6, "
-                          "bias-corrected fake quant + 50 steps: 91.8% vs float ~92.8% on 500 val images)")
-def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(qat_study):
-    q = qat_study
+def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(qat_study, request):
+    """Issue 17's target: >= 1.5x less Eyeriss energy than uniform 8 bits with the integer model's
+    test top-1 <= 1 point below float (HAQ, CVPR 2019: 1.9x on BitFusion)."""
+    name, q = qat_study
+    request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=_QAT_SHORT[name]))
     assert q["gain_vs_8"] >= 1.5, q["gain_vs_8"]
     assert 100 * (q["test_float"] - q["test_searched"]) <= 1.0
+
+
+_QAT_SHORT = {
+    "small_cnn": "not met: see bench/quantize_qat.py and the issue 17 note (searched 1.39x at 0.8 points on "
+                 "500 val images with one-layer-at-a-time steps; uniform 4 bits 1.49x)",
+    "resnet18": "not measured: the builtin:shapes ResNet-18 arm did not run in the session that added it",
+}

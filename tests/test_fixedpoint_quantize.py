@@ -66,10 +66,16 @@ def test_greedy_search_order_limits_and_energy(setup):
 
     assert res.energy == pytest.approx(energy(res.bits))
     assert res.energy_8 == pytest.approx(energy({k: 8 for k in energies}))
-    if trials[0].accepted:  # first step down: the layer whose step to 4 bits saves the most energy
-        u8 = {k: 8 for k in energies}
-        saved = {k: energy(u8) - energy({**u8, k: 4}) for k in energies}
-        assert trials[1].layer == max(saved, key=saved.get) and trials[1].bits == 4
+    # uniform trials first (start, then all layers one step down together while that holds)
+    k = next((i for i, t in enumerate(trials) if t.layer != "*"), len(trials))
+    assert all(t.layer != "*" for t in trials[k:])
+    assert [t.bits for t in trials[:k]] == [8, 4][:k] and all(t.accepted for t in trials[:k - 1])
+    if k < len(trials):  # first per-layer step: the layer whose step saves the most energy
+        w0 = min([t.bits for t in trials[:k] if t.accepted], default=16)
+        u = {name: w0 for name in energies}
+        step = max(w for w in (8, 4) if w < w0)
+        saved = {name: energy(u) - energy({**u, name: step}) for name in energies}
+        assert trials[k].layer == max(saved, key=saved.get) and trials[k].bits == step
     assert res.energy_8 < res.energy_16 and res.energy <= res.energy_16
     assert res.saved_vs_16 == pytest.approx(1 - res.energy / res.energy_16)
     assert "energy saved" in res.table() and json.dumps(res.to_dict())

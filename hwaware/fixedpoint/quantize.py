@@ -274,7 +274,10 @@ class BitWidthSearch:
         """From uniform ``start`` bits (default 8), step layers narrower one width at a time.
 
         The first trial measures every layer at ``start`` (layer ``"*"``); if that already breaks
-        ``max_drop`` the search starts from 16 bits instead. Then, in rounds, the active layers are
+        ``max_drop`` the search starts from 16 bits instead. Then all layers step down the ladder
+        together (layer ``"*"``) while that holds: narrowing one layer at a time, each trial spends
+        part of the budget and a noisy rejection freezes a large layer early (measured on the small
+        CNN: 1.39x with conv3 left at 6 bits, where uniform 4 bits held the accuracy). Then, in rounds, the active layers are
         visited in order of energy saved per accuracy lost: the energy the layer's next step saves
         (the Eyeriss model, exact) over the accuracy its last trial cost (unknown at first: the
         energy alone orders them). A trial within ``max_drop`` is kept; a layer whose next step breaks
@@ -307,6 +310,21 @@ class BitWidthSearch:
             if trial.accepted:
                 bits, acc, state, formats, self.kept_bits = cand, a, st if qat else state, fm, dict(cand)
         ladder = sorted(self.widths, reverse=True)
+        # uniform descent: all layers one step down together while that holds (each trial fine-tunes
+        # from the last accepted one); per-layer steps refine from the narrowest uniform width
+        for w in [w for w in ladder if w < min(bits.values())]:
+            if trials and not trials[-1].accepted:
+                break
+            cand = {name: w for name in self.order}
+            a, st, fm = measure(cand)
+            drop = 100.0 * (float_acc - a)
+            trial = Trial("*", w, a, drop, self.energy(cand), drop <= self.max_drop)
+            trials.append(trial)
+            yield trial
+            if trial.accepted:
+                bits, acc = cand, a
+                if qat:
+                    state, formats, self.kept_bits = st, fm, dict(cand)
         active = list(self.order)
         cost: dict[str, float] = {}  # accuracy points the layer's last trial lost
         while active:
