@@ -9,9 +9,11 @@ Rules for data statistics (documented in docs/eyeriss_model.md):
 - ifmaps in DRAM are run-length coded (JSSC Fig. 8) except the network's first input; the coded size
   is exact when the profiler measured it on real activations (``Layer.ifmap_rlc``), else the exact
   expectation for independent zeros at the layer's ``ifmap_zeros``;
-- the ofmap a layer writes is coded at the sparsity the next layer reads (its ``ifmap_zeros``: the
-  chip's ReLU module runs on the way out); the last layer uses its own ``ofmap_zeros``, or when that is
-  zero its ``ifmap_zeros``;
+- the ofmap a layer writes (and so the final psum write-back to DRAM) is coded as the chip writes it:
+  after its ReLU module, before any pooling (the chip has none). Exact when the profiler measured that
+  tensor (``Layer.ofmap_rlc``), else the expectation at ``Layer.ofmap_relu_zeros``; when neither is
+  known (no ReLU followed the layer, older workload files) at the sparsity the next layer reads (its
+  ``ifmap_zeros``), the last layer at its own ``ofmap_zeros``, or when that is zero its ``ifmap_zeros``;
 - sparse weights are coded the same way when ``compress_weights`` (never larger than raw).
 """
 
@@ -302,8 +304,7 @@ class Scorer:
         else:
             rlc_if = rlc_ratio(layer.Hp * layer.Wp, layer.ifmap_zeros)
         if hw.rlc_fmaps:
-            z_of = next_zeros if next_zeros is not None else (layer.ofmap_zeros or layer.ifmap_zeros)
-            rlc_of = rlc_ratio(layer.E * layer.F, z_of)
+            rlc_of = written_ratio(layer, next_zeros)
         else:
             rlc_of = 1.0
         rlc_w = min(1.0, rlc_ratio(layer.C * layer.R * layer.S, layer.weight_zeros)) if hw.compress_weights else 1.0
@@ -426,6 +427,17 @@ def _pick(v: Any, b: int, n: int) -> np.ndarray:
     or one value shared by every mapping."""
     a = np.asarray(v)
     return a[b:b + 1] if a.shape == (n,) else a.reshape(1)
+
+
+def written_ratio(layer: Layer, next_zeros: float | None) -> float:
+    """RLC-coded / raw size of the ofmap ``layer`` writes to DRAM (the rule in the module docstring)."""
+    if layer.ofmap_rlc > 0:
+        return layer.ofmap_rlc
+    if layer.ofmap_relu_zeros is not None:
+        z = layer.ofmap_relu_zeros
+    else:
+        z = next_zeros if next_zeros is not None else (layer.ofmap_zeros or layer.ifmap_zeros)
+    return rlc_ratio(layer.E * layer.F, z)
 
 
 def _layer_score(layer: Layer, mapping: Mapping, res: dict[str, np.ndarray], hw: Hardware, note: str,

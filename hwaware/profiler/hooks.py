@@ -32,7 +32,8 @@ from .macs import (
     rnn_macs,
 )
 from .records import layer_for, shape_str
-from .stats import Count, LayerStats, input_stats, zeros
+from .fused import role
+from .stats import Count, LayerStats, input_stats, written_stats, zeros
 
 NameFilter = Callable[[str], bool] | str | None
 
@@ -53,6 +54,8 @@ class _CountingMode(TorchFunctionMode):
             entry = None
         if entry is not None:
             self._prof._functional(entry, args, kwargs, out)
+        if self._prof._tail is not None:
+            self._prof._follow(func, args, kwargs, out)
         return out
 
 
@@ -85,6 +88,8 @@ class Profiler:
         self._checks: list[tuple[str, torch.Tensor, int]] = []  # (what, non-finite count, values) off the CPU
         self._pending: dict[tuple[str, str], int] = defaultdict(int)
         self._batch_size = 1
+        # (event index, tensor) of the last recorded layer's output, until a ReLU of it is seen
+        self._tail: tuple[int, torch.Tensor] | None = None
         # accumulated over batches
         self._records: dict[str, LayerStats] = {}
         self._weights: dict[tuple[int, int, int], Count] = {}  # (id, version, data_ptr) -> zeros
@@ -208,8 +213,26 @@ class Profiler:
         for what, t in (("input", inp), ("output", out)):
             self._check_finite(t, f"layer '{name}': its {what}")
         in_zeros, words, values = input_stats(inp, layer)
-        counts = (inp.numel(), w.numel(), out.numel(), values)
-        self._events.append((layer, (in_zeros, w_zeros, zeros(out), words), counts))
+        counts = (inp.numel(), w.numel(), out.numel(), values, 0, 0)
+        self._events.append((layer, (in_zeros, w_zeros, zeros(out), words, 0, 0), counts))
+        self._tail = (len(self._events) - 1, out)
+
+    def _follow(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        """Follow the last recorded layer's output through a BatchNorm to its ReLU and measure what
+        the ReLU returns: the ofmap the chip writes (:mod:`.fused`)."""
+        i, t = self._tail  # type: ignore[misc]
+        if (args[0] if args else kwargs.get("input")) is not t:
+            return
+        what = role(func, args, kwargs)
+        if what == "fold" and isinstance(out, torch.Tensor) and out.shape == t.shape:
+            self._tail = (i, out)
+        elif what == "relu" and isinstance(out, torch.Tensor) and out.shape == t.shape:
+            self._tail = None
+            layer, zs, counts = self._events[i]
+            z, words, values = written_stats(out)
+            self._events[i] = (layer, (*zs[:4], z, words), (*counts[:4], values, values))
+        elif what:
+            self._tail = None
 
     def _start_weight_stats(self, stack: contextlib.ExitStack) -> None:
         """Measure the CPU weights of the recorded modules on a worker thread while the forward pass
@@ -263,6 +286,7 @@ class Profiler:
         self._events = []
         self._checks = []
         self._pending = defaultdict(int)
+        self._tail = None
         first = next((t for t in itertools.chain(args, kwargs.values())
                       if isinstance(t, torch.Tensor) and t.dim() > 0), None)
         self._batch_size = int(first.shape[0]) if first is not None else 1
@@ -294,6 +318,7 @@ class Profiler:
             self._unmodeled[key] += macs * scale
         self._events = []
         self._pending = defaultdict(int)
+        self._tail = None
         self.batches += 1
 
     def workload(self) -> Workload:

@@ -28,6 +28,7 @@ from ..workload import Layer
 from ..workload.rlc import PAIRS_PER_WORD, words_for_mask
 
 Count = int | torch.Tensor  # a 0-d tensor for tensors off the CPU (read at the end of the batch)
+SLOTS = 6  # statistics per record, see LayerStats
 _CHUNK = 1 << 24  # values per step of the device code-size count (bounds its int64 temporaries)
 
 
@@ -59,6 +60,18 @@ def input_stats(inp: torch.Tensor, layer: Layer) -> tuple[Count, Count, int]:
         np.not_equal(a, 0, out=mask[..., ph:ph + h, pw:pw + w])
     words, nnz = words_for_mask(mask)
     return int(a.size - nnz), words, int(mask.size)
+
+
+def written_stats(out: torch.Tensor) -> tuple[Count, Count, int]:
+    """(zeros, 64-bit RLC words, values) of an ofmap as the chip writes it: the tensor's NCHW stream
+    coded whole, no padding (JSSC Sec. IV-B: ofmaps leave through the ReLU module and the RLC
+    encoder). One pass over the tensor (its zero mask)."""
+    a = numpy_view(out)
+    if a is None:
+        words, nnz = device_words(out.detach().reshape(-1) != 0)
+        return out.numel() - nnz, words, out.numel()
+    words, nnz = words_for_mask(a != 0)
+    return int(a.size - nnz), words, int(a.size)
 
 
 def _pads(ndim: int, layer: Layer) -> tuple[int, int] | None:
@@ -107,12 +120,13 @@ class LayerStats:
     """One record's shape (from the first batch) and zero counts summed over batches."""
 
     layer: Layer
-    # ifmap, weight, ofmap zeros; then the RLC-coded 64-bit words of the padded ifmap and its values
-    zeros: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    # ifmap, weight, ofmap zeros; the RLC-coded 64-bit words of the padded ifmap and its values; the
+    # zeros and RLC words of the ofmap after its ReLU (counts 0 in batches where no ReLU followed)
+    zeros: list[int] = field(default_factory=lambda: [0] * SLOTS)
+    counts: list[int] = field(default_factory=lambda: [0] * SLOTS)
 
     def add(self, zeros: tuple[int, ...], counts: tuple[int, ...]) -> None:
-        for i in range(4):
+        for i in range(SLOTS):
             self.zeros[i] += zeros[i]
             self.counts[i] += counts[i]
 
@@ -120,4 +134,9 @@ class LayerStats:
         z = [self.zeros[i] / self.counts[i] if self.counts[i] else 0.0 for i in range(3)]
         # a 64-bit RLC word carries the space of four 16-bit values
         rlc = 4.0 * self.zeros[3] / self.counts[3] if self.counts[3] else 0.0
-        return self.layer.replace(ifmap_zeros=z[0], weight_zeros=z[1], ofmap_zeros=z[2], ifmap_rlc=min(rlc, 2.0))
+        # the ReLU'd ofmap only when every batch's call had one (else it is not what the layer writes)
+        relu = self.counts[4] == self.counts[2] and self.counts[4] > 0
+        relu_zeros = self.zeros[4] / self.counts[4] if relu else None
+        of_rlc = min(4.0 * self.zeros[5] / self.counts[5], 2.0) if relu else 0.0
+        return self.layer.replace(ifmap_zeros=z[0], weight_zeros=z[1], ofmap_zeros=z[2], ifmap_rlc=min(rlc, 2.0),
+                                  ofmap_relu_zeros=relu_zeros, ofmap_rlc=of_rlc)

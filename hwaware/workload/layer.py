@@ -33,7 +33,13 @@ class Layer:
     The zero fractions are in [0, 1]; ``ifmap_zeros`` is the fraction of zeros in the layer's
     input activations (measured on real data by :func:`hwaware.profile`), ``weight_zeros`` in its
     weights (e.g. after pruning) and ``ofmap_zeros`` in its outputs *before* any following
-    non-linearity the profiler cannot see (the value the hook observes).
+    non-linearity (the value the layer's hook observes).
+
+    ``ofmap_relu_zeros`` and ``ofmap_rlc`` describe the ofmap as an accelerator with a ReLU unit on
+    its output writes it: after the ReLU that follows the layer (directly or after a BatchNorm,
+    which inference hardware folds into the layer), before any pooling (Eyeriss has no pooling
+    unit: JSSC 2017 Sec. III). ``None`` / ``0.0`` = not measured (no ReLU followed the layer, or an
+    older workload file): the hardware model then codes the ofmap at the zeros the next layer reads.
     """
 
     name: str
@@ -59,6 +65,10 @@ class Layer:
     # RLC-coded size / raw size of the (padded) input fmap, measured with the chip's codec on real
     # activations by the profiler; 0 = not measured (the model then uses ifmap_zeros)
     ifmap_rlc: float = 0.0
+    # zeros of the ofmap after the ReLU fused into the layer, before pooling; None = not measured
+    ofmap_relu_zeros: float | None = None
+    # RLC-coded size / raw size of that ofmap (NCHW stream, no padding); 0 = not measured
+    ofmap_rlc: float = 0.0
 
     SHAPE_KEYS: ClassVar[tuple[str, ...]] = ("N", "M", "C", "H", "W", "R", "S")
 
@@ -85,9 +95,16 @@ class Layer:
             if not 0.0 <= v <= 1.0:
                 raise HwawareError(f"{where}: '{k}' is a fraction in [0, 1], got {v}")
             object.__setattr__(self, k, v)
-        if not 0.0 <= float(self.ifmap_rlc) <= 2.0:
-            raise HwawareError(f"{where}: 'ifmap_rlc' is a size ratio in [0, 2], got {self.ifmap_rlc}")
-        object.__setattr__(self, "ifmap_rlc", float(self.ifmap_rlc))
+        if self.ofmap_relu_zeros is not None:
+            v = float(self.ofmap_relu_zeros)
+            if not 0.0 <= v <= 1.0:
+                raise HwawareError(f"{where}: 'ofmap_relu_zeros' is a fraction in [0, 1], got {v}")
+            object.__setattr__(self, "ofmap_relu_zeros", v)
+        for k in ("ifmap_rlc", "ofmap_rlc"):
+            v = float(getattr(self, k))
+            if not 0.0 <= v <= 2.0:
+                raise HwawareError(f"{where}: '{k}' is a size ratio in [0, 2], got {v}")
+            object.__setattr__(self, k, v)
         for k in ("weight_bits", "act_bits"):
             if not 1 <= getattr(self, k) <= 32:
                 raise HwawareError(f"{where}: '{k}' must be within 1..32, got {getattr(self, k)}")
@@ -180,13 +197,17 @@ class Layer:
             d["op"] = self.op
         if self.ifmap_rlc:
             d["ifmap_rlc"] = round(self.ifmap_rlc, 6)
+        if self.ofmap_relu_zeros is not None:
+            d["ofmap_relu_zeros"] = round(self.ofmap_relu_zeros, 6)
+        if self.ofmap_rlc:
+            d["ofmap_rlc"] = round(self.ofmap_rlc, 6)
         d["macs"], d["weights"] = self.macs, self.weights
         return d
 
     REQUIRED_KEYS: ClassVar[tuple[str, ...]] = ("name", "N", "M", "C", "H", "W", "R", "S")
     OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = (
         "U", "groups", "padding", "ifmap_zeros", "weight_zeros", "ofmap_zeros", "kind",
-        "weight_bits", "act_bits", "op", "ifmap_rlc",
+        "weight_bits", "act_bits", "op", "ifmap_rlc", "ofmap_relu_zeros", "ofmap_rlc",
     )
     # Keys written by to_dict() that are derived; accepted on read and checked for consistency.
     DERIVED_KEYS: ClassVar[tuple[str, ...]] = ("E", "F", "macs", "weights")
@@ -218,7 +239,7 @@ class Layer:
             kw["U"], kw["U_h"] = _pair_int(d["U"], "U", loc)
         if "padding" in d:
             kw["padding"], kw["padding_w"] = _pair_int(d["padding"], "padding", loc)
-        for k in ("ifmap_zeros", "weight_zeros", "ofmap_zeros", "ifmap_rlc"):
+        for k in ("ifmap_zeros", "weight_zeros", "ofmap_zeros", "ifmap_rlc", "ofmap_relu_zeros", "ofmap_rlc"):
             if k in d:
                 try:
                     kw[k] = float(d[k])
