@@ -90,6 +90,8 @@ def main() -> None:
           f"{vrep['CONV1-2'].processing_latency_ms / vrep['CONV4-2'].processing_latency_ms:.2f} "
           f"(chip {810.6 / 210.0:.2f}, 'nearly four times')")
 
+    print(vgg_dram_by_type(sc, vrep))
+
     print("\nchosen AlexNet mapping (objective=energy, tolerance 2%) vs JSSC Table III")
     mrows = []
     for ls, L in zip(rep.layers, ref["layers"]):
@@ -117,6 +119,28 @@ def main() -> None:
     print("\nEyexam: binding step per layer (MACs/cycle after step 7; `hwaware score ... --eyexam` for all steps)")
     print("  " + "; ".join(f"{ls.name} {ls.eyexam[-1].macs_per_cycle:.0f} "
                            f"(step {binding_step(ls.eyexam, hw.num_pes).step})" for ls in [*rep.layers, *vrep.layers]))
+
+
+POOLED_BEFORE = ("CONV1-2", "CONV2-2", "CONV3-3", "CONV4-3", "CONV5-3")  # 2x2 max pooling follows
+
+
+def vgg_dram_by_type(sc, vrep) -> str:
+    """VGG-16's DRAM total by data type, and how far the unknown zeros of the five ofmaps written before
+    pooling can move it. Table VI gives only the pooled zeros the next layer reads; for non-overlapping
+    max pooling of non-negative values a zero window is four zeros, so those are a lower bound on the
+    written zeros (the model's default, an upper bound on their traffic)."""
+    t = {k: v * 2e-6 for k, v in vrep.total.accesses["DRAM"].items()}
+    pre = sum(vrep[n].accesses["DRAM"]["psum"] for n in POOLED_BEFORE) * 2e-6
+    wl = [ls.layer for ls in vrep.layers]
+    zeros = {L.name: wl[i + 1].ifmap_zeros for i, L in enumerate(wl[:-1])}
+    indep = [L.replace(ofmap_relu_zeros=zeros[L.name] ** 0.25) if L.name in POOLED_BEFORE[:-1] else L for L in wl]
+    free = [L.replace(ofmap_rlc=1e-9) if L.name in POOLED_BEFORE else L for L in wl]
+    d_indep, d_free = (sc.score(w).total.dram_MB for w in (indep, free))
+    return (f"VGG-16 DRAM by type (MB): ifmaps {t['ifmap']:.1f}, filters {t['filter']:.1f}, ofmaps {t['psum']:.1f} "
+            f"(of which {pre:.1f} written before pooling, coded at the pooled zeros)\n"
+            f"  the ofmaps written before pooling at independent zeros in each 2x2 window (z_pool^(1/4)): "
+            f"{d_indep:.1f} MB ({pct(d_indep, 321.1)} vs the text's 321.1 MB); written for free (a bound): "
+            f"{d_free:.1f} MB ({pct(d_free, 321.1)})")
 
 
 if __name__ == "__main__":

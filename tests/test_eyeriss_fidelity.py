@@ -180,6 +180,38 @@ def test_alexnet_written_ofmaps_are_coded_as_sec_iv_b_states(alexnet):
     assert all(L.ofmap_rlc == 0.0 and L.ofmap_relu_zeros is None for L in vgg16_workload(VGG).layers)
 
 
+def test_table_iii_glb_holds_one_pass_of_ifmaps_so_ifmaps_come_back_per_filter_group(alexnet):
+    """Table III's GLB allocations are exactly one pass's ifmap strips (n*q*r planes of U(e-1)+R rows)
+    and n*m psum planes of e x F (rule M6), and the rest of the 100 kB could not hold the strip of every
+    channel: an ifmap row is gone from the GLB when the next group of m filters starts, so each ifmap
+    value is read from DRAM ceil(M/m) times (times the strip halo), as the model counts."""
+    for ls, L in zip(alexnet.layers, ALEX["layers"]):
+        mp, wp = L["mapping"], L["H"]
+        h = L["U"] * (mp["e"] - 1) + L["R"]
+        ifmap_words = mp["n"] * mp["q"] * mp["r"] * h * wp
+        psum_words = mp["n"] * mp["m"] * mp["e"] * L["E"]
+        assert ifmap_words * 2 / 1024 == pytest.approx(L["glb_alloc_kB"]["ifmap"], abs=0.05)
+        assert psum_words * 2 / 1024 == pytest.approx(L["glb_alloc_kB"]["psum"], abs=0.05)
+        all_channels = mp["n"] * L["C"] * h * wp
+        assert all_channels + psum_words > 100 * 1024 / 2
+        if ls.mapping.as_dict() == mp:
+            strips = -(-L["E"] // mp["e"])
+            rows = L["U"] * (L["E"] - strips) + L["R"] * strips
+            planes = 4 * L["C"] * L["groups"]
+            coded = rlc_ratio(wp * wp, L["measured"]["ifmap_zeros_pct"] / 100) if L["name"] != "CONV1" else 1.0
+            want = planes * rows * wp * -(-L["M"] // L["groups"] // mp["m"]) * coded
+            assert ls.accesses["DRAM"]["ifmap"] == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.xfail(strict=True, reason="target not met: VGG-16 DRAM 359.9 MB vs the text's 321.1 MB (+12.1%); the "
+                   "five ofmaps written before pooling are coded at the pooled zeros (Table VI has no other count): "
+                   "at independent zeros per 2x2 window 341.0 MB (+6.2%), written for free 329.7 MB (+2.7%); "
+                   "bench/fidelity.py, docs/eyeriss_model.md")
+def test_vgg16_dram_total_within_10pct_of_the_text(vgg16):
+    """Sec. VI-B: "The required DRAM access for a batch of three frames is 321.1 MB"."""
+    assert vgg16.total.dram_MB == pytest.approx(321.1, rel=0.10)
+
+
 def test_alexnet_totals_and_power(alexnet):
     t, m = alexnet.total, ALEX["total"]
     assert t.dram_MB == pytest.approx(m["dram_MB"], rel=0.10)
