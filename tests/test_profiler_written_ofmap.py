@@ -108,3 +108,17 @@ def test_the_model_codes_the_written_ofmap():
     rep = Scorer("eyeriss_v1").score([lay.replace(ofmap_rlc=0.25)])
     # DRAM ofmap writes: N*M*E*F words, coded
     assert rep.layers[0].accesses["DRAM"]["psum"] == pytest.approx(8 * 14 * 14 * 0.25)
+
+
+def test_the_torch_path_counts_like_the_numpy_path():
+    """Tensors NumPy cannot read (other devices; here bfloat16 on the CPU) are counted by torch ops
+    as 0-d tensors; they must give the same zeros and code size."""
+    from hwaware.profiler.stats import written_stats
+
+    torch.manual_seed(0)
+    t = torch.relu(torch.randn(2, 5, 9, 11))
+    t[0, 1] = 0  # a run longer than 32
+    z_np, w_np, n_np = written_stats(t)
+    z_t, w_t, n_t = written_stats(t.to(torch.bfloat16))
+    assert (int(z_t), int(w_t), n_t) == (z_np, w_np, n_np)
+    assert w_np == len(encode(t.reshape(-1).ne(0).numpy().astype(np.int16)))
