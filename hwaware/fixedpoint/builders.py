@@ -201,8 +201,22 @@ class OpBuilders:
             return LeakyReluOp(name, kind, (j,), fx, fx, int(math.floor(math.ldexp(slope, fs) + 0.5)), fs)
         fy = self.act_format(fenv[node])
         if key in ("hardswish", "hardsigmoid"):
-            return HardOp(name, kind, (j,), fy, fx, key)
-        return LutOp(name, kind, (j,), fy, fx, _ACTIVATIONS[key])
+            return self.never_overflowing(HardOp(name, kind, (j,), fy, fx, key))
+        return self.never_overflowing(LutOp(name, kind, (j,), fy, fx, _ACTIVATIONS[key]))
+
+    def never_overflowing(self, op: IntOp) -> IntOp:
+        """An elementwise activation whose output is bounded by its input's format (Sigmoid, Tanh,
+        Hardsigmoid <= 1; SiLU, GELU, Hardswish <= max(x, 0.28)) gets an output format no input code
+        can overflow: the calibration format (the max rule) when it holds the op's result for every
+        one of the 2**bits input codes, else the finest that does. An SE gate or a SiLU whose
+        calibration outputs were small then stays right on an image that drives it further, instead
+        of wrapping to a wrong-signed value (tf_efficientnetv2_b0's blocks.3.0.se.act1 did); it
+        costs at most the bits the calibration max was below that bound."""
+        fx = op.fx
+        codes = np.arange(fx.qmin, fx.qmax + 1, dtype=np.int64).astype(np.int16 if fx.bits <= 16 else np.int32)
+        while op.run([codes], self.arith).output_overflows:
+            op.fy = FixedFormat(op.fy.frac_bits - 1, op.fy.bits)
+        return op
 
     def approx_error(self, op: IntOp) -> float:
         """Stated bound of a table activation's error in output units (0 for exact ops)."""
