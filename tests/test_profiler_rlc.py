@@ -77,11 +77,22 @@ def _small_net() -> nn.Module:
                          nn.ReLU(), nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(4 * 16 * 16, 10))
 
 
-@pytest.mark.parametrize("net,dtype,count", [("resnet18", torch.float32, 21), ("small", torch.bfloat16, 4)])
-def test_profiles_equal_an_independent_count_on_every_layer(net, dtype, count):
+@pytest.mark.parametrize("net,dtype,count,pieces", [("resnet18", torch.float32, 21, False),
+                                                    ("resnet18", torch.float32, 21, True),
+                                                    ("small", torch.bfloat16, 4, False)])
+def test_profiles_equal_an_independent_count_on_every_layer(monkeypatch, net, dtype, count, pieces):
     # zero counts by torch, code sizes by the codec on the F.pad-ded input, per Conv/Linear call;
-    # bfloat16 takes the profiler's torch path (NumPy cannot view it), float32 the NumPy one
+    # bfloat16 takes the profiler's torch path (NumPy cannot view it), float32 the NumPy one;
+    # ``pieces``: every CPU tensor measured in pieces of a few values on 3 threads (piece edges
+    # inside planes, packed bytes and zero runs)
     import torchvision
+
+    from hwaware.profiler import stats
+
+    if pieces:
+        monkeypatch.setattr(stats, "_MIN_PIECE", 5)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(3)
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10) if net == "resnet18" else _small_net()
@@ -103,7 +114,11 @@ def test_profiles_equal_an_independent_count_on_every_layer(net, dtype, count):
         model(x)
     for h in handles:
         h.remove()
-    wl = profile(model, x)
+    try:
+        wl = profile(model, x)
+    finally:
+        if pieces:
+            torch.set_num_threads(threads)
     assert len(wl.layers) == len(want) == count
     by_name = {layer.name: layer for layer in wl.layers}
     for mod, ((zi, ni), (zw, nw), (zo, no), (words, values)) in want.items():

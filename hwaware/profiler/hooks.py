@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .._checks import check_finite_tensor, non_finite, numpy_view
+from .._checks import non_finite, numpy_view
 from ..errors import HwawareError
 from ..workload import Layer, UnmodeledOp, Workload
 from .macs import (
@@ -33,7 +34,7 @@ from .macs import (
 )
 from .records import layer_for, shape_str
 from .fused import role
-from .stats import Count, LayerStats, input_stats, written_stats, zeros
+from .stats import Count, LayerStats, input_stats, non_finite_cpu, written_stats, zeros
 
 NameFilter = Callable[[str], bool] | str | None
 
@@ -90,6 +91,13 @@ class Profiler:
         self._batch_size = 1
         # (event index, tensor) of the last recorded layer's output, until a ReLU of it is seen
         self._tail: tuple[int, torch.Tensor] | None = None
+        # tensor objects measured in this batch: id -> (weakref, version, {what: result}), so a tensor
+        # several layers read (ResNet's block input, Inception's branches) is measured once
+        self._seen: dict[int, tuple[weakref.ref, int, dict[Any, Any]]] = {}
+        # threads for the statistics of large CPU tensors: torch's intra-op thread count (the
+        # forward pass waits for the hooks, so these cores are idle meanwhile)
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = 1
         # accumulated over batches
         self._records: dict[str, LayerStats] = {}
         self._weights: dict[tuple[int, int, int], Count] = {}  # (id, version, data_ptr) -> zeros
@@ -117,6 +125,10 @@ class Profiler:
                 post = m.register_forward_hook(partial(self._exit, name), with_kwargs=True)
                 stack.callback(post.remove)
             stack.enter_context(_CountingMode(self))
+            self._workers = max(1, torch.get_num_threads())
+            if self._workers > 1:
+                self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="hwaware-stats")
+                stack.callback(self._pool.shutdown, wait=True)
             self._start_weight_stats(stack)
             self._exit_stack = stack.pop_all()
         return self
@@ -212,9 +224,12 @@ class Profiler:
         w_zeros = self._weight_zeros(name, w)
         for what, t in (("input", inp), ("output", out)):
             self._check_finite(t, f"layer '{name}': its {what}")
-        in_zeros, words, values = input_stats(inp, layer)
+        pool, k = self._pool, self._workers
+        in_zeros, words, values = self._once(inp, ("input", layer.padding, layer.padding_w),
+                                             lambda: input_stats(inp, layer, pool, k))
         counts = (inp.numel(), w.numel(), out.numel(), values, 0, 0)
-        self._events.append((layer, (in_zeros, w_zeros, zeros(out), words, 0, 0), counts))
+        out_zeros = self._once(out, "zeros", lambda: zeros(out, pool, k))
+        self._events.append((layer, (in_zeros, w_zeros, out_zeros, words, 0, 0), counts))
         self._tail = (len(self._events) - 1, out)
 
     def _follow(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
@@ -233,6 +248,23 @@ class Profiler:
             self._events[i] = (layer, (*zs[:4], z, words), (*counts[:4], values, values))
         elif what:
             self._tail = None
+
+    def _once(self, t: torch.Tensor, what: Any, measure: Callable[[], Any]) -> Any:
+        """``measure()`` of tensor ``t``, run once per batch for the same tensor object at the same
+        version (an in-place write bumps the version and measures again). The entry holds a weak
+        reference, so a freed tensor's id reused by a new one is never mistaken for it; inference
+        tensors have no version counter and are always measured."""
+        try:
+            version = t._version
+        except RuntimeError:
+            return measure()
+        entry = self._seen.get(id(t))
+        if entry is None or entry[0]() is not t or entry[1] != version:
+            entry = (weakref.ref(t), version, {})
+            self._seen[id(t)] = entry
+        if what not in entry[2]:
+            entry[2][what] = measure()
+        return entry[2][what]
 
     def _start_weight_stats(self, stack: contextlib.ExitStack) -> None:
         """Measure the CPU weights of the recorded modules on a worker thread while the forward pass
@@ -263,7 +295,7 @@ class Profiler:
             fut = self._prefetch.pop(key, None)
             if fut is None:
                 self._check_finite(w, what)
-                hit = zeros(w)
+                hit = zeros(w, self._pool, self._workers)
             else:
                 bad, hit = fut.result()
                 if bad:
@@ -274,10 +306,15 @@ class Profiler:
     def _check_finite(self, t: Any, what: str) -> None:
         """Raise now for a CPU tensor holding NaN/inf; off the CPU, count its non-finite values on
         its device and raise at the end of the forward pass (one synchronization for them all)."""
-        if isinstance(t, torch.Tensor) and torch.is_floating_point(t) and numpy_view(t) is None:
+        if not (isinstance(t, torch.Tensor) and torch.is_floating_point(t)):
+            return
+        a = numpy_view(t)
+        if a is None:
             self._checks.append((what, torch.isfinite(t.detach()).logical_not().sum(), t.numel()))
-        else:
-            check_finite_tensor(t, what)
+            return
+        bad = self._once(t, "finite", lambda: non_finite_cpu(a, self._pool, self._workers))
+        if bad:
+            raise HwawareError(f"{what} holds NaN/inf ({bad} of {t.numel()} values)")
 
     def _begin_batch(self, args: tuple, kwargs: dict) -> None:
         self._stack.clear()
@@ -285,6 +322,7 @@ class Profiler:
         self._calls.clear()
         self._events = []
         self._checks = []
+        self._seen = {}
         self._pending = defaultdict(int)
         self._tail = None
         first = next((t for t in itertools.chain(args, kwargs.values())
@@ -317,6 +355,7 @@ class Profiler:
         for key, macs in self._pending.items():
             self._unmodeled[key] += macs * scale
         self._events = []
+        self._seen = {}
         self._pending = defaultdict(int)
         self._tail = None
         self.batches += 1

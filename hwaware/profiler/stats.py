@@ -10,6 +10,9 @@ into a zero mask (``x != 0``; NaN counts as non-zero, as in ``torch.count_nonzer
   boolean array, and its zero count and code size come from the bit-packed mask
   (:func:`hwaware.workload.rlc.words_for_mask`). ResNet-50's 54 inputs at batch 1 (1 thread, loaded
   machine): 91 ms with a list of non-zero positions, 35 ms packed.
+- With more than one torch thread, a large CPU tensor is measured in pieces on the profiler's
+  threads (as many as torch's intra-op threads: the forward pass waits for its hooks, so those
+  cores are idle meanwhile); results are identical to one piece (tested with pieces of 5 values).
 - Tensors on other devices (CUDA) stay there: the same counts by torch ops, returned as 0-d tensors
   so the profiler reads them all with one synchronization at the end of the forward pass. The code
   size uses ``since`` = zeros since the last non-zero value (a running maximum of positions): a run
@@ -18,6 +21,8 @@ into a zero mask (``x != 0``; NaN counts as non-zero, as in ``torch.count_nonzer
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,41 +30,94 @@ import torch
 
 from .._checks import numpy_view
 from ..workload import Layer
-from ..workload.rlc import PAIRS_PER_WORD, words_for_mask
+from ..workload.rlc import PAIRS_PER_WORD, words_for_mask, words_for_packed
 
 Count = int | torch.Tensor  # a 0-d tensor for tensors off the CPU (read at the end of the batch)
 SLOTS = 6  # statistics per record, see LayerStats
 _CHUNK = 1 << 24  # values per step of the device code-size count (bounds its int64 temporaries)
+_MIN_PIECE = 1 << 18  # values per piece of a CPU tensor measured on several threads (smaller: one piece)
 
 
-def zeros(t: torch.Tensor) -> Count:
-    """Exact zeros of ``t``."""
+def _pieces(n: int, pool: Executor | None, workers: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges splitting ``n`` items into at most ``workers`` pieces of at least
+    ``_MIN_PIECE`` values, every boundary a multiple of ``align``."""
+    k = max(1, min(workers if pool is not None else 1, n // _MIN_PIECE))
+    cuts = [0] + [(n * i // k) // align * align for i in range(1, k)] + [n]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, n)]
+
+
+def _map(pool: Executor | None, fn: Callable, spans: list[tuple[int, int]]) -> list:
+    """``fn(start, stop)`` over ``spans``: on the pool's threads when there are several (NumPy's
+    comparisons, reductions, ``count_nonzero`` of booleans and ``packbits`` release the GIL), else
+    on the calling thread."""
+    if pool is None or len(spans) == 1:
+        return [fn(a, b) for a, b in spans]
+    return list(pool.map(lambda ab: fn(*ab), spans))
+
+
+def non_finite_cpu(a: np.ndarray, pool: Executor | None = None, workers: int = 1) -> int:
+    """NaN/inf values of a NumPy array, a contiguous one in pieces: min and max are finite only
+    when every value is (the exact count is paid only then)."""
+    if a.size == 0 or not np.issubdtype(a.dtype, np.floating):
+        return 0
+    if a.flags.c_contiguous:
+        flat = a.reshape(-1)
+        ok = all(_map(pool, lambda i, j: bool(np.isfinite(flat[i:j].min()) and np.isfinite(flat[i:j].max())),
+                      _pieces(flat.size, pool, workers)))
+    else:
+        ok = bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+    return 0 if ok else int(a.size - np.count_nonzero(np.isfinite(a)))
+
+
+def zeros(t: torch.Tensor, pool: Executor | None = None, workers: int = 1) -> Count:
+    """Exact zeros of ``t`` (a CPU tensor in up to ``workers`` pieces on ``pool``'s threads)."""
     a = numpy_view(t)
     if a is None:
         return t.numel() - torch.count_nonzero(t.detach() != 0)
-    return int(a.size - np.count_nonzero(a != 0))
+    if not a.flags.c_contiguous:
+        return int(a.size - np.count_nonzero(a != 0))
+    flat = a.reshape(-1)
+    return int(a.size - sum(_map(pool, lambda i, j: np.count_nonzero(flat[i:j] != 0),
+                                 _pieces(flat.size, pool, workers))))
 
 
-def input_stats(inp: torch.Tensor, layer: Layer) -> tuple[Count, Count, int]:
+def input_stats(inp: torch.Tensor, layer: Layer, pool: Executor | None = None,
+                workers: int = 1) -> tuple[Count, Count, int]:
     """(zeros of ``inp``, 64-bit words of the chip's RLC code of the zero-padded input, its values).
 
     The code's size depends only on where the zeros are, so the stream is the input's zero pattern
     in NCHW order with the layer's zero padding, exactly as the accelerator would store the fmap
-    (a 4-D input is padded in H and W, a 3-D one along its last dimension).
+    (a 4-D input is padded in H and W, a 3-D one along its last dimension). A CPU input is read in
+    up to ``workers`` pieces on ``pool``'s threads: the mask by planes, its count and packing by
+    ranges of a multiple of 8 values (so the packed pieces join into the packing of the whole).
     """
     a = numpy_view(inp)
     pads = _pads(inp.dim(), layer)
     if a is None:
         return _device_input_stats(inp.detach(), pads)
-    if pads is None:
-        mask = a != 0
-    else:
-        ph, pw = pads
-        *lead, h, w = a.shape
-        mask = np.zeros((*lead, h + 2 * ph, w + 2 * pw), dtype=bool)
-        np.not_equal(a, 0, out=mask[..., ph:ph + h, pw:pw + w])
-    words, nnz = words_for_mask(mask)
-    return int(a.size - nnz), words, int(mask.size)
+    ph, pw = pads or (0, 0)
+    *lead, h, w = a.shape if a.ndim >= 2 else (1, a.size)
+    mask = (np.zeros if pads else np.empty)((*lead, h + 2 * ph, w + 2 * pw), dtype=bool)
+    planes = int(np.prod(lead, dtype=np.int64))
+    src = a.reshape(planes, h, w)  # a view of a contiguous input
+    window = mask.reshape(planes, h + 2 * ph, w + 2 * pw)[:, ph:ph + h, pw:pw + w]
+
+    def fill(i: int, j: int) -> None:
+        np.not_equal(src[i:j], 0, out=window[i:j])
+
+    per_plane = max(h * w, 1)
+    _map(pool, fill, [(i // per_plane, j // per_plane)
+                      for i, j in _pieces(planes * per_plane, pool, workers, align=per_plane)])
+    flat = mask.reshape(-1)
+
+    def count_pack(i: int, j: int) -> tuple[int, np.ndarray]:
+        return int(np.count_nonzero(flat[i:j])), np.packbits(flat[i:j])
+
+    parts = _map(pool, count_pack, _pieces(flat.size, pool, workers, align=8))
+    nnz = sum(c for c, _ in parts)
+    packed = parts[0][1] if len(parts) == 1 else np.concatenate([p for _, p in parts])
+    words = words_for_packed(packed, flat.size, nnz, flat.size > 0 and not flat[-1])
+    return int(a.size - nnz), words, int(flat.size)
 
 
 def written_stats(out: torch.Tensor) -> tuple[Count, Count, int]:

@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import HwawareError
 
 __all__ = ["compressed_bytes", "decode", "encode", "encoded_words", "expected_words", "rlc_ratio", "words_for_mask",
-           "words_for_nonzero"]
+           "words_for_nonzero", "words_for_packed"]
 
 RUN_BITS = 5
 LEVEL_BITS = 16
@@ -192,11 +192,20 @@ def words_for_mask(mask: np.ndarray) -> tuple[int, int]:
     the start of the byte after it. Cost: one pass over the mask plus one over n/8 bytes.
     """
     flat = np.ascontiguousarray(mask).reshape(-1)
-    n = flat.size
     nnz = int(np.count_nonzero(flat))
     if nnz == 0:
-        return (-(-(n // 32 + 1) // PAIRS_PER_WORD) if n else 0), 0
-    packed = np.packbits(flat)  # the last byte's bits past n are zeros, not values
+        return words_for_packed(np.zeros(0, dtype=np.uint8), flat.size, 0, True), 0
+    return words_for_packed(np.packbits(flat), flat.size, nnz, not flat[-1]), nnz
+
+
+def words_for_packed(packed: np.ndarray, n: int, nnz: int, ends_in_zero: bool) -> int:
+    """Words of the code of an ``n``-value stream from its bit-packed non-zero mask
+    (``np.packbits``, first value = most significant bit), its non-zero count and whether its last
+    value is zero: the second half of :func:`words_for_mask`, for callers that pack the mask in
+    pieces (the profiler does, on several threads; pieces of a multiple of 8 values concatenate to
+    the packing of the whole)."""
+    if nnz == 0:
+        return -(-(n // 32 + 1) // PAIRS_PER_WORD) if n else 0
     nb = packed.size
     zb = np.flatnonzero(packed == 0)
     long_runs = 0
@@ -212,8 +221,8 @@ def words_for_mask(mask: np.ndarray) -> tuple[int, int]:
             z += np.where(ends < nb - 1, _LEAD_ZEROS[packed[np.minimum(ends + 1, nb - 1)]], 0)
             z -= np.where(ends == nb - 1, 8 * nb - n, 0)  # packing's filler bits
             long_runs = int((z // 32).sum())
-    pairs = nnz + long_runs + int(not flat[-1])  # a stream ending in zeros: one more pair
-    return -(-pairs // PAIRS_PER_WORD), nnz
+    pairs = nnz + long_runs + int(ends_in_zero)  # a stream ending in zeros: one more pair
+    return -(-pairs // PAIRS_PER_WORD)
 
 
 def compressed_bytes(codes: np.ndarray) -> int:
