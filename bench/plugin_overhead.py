@@ -73,6 +73,7 @@ class Copy:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # process CPU seconds of each segment
     own: list[float] = field(default_factory=list)  # the monitor's CPU seconds in each segment
+    waited: list[float] = field(default_factory=list)  # seconds hw.flush() waited at each segment's end
     one_off: float = 0.0
     position: int = 0
 
@@ -94,7 +95,9 @@ class Copy:
         own, c0, t0 = self.own_cpu(), time.process_time(), time.perf_counter()
         self.train(batches, steps)
         if self.hw is not None:
+            t1 = time.perf_counter()
             self.hw.flush()  # pending background work is charged to this segment
+            self.waited.append(time.perf_counter() - t1)
         if cuda:
             torch.cuda.synchronize()
         self.wall.append(time.perf_counter() - t0)
@@ -169,8 +172,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--model", default="small_cnn", help="small_cnn, or a torchvision name (e.g. resnet18)")
     ap.add_argument("--size", type=int, default=32, help="image side (builtin:shapes images are resized)")
-    ap.add_argument("--arms", choices=("default", "all"), default="default",
-                    help="default: the baseline and the default arm; all: every setting in ARMS")
+    ap.add_argument("--arms", choices=("default", "priority", "all"), default="default",
+                    help="default: the baseline and the default arm; priority: also the worker at normal "
+                         "priority; all: every setting in ARMS")
     args = ap.parse_args()
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         ap.error(f"--device must be cpu or cuda, got {args.device!r}")
@@ -193,7 +197,7 @@ def main() -> None:
     else:
         base = hwaware.load_model(f"torchvision:{args.model}", num_classes=10)
     base = base.to(dev)
-    arms = [DEFAULT] if args.arms == "default" else list(ARMS)
+    arms = {"default": [DEFAULT], "priority": [DEFAULT, "worker at normal priority"], "all": list(ARMS)}[args.arms]
     print(f"{args.model} on {dev}, batch {args.batch_size}, {args.size}x{args.size}, {args.pairs} pairs x "
           f"{args.segment} steps per arm, {torch.get_num_threads()} torch thread(s), "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -220,14 +224,15 @@ def main() -> None:
     print(f"baseline: {1e3 * statistics.median(baseline.wall) / args.segment:.2f} ms/step wall, "
           f"{1e3 * statistics.median(baseline.cpu) / args.segment:.2f} ms/step CPU (medians over segments)")
     print(f"{'arm':<38} {'wall, total ratio [95% CI]':>30} {'wall, median pair [95% CI]':>30} "
-          f"{'monitor CPU / training CPU [95% CI]':>36} {'one-off':>8}")
+          f"{'monitor CPU / training CPU [95% CI]':>36} {'flush wait':>10} {'one-off':>8}")
     verdict = ""
     for a in arms:
         c = copies[a]
         wall = ratio_ci(c.wall, baseline.wall)
         pair = median_ci([m / b for m, b in zip(c.wall, baseline.wall)])
         own = ratio_ci(c.own, baseline.cpu)
-        print(f"{a:<38} {pct(wall, 1):>30} {pct(pair, 1):>30} {pct(own):>36} {c.one_off:7.2f}s")
+        print(f"{a:<38} {pct(wall, 1):>30} {pct(pair, 1):>30} {pct(own):>36} "
+              f"{statistics.median(c.waited):9.3f}s {c.one_off:7.2f}s")
         if a == DEFAULT:
             upper = max(100 * (wall[2] - 1), 100 * own[2])
             lower = max(100 * (wall[1] - 1), 100 * own[1])
