@@ -8,25 +8,13 @@ no worse than the float model against its own +-1/2-code rounding noise.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import load_bench
 
 
 def _zoo():
-    name = "_bench_zoo"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "zoo.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("zoo")
 
 
 zoo = _zoo()
