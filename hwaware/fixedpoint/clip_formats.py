@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._modes import inspection_mode
 from ..errors import HwawareError
 from .format import FRAC_MAX, FRAC_MIN, frac_bits_for
 
@@ -103,15 +104,12 @@ def narrow_formats(model: nn.Module, bits: Mapping[str, int], calibration_data: 
         seen[n].append(t)
 
     handles = [modules[n].register_forward_pre_hook(lambda m, a, n=n: keep(n, a[0])) for n in names]
-    was = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with inspection_mode(model):
             model(calibration_data)
     finally:
         for h in handles:
             h.remove()
-        model.train(was)
     out: dict[str, tuple[int, int]] = {}
     for n in names:
         x = torch.cat(seen[n])

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._modes import inspection_mode
 from ..errors import HwawareError
 from .format import frac_bits_for
 
@@ -358,15 +359,12 @@ def io_maxima(model: nn.Module, x: torch.Tensor, names: list[str]) -> tuple[dict
     handles = [h for n in names for h in (
         modules[n].register_forward_pre_hook(lambda m, args, n=n: keep(ins, n, args[0])),
         modules[n].register_forward_hook(lambda m, args, y, n=n: keep(outs, n, y)))]
-    was = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with inspection_mode(model):
             model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was)
     return ins, outs
 
 
