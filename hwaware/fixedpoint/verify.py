@@ -11,23 +11,17 @@ __all__ = ["accuracy_and_agreement", "bit_exact_mismatches"]
 def accuracy_and_agreement(model: Any, fixed: Any, loader: Any) -> tuple[float, float]:
     """Top-1 accuracy of ``fixed`` and the fraction of images where it picks the float model's
     class, in one pass over ``loader`` (the integer model is the slow part)."""
-    import torch
-
+    from .._modes import inspection_mode
     from ..errors import HwawareError
 
-    was = model.training
-    model.eval()
     correct = same = seen = 0
-    try:
-        with torch.no_grad():
-            for x, y in loader:
-                pf = model(x).argmax(1)
-                pq = fixed(x).argmax(1)
-                correct += int((pq == y).sum())
-                same += int((pq == pf).sum())
-                seen += int(y.shape[0])
-    finally:
-        model.train(was)
+    with inspection_mode(model):  # eval, no grad, each module's flag restored
+        for x, y in loader:
+            pf = model(x).argmax(1)
+            pq = fixed(x).argmax(1)
+            correct += int((pq == y).sum())
+            same += int((pq == pf).sum())
+            seen += int(y.shape[0])
     if seen == 0:
         raise HwawareError("quantize: the validation loader yields no images")
     return correct / seen, same / seen
