@@ -96,38 +96,44 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
                  f"{100 * (f_test - u8_test):+.2f}", ""])
     arms: dict[str, dict] = {}
 
-    for b in [int(w) for w in args.uniform.split(",") if w.strip()]:
+    for spec in [w.strip() for w in args.uniform.split(",") if w.strip()]:
         t = time.perf_counter()
-        bits = {k: b for k in ref.order}
-        fq_val, state = ref.finetuned_accuracy(bits, ref.start_qat())
+        wb, _, ab = spec.partition("/")  # "3/4": weights 3 bits, inputs 4 bits
+        bits = {k: int(wb) for k in ref.order}
+        act = {k: int(ab or wb) for k in ref.order}
+        fq_val, state = ref.finetuned_accuracy(bits, ref.start_qat(), act_bits=act)
         formats = ref.last_formats
         ref.folded.load_state_dict(state)
-        fixed = ref.convert_finetuned(bits, formats)
-        fq = ref.fake_quant(bits, formats)
+        fixed = ref.convert_finetuned(bits, formats, act)
+        fq = ref.fake_quant(bits, formats, act)
         i_val, agree = accuracy_and_agreement(ref.folded, fixed, val)
         fq.remove()
         i_test = evaluate(fixed, test)
-        ratio = ref.energy(bits) / e8
-        arms[f"uniform{b}"] = {"bits": bits, "energy_vs_8": ratio, "fake_quant_val": fq_val, "integer_val": i_val,
-                               "agreement": agree, "integer_test": i_test, "seconds": time.perf_counter() - t}
-        rows.append([f"uniform {b}, QAT {args.uniform_steps} steps", f"{ratio:.3f}", f"{1 / ratio:.2f}x",
+        ratio = ref.energy(bits, act) / e8
+        label = f"w{wb}/a{ab}" if ab else wb
+        arms[f"uniform{label}"] = {"bits": bits, "act_bits": act, "energy_vs_8": ratio, "fake_quant_val": fq_val,
+                                   "integer_val": i_val, "agreement": agree, "integer_test": i_test,
+                                   "seconds": time.perf_counter() - t}
+        rows.append([f"uniform {label}, QAT {args.uniform_steps} steps", f"{ratio:.3f}", f"{1 / ratio:.2f}x",
                      f"{100 * fq_val:.2f}", f"{100 * i_val:.2f}", f"{100 * agree:.1f}%", f"{100 * i_test:.2f}",
                      f"{100 * (f_test - i_test):+.2f}", ""])
-        print(f"  uniform {b}: {arms[f'uniform{b}']}", file=sys.stderr)
+        print(f"  uniform {label}: {arms[f'uniform{label}']}", file=sys.stderr)
 
     t0 = time.perf_counter()
     search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
-                            train_data=train, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr)
+                            train_data=train, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
+                            separate=args.separate, descent_steps=args.descent_steps, final_steps=args.final_steps,
+                            descent_to=args.descent_to)
     for trial in search.steps():
-        print(f"  {trial.layer:16s} {trial.bits:2d}b acc={trial.accuracy:.4f} drop={trial.drop:+.2f} "
+        print(f"  {trial.layer:16s} {trial.operand:8s} {trial.bits:2d}b acc={trial.accuracy:.4f} drop={trial.drop:+.2f} "
               f"E={trial.energy:.4g} {'ok' if trial.accepted else 'no'}", file=sys.stderr)
     res = search.result
     seconds = time.perf_counter() - t0
     assert res is not None
     print(res.table())
-    q_test = evaluate(search.convert_finetuned(res.bits, res.narrow_formats), test)
+    q_test = evaluate(search.convert_finetuned(res.bits, res.narrow_formats, res.act_bits), test)
     gain = res.energy_8 / res.energy
-    rows.append([f"searched, QAT {args.finetune_steps} steps/trial", f"{res.energy / res.energy_8:.3f}", f"{gain:.2f}x",
+    rows.append([f"searched{', separate w/a' if args.separate else ''}, QAT {args.finetune_steps} steps/trial", f"{res.energy / res.energy_8:.3f}", f"{gain:.2f}x",
                  f"{100 * res.fake_quant_accuracy:.2f}", f"{100 * res.accuracy:.2f}",
                  f"{100 * res.fake_quant_agreement:.1f}%", f"{100 * q_test:.2f}", f"{100 * (f_test - q_test):+.2f}", ""])
     rows.append(["HAQ (CVPR 2019), BitFusion", "", f"{HAQ_GAIN}x", "", "", "", "", "negligible", "anchor"])
@@ -136,23 +142,33 @@ def run_model(name: str, args: argparse.Namespace) -> dict:
           f"energy: Eyeriss v1 model vs uniform 8 bits")
     print(format_table(["arm", "E / E(8b)", "less than 8b", "fake-quant val", "integer val", "agreement",
                         "integer test", "test drop", ""], rows))
-    print(f"searched widths: {res.bits}; search {seconds:.0f} s")
+    print(f"searched widths: weights {res.bits}, inputs apart {res.act_bits}; search {seconds:.0f} s")
     return {"result": res.to_dict(), "test_float": f_test, "test_uniform8": u8_test, "test_searched": q_test,
             "gain_vs_8": gain, "uniform": energy, "seconds": seconds, "arms": arms,
-            "finetune_steps": args.finetune_steps, "uniform_steps": args.uniform_steps, "max_drop": args.max_drop}
+            "finetune_steps": args.finetune_steps, "uniform_steps": args.uniform_steps, "max_drop": args.max_drop,
+            "separate": args.separate, "descent_steps": args.descent_steps, "final_steps": args.final_steps,
+            "descent_to": args.descent_to, "val": args.val, "test": args.test}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="small_cnn,resnet18",
                     help="comma-separated, from: " + ", ".join(SHAPES_MODELS))
-    ap.add_argument("--widths", default="6,5,4,3", help="the search's ladder below its start (8 bits)")
-    ap.add_argument("--uniform", default="4", help="uniform widths fine-tuned as arms ('' for none)")
+    ap.add_argument("--widths", default="4,3", help="the search's ladder below its start (8 bits)")
+    ap.add_argument("--uniform", default="4,3/4",
+                    help="uniform widths fine-tuned as arms, W or W/A (weights W bits, inputs A bits); '' for none")
     ap.add_argument("--uniform-steps", type=int, default=100, help="fine-tuning steps of each uniform arm")
-    ap.add_argument("--finetune-steps", type=int, default=30)
+    ap.add_argument("--finetune-steps", type=int, default=30, help="fine-tuning steps of each per-layer trial")
+    ap.add_argument("--descent-steps", type=int, default=100,
+                    help="fine-tuning steps of each all-layers trial of the search (a whole width step at once)")
+    ap.add_argument("--descent-to", type=int, default=4, help="narrowest width of the all-layers descent")
+    ap.add_argument("--final-steps", type=int, default=100, help="fine-tuning of the chosen widths at the end")
+    ap.add_argument("--joint", dest="separate", action="store_false",
+                    help="step weights and inputs together (default: apart, separate widths)")
     ap.add_argument("--finetune-lr", type=float, default=0.003)
     ap.add_argument("--max-drop", type=float, default=1.0)
-    ap.add_argument("--val", type=int, default=500, help="validation images per accuracy measurement")
+    ap.add_argument("--val", type=int, default=1000,
+                    help="validation images per accuracy measurement (the search decides on these; test is apart)")
     ap.add_argument("--test", type=int, default=1000, help="test images for the final comparison")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +102,17 @@ def test_cli_quantize(tmp_path, capsys):
     assert "vs uniform 16 bits" in capsys.readouterr().out
     assert cli_main(["quantize", "models/small_cnn.py", "--data", "builtin:shapes", "--widths", "a",
                      "--out", str(out)]) == 2
+    # weights and inputs apart: after uniform 8 bits, each layer's weights and input step to 6 on their own
+    rc = cli_main(["quantize", "models/small_cnn.py", "--data", "builtin:shapes", "--max-drop", "100", "--widths",
+                   "8,6", "--descent-to", "8", "--separate-widths", "--finetune-steps", "0", "--samples", "16",
+                   "--val-samples", "32", "--out", str(out), "--quiet"])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    moves = [(t["layer"], t["operand"]) for t in d["trials"][1:]]
+    assert sorted(moves) == sorted((k, op) for k in d["bits"] for op in ("weights", "inputs"))
+    assert set(d["bits"].values()) == {6} and d["act_bits"] == {}
+    assert cli_main(["quantize", "models/small_cnn.py", "--data", "builtin:shapes", "--final-steps", "-1",
+                     "--out", str(out)]) == 2
 
 
 def test_fake_quantize_matches_the_backend_formats_and_rounding():
@@ -168,6 +180,43 @@ def test_fake_quant_with_clipped_formats_computes_what_the_integer_model_compute
         y_fq, y_int = folded(x), fixed(x)
     assert (y_fq - y_int).abs().max() <= 1e-6 * y_int.abs().max()
     fq.remove()
+
+
+@pytest.mark.parametrize("arith", [{"mode": "eyeriss", "rounding": "floor", "overflow": "wrap"},
+                                   {"mode": "wide", "rounding": "nearest", "overflow": "saturate"}],
+                         ids=["eyeriss-floor", "wide-nearest"])
+def test_separate_weight_and_input_widths(setup, arith):
+    """act_bits gives a layer's input its own width: the integer ops carry 3-bit weight codes and
+    4-bit input codes (and a 16-bit input where only the weights narrow), and the fake quantization
+    with the same widths and formats computes what the integer model computes."""
+    from hwaware.fixedpoint.clip_formats import narrow_formats
+    from hwaware.fixedpoint.qat import FakeQuant, fold_batchnorm
+
+    model, calib, val = setup
+    folded = fold_batchnorm(model)
+    bits = {"conv1": 3, "conv2": 3, "conv3": 3, "conv4": 4, "fc": 4}
+    act = {"conv1": 16, "conv2": 4, "conv3": 5, "conv4": 4, "fc": 6}
+    fm = narrow_formats(folded, bits, calib, rounding=arith["rounding"], act_bits=act)
+    fixed = convert(folded, calib, bits=bits, act_bits=act, bias_correction=False, equalize=False,
+                    narrow_formats=fm, **arith)
+    ops = {op.name: op for op in fixed.int_ops}
+    assert {k: ops[k].fw.bits for k in bits} == bits
+    assert {k: ops[k].fxq.bits if ops[k].fxq is not None else 16 for k in bits} == act
+    assert 2 <= int(np.abs(ops["conv2"].w).max()) <= 4  # 3-bit codes: -4..3
+    fq = FakeQuant(folded, bits, calibration_data=calib, narrow_formats=fm, act_bits=act, **arith)
+    x = torch.cat([xb for xb, _ in val])
+    with torch.no_grad():
+        y_fq, y_int = folded(x), fixed(x)
+    fq.remove()
+    assert (y_fq - y_int).abs().max() <= 1e-6 * y_int.abs().max()
+    # the same widths without act_bits compute something else (the inputs are narrowed to 3 bits)
+    narrow = convert(folded, calib, bits=bits, bias_correction=False, equalize=False, narrow_formats=fm, **arith)
+    with torch.no_grad():
+        assert not torch.equal(narrow(x), y_int)
+    with pytest.raises(HwawareError, match="act_bits names layer 'conv9'"):
+        convert(folded, calib, bits=bits, act_bits={"conv9": 4})
+    with pytest.raises(HwawareError, match=r"act_bits\['conv1'\] must be an integer within 2..16"):
+        convert(folded, calib, bits=bits, act_bits={"conv1": 1})
 
 
 def test_fake_quant_bias_correction_restores_the_mean_output(setup):
@@ -249,6 +298,41 @@ def test_search_with_quantization_aware_finetuning(setup):
     assert "fake-quant" in res.table()
     with pytest.raises(HwawareError, match="needs train_data"):
         BitWidthSearch(model, calibration_data=calib, val_data=val, finetune_steps=3)
+
+
+def test_search_with_separate_weight_and_input_widths(setup):
+    """separate=True steps weights and inputs apart: the trials name their operand, a weights-only
+    step leaves the input's width, the result's act_bits converts to the accuracy it reports, and its
+    energy is the model's energy of those two widths (recomputed here from the workload)."""
+    model, calib, val = setup
+    train = [(xb, yb) for xb, yb in val]
+    search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=100.0, widths=(6, 4, 3),
+                            samples=32, train_data=train, finetune_steps=1, finetune_lr=0.001, separate=True,
+                            descent_steps=2, final_steps=1, descent_to=4)
+    trials = list(search.steps())
+    res = search.result
+    assert [t.operand for t in trials[:3]] == ["both"] * 3  # uniform 8, 6, 4 (max_drop 100: all kept)
+    assert {t.operand for t in trials[3:]} == {"weights", "inputs"}
+    # max_drop 100 keeps every step: everything ends at the narrowest width, weights and inputs
+    assert set(res.bits.values()) == {3} and res.act_bits == {}
+    # the first per-layer move is the one that saves the most energy from uniform 4 bits
+    u4 = {k: 4 for k in search.order}
+    moves = {(k, "weights"): search.energy({**u4, k: 3}, u4) for k in search.order}
+    moves.update({(k, "inputs"): search.energy(u4, {**u4, k: 3}) for k in search.order})
+    first = trials[3]
+    assert (first.layer, first.operand) == min(moves, key=moves.get) and first.bits == 3
+    assert first.energy == pytest.approx(min(moves.values()), rel=1e-12)
+    assert all(e < search.energy(u4) for e in moves.values())
+    wl = search.workload
+    want = Scorer("eyeriss_v1").score(type(wl)(tuple(lay.replace(weight_bits=3, act_bits=3) for lay in wl.layers),
+                                              wl.unmodeled, wl.source)).total.energy_total
+    assert res.energy == pytest.approx(want, rel=1e-9)
+    assert res.final_steps == 1
+    fixed = convert(res.model, calib, bits=res.bits, act_bits=res.act_bits or None, samples=32, equalize=False,
+                    bias_correction=False, narrow_formats=res.narrow_formats)
+    assert evaluate(fixed, val) == pytest.approx(res.accuracy)
+    with pytest.raises(HwawareError, match="final_steps"):
+        BitWidthSearch(model, calibration_data=calib, val_data=val, final_steps=-1)
 
 
 def test_table_warns_when_the_integer_model_misses_max_drop():

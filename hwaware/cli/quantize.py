@@ -52,6 +52,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--finetune-steps", type=int, default=8, metavar="N",
                    help="quantization-aware fine-tuning steps (batch 64, train split) per trial; 0: post-training "
                         "search (default 8: a modest budget; more steps reach narrower widths)")
+    p.add_argument("--separate-widths", action="store_true",
+                   help="step each layer's weights and input activations apart (JSON act_bits: the inputs' widths "
+                        "where they differ from bits)")
+    p.add_argument("--descent-steps", type=int, default=None, metavar="N",
+                   help="fine-tuning steps of each all-layers trial (default: --finetune-steps)")
+    p.add_argument("--descent-to", type=int, default=None, metavar="BITS",
+                   help="narrowest width of the all-layers descent, then per-layer steps (default: the narrowest of "
+                        "--widths)")
+    p.add_argument("--final-steps", type=int, default=0, metavar="N",
+                   help="fine-tuning steps of the chosen widths after the search (default 0)")
     p.add_argument("--finetune-lr", type=float, default=0.001, metavar="LR",
                    help="SGD learning rate of the fine-tuning (default 0.001; BN is folded, so 0.01 wrecks a trained net)")
     p.add_argument("--batch", type=int, default=1, metavar="N",
@@ -78,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
             raise HwawareError(f"{flag} must be a positive integer, got {v}")
     if args.finetune_steps < 0:
         raise HwawareError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
+    for flag, v in (("--descent-steps", args.descent_steps), ("--final-steps", args.final_steps)):
+        if v is not None and v < 0:
+            raise HwawareError(f"{flag} must be >= 0, got {v}")
     if not args.finetune_lr > 0:
         raise HwawareError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
     hardware = fold_dataflow({"hardware": args.hardware}, args)["hardware"]
@@ -90,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     res = quantize(model, calibration_data=calib, val_data=val, max_drop=args.max_drop, widths=widths,
                    mode=args.mode, rounding=args.rounding, overflow=args.overflow, hardware=hardware,
                    samples=args.samples, train_data=train, finetune_steps=args.finetune_steps,
-                   finetune_lr=args.finetune_lr, batch=args.batch, start=args.start, progress=not args.quiet)
+                   finetune_lr=args.finetune_lr, batch=args.batch, start=args.start, separate=args.separate_widths,
+                   descent_steps=args.descent_steps, final_steps=args.final_steps, descent_to=args.descent_to,
+                   progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
     print(f"{args.target} on {args.data}")
     print(res.table())

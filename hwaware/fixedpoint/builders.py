@@ -76,13 +76,14 @@ class OpBuilders:
             w = w * k.reshape(-1, *([1] * (w.dim() - 1)))
             b = (b - bn.running_mean.double()) * k + shift
         bits = self.bits_for(name)
+        abits = self.act_bits.get(name, bits)  # the input's width (the weights' unless given apart)
         fx = int_ops[j].fy
         fxq = None
-        given = self.narrow_formats.get(name) if bits < 16 else None  # (f_in, f_w): input clipped
+        given = self.narrow_formats.get(name) if min(bits, abits) < 16 else None  # (f_in, f_w): input clipped
         fw = FixedFormat(given[1] if given else frac_bits_for(float(w.abs().max()), bits), bits)
         fy = self.act_format(pre)
-        if bits < 16:
-            fxq = FixedFormat(given[0], bits) if given else self.narrow_input_format(int_ops, j, bits)
+        if abits < 16:
+            fxq = FixedFormat(given[0], abits) if given else self.narrow_input_format(int_ops, j, abits)
         f_in = fxq or fx
         fws = self.channel_weight_formats(w, b, fw, f_in) if self.per_channel_weights else None
         if fws is None:
@@ -95,7 +96,7 @@ class OpBuilders:
             fb = np.asarray(fws if fws is not None else [fw.frac_bits] * len(b)) + f_in.frac_bits
             bq = wide_bias_codes(np.ldexp(b.numpy(), fb), name, base_type(mod).__name__)
         t = base_type(mod)
-        clip = given is not None
+        clip = given is not None and fxq is not None
         if t is nn.Linear:
             return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq, fw_channels=fws, clip_input=clip)
         if any(p != 1 for p in pair(mod.dilation, "dilation")) or mod.padding_mode != "zeros" or \

@@ -81,6 +81,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
             samples: int | None = 256, headroom_bits: float | str = 0.5, bias_correction: bool = True,
             equalize: bool = False, per_channel_weights: bool = False,
             narrow_formats: Mapping[str, tuple[int, int]] | None = None,
+            act_bits: Mapping[str, int] | None = None,
             progress: bool = False) -> FixedPointModel:
     """Convert ``model`` (eval semantics) to integer arithmetic; the result carries ``.report``.
 
@@ -89,12 +90,16 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     activation format and the bias correction, and the report's errors are measured on them.
     ``bits``: operand width (16 by default); a mapping ``{layer name: bits}`` narrows the weights
     and input activations of those Conv/Linear layers only (the others stay at 16).
+    ``act_bits``: ``{layer name: bits}``, the width of a Conv/Linear layer's input activations where
+    it differs from its weights' (``bits``); e.g. ``bits={"conv2": 3}, act_bits={"conv2": 4}`` stores
+    conv2's weights as 3-bit codes and brings its input to 4-bit codes (an opt-in extension of the
+    contract: the ops already carry the two formats separately, docs/fixedpoint.md).
     ``headroom_bits``: activation ranges cover ``2**headroom_bits`` times the calibration max;
     ``"auto"`` sizes each tensor's margin from its own calibration images (:mod:`.ranges`).
     ``equalize``: fold BN and equalize channel ranges first (:mod:`hwaware.fixedpoint.equalize`).
     ``per_channel_weights``: one weight format per output channel of every Conv/Linear (an opt-in
     extension of the contract, docs/fixedpoint.md; the test vectors then carry ``f_w_channels``).
-    ``narrow_formats``: ``{layer: (f_in, f_w)}`` for layers narrowed by ``bits`` -- the formats of
+    ``narrow_formats``: ``{layer: (f_in, f_w)}`` for layers narrowed by ``bits`` or ``act_bits`` -- the formats of
     their narrowed input and weights, given instead of chosen by the max rule (e.g. the formats a
     quantization-aware fine-tuning trained with, :mod:`.clip_formats`); such an input saturates when
     narrowed (an opt-in extension of the contract, docs/fixedpoint.md).
@@ -112,10 +117,18 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     if not isinstance(model, nn.Module):
         raise HwawareError(f"convert: expected a torch nn.Module, got {type(model).__name__}")
     layer_bits = _check_bits(bits)
+    input_bits = {} if act_bits is None else _check_bits(dict(act_bits), "act_bits")
+    if not isinstance(input_bits, dict):
+        raise HwawareError(f"convert: act_bits must be a mapping {{layer: bits}}, got {act_bits!r}")
+
+    def narrowest(name: str) -> int:
+        w = layer_bits if isinstance(layer_bits, int) else layer_bits.get(name, 16)
+        return min(w, input_bits.get(name, w))
+
     for name in given:
-        if (layer_bits if isinstance(layer_bits, int) else layer_bits.get(name, 16)) >= 16:
+        if narrowest(name) >= 16:
             raise HwawareError(f"convert: narrow_formats names layer '{name}', which bits does not narrow "
-                               f"below 16")
+                               f"below 16 (nor act_bits)")
     x = collect_inputs(calibration_data, samples)
     model_device = str(next((p.device for p in model.parameters()), torch.device("cpu")))
     # the integer kernels are NumPy: a CPU copy of the model is the float reference (the user's
@@ -139,7 +152,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
         fixed = Converter(gm, layer_bits, mode=mode, rounding=rounding, overflow=overflow,
                            headroom=headroom_bits, bias_correction=bias_correction,
                            progress=progress, per_channel_weights=bool(per_channel_weights),
-                           narrow_formats=given).run(x)
+                           narrow_formats=given, act_bits=input_bits).run(x)
     fixed.report = dataclasses.replace(fixed.report, model_device=model_device)
     return fixed
 
@@ -155,15 +168,15 @@ def _cpu_copy(model: nn.Module) -> nn.Module:
 
 
 
-def _check_bits(bits: int | Mapping[str, int]) -> dict[str, int] | int:
+def _check_bits(bits: int | Mapping[str, int], what: str = "bits") -> dict[str, int] | int:
     def ok(b: Any, where: str) -> int:
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 2 <= b <= 16:
             raise HwawareError(f"convert: {where} must be an integer within 2..16, got {b!r}")
         return int(b)
 
     if isinstance(bits, Mapping):
-        return {str(k): ok(v, f"bits['{k}']") for k, v in bits.items()}
-    return ok(bits, "bits")
+        return {str(k): ok(v, f"{what}['{k}']") for k, v in bits.items()}
+    return ok(bits, what)
 
 
 def collect_inputs(data: Any, samples: int | None) -> torch.Tensor:

@@ -107,7 +107,8 @@ class Converter(OpBuilders, NormBuilders):
     def __init__(self, gm: torch.fx.GraphModule, layer_bits: dict[str, int] | int, *, mode: str,
                  rounding: str, overflow: str, headroom: float | str, bias_correction: bool,
                  progress: bool, per_channel_weights: bool = False,
-                 narrow_formats: dict[str, tuple[int, int]] | None = None):
+                 narrow_formats: dict[str, tuple[int, int]] | None = None,
+                 act_bits: dict[str, int] | None = None):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.layer_bits = layer_bits
@@ -116,6 +117,7 @@ class Converter(OpBuilders, NormBuilders):
         self.bias_correction = bias_correction
         self.per_channel_weights = per_channel_weights
         self.narrow_formats = narrow_formats or {}  # {layer: (f_in, f_w)} given, input clipped
+        self.act_bits = act_bits or {}  # {layer: input width} where it differs from the weights'
         self.progress = progress
         self.calls: dict[str, int] = {}
 
@@ -231,13 +233,13 @@ class Converter(OpBuilders, NormBuilders):
         bar.close()
         if output_index < 0:
             raise UnsupportedLayerError("convert: the traced model has no output")
-        if isinstance(self.layer_bits, dict):
-            known = sorted(op.name for op in int_ops if isinstance(op, ConvOp))
-            for name in self.layer_bits:
+        known = sorted(op.name for op in int_ops if isinstance(op, ConvOp))
+        for what, named in (("bits", self.layer_bits), ("act_bits", self.act_bits)):
+            for name in named if isinstance(named, dict) else ():
                 if name not in known:
                     from .._suggest import did_you_mean
 
-                    raise HwawareError(f"convert: bits names layer '{name}', which is not a Conv/Linear "
+                    raise HwawareError(f"convert: {what} names layer '{name}', which is not a Conv/Linear "
                                        f"call of the model{did_you_mean(name, known)}")
         for name in self.narrow_formats:
             if name not in {op.name for op in int_ops if isinstance(op, ConvOp)}:

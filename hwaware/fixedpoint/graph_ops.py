@@ -27,7 +27,8 @@ WIDE_BIAS_LIMIT = 2**62
 class ConvOp(IntOp):
     """Conv1d / Conv2d / Linear. ``w``, ``b`` are codes; ``fx`` is the input's format.
 
-    ``fxq`` (bits < 16 only): the layer first brings its input to this narrower format.
+    ``fxq`` (an input narrowed below 16 bits only): the layer first brings its input to this narrower
+    format (its width may differ from the weights' ``fw.bits``: ``convert(act_bits=...)``).
     ``clip_input``: that requantize saturates whatever the arithmetic's ``overflow`` (a format chosen
     to clip, :mod:`.clip_formats`; ``convert(narrow_formats=...)``).
     """

@@ -111,23 +111,26 @@ class FakeQuant:
 
     def __init__(self, model: nn.Module, bits: Mapping[str, int], *, calibration_data: torch.Tensor,
                  headroom: float = 0.5, mode: str = "eyeriss", rounding: str = "floor",
-                 overflow: str = "wrap", narrow_formats: Mapping[str, tuple[int, int]] | None = None) -> None:
+                 overflow: str = "wrap", narrow_formats: Mapping[str, tuple[int, int]] | None = None,
+                 act_bits: Mapping[str, int] | None = None) -> None:
         from torch.nn.utils import parametrize
 
         self.model = model
         self.mode, self.rounding, self.overflow, self.headroom = mode, rounding, overflow, float(headroom)
         self.calibration_data = calibration_data
         modules = dict(model.named_modules())
-        for name in bits:
+        for name in [*bits, *(act_bits or {})]:
             if not isinstance(modules.get(name), _QUANTIZABLE):
                 raise HwawareError(f"quantization-aware training: '{name}' is not a Conv/Linear module of the "
                                    f"model")
         self.layers = {n: m for n, m in modules.items() if isinstance(m, _QUANTIZABLE)}
-        self.bits = {n: int(bits.get(n, 16)) for n in self.layers}
+        self.bits = {n: int(bits.get(n, 16)) for n in self.layers}  # the weights' widths
+        # the inputs' widths: the weights' unless act_bits gives them apart (convert's act_bits)
+        self.act = {n: int((act_bits or {}).get(n, self.bits[n])) for n in self.layers}
         # {layer: (f_in, f_w)} held fixed (clipped input, :mod:`.clip_formats`); convert takes the same
         self.narrow_formats = {n: (int(f[0]), int(f[1])) for n, f in (narrow_formats or {}).items()}
         for name in self.narrow_formats:
-            if self.bits.get(name, 16) >= 16:
+            if min(self.bits.get(name, 16), self.act.get(name, 16)) >= 16:
                 raise HwawareError(f"quantization-aware training: narrow_formats names '{name}', which is not "
                                    f"narrowed below 16 bits")
         self.enabled = False
@@ -156,7 +159,7 @@ class FakeQuant:
         h = self.headroom
         self.in_frac_model = frac_bits_for(float(self.calibration_data.abs().max()), 16, headroom=h)
         self.input_frac = {n: self.narrow_formats[n][0] if n in self.narrow_formats else
-                           frac_bits_for(ins[n], b, headroom=h) for n, b in self.bits.items() if b < 16}
+                           frac_bits_for(ins[n], b, headroom=h) for n, b in self.act.items() if b < 16}
         self.in_frac16 = {n: frac_bits_for(ins[n], 16, headroom=h) for n in self.layers}
         self.out_frac = {n: frac_bits_for(outs[n], 16, headroom=h) for n in self.layers}
 
@@ -214,7 +217,7 @@ class FakeQuant:
         # output is on that grid already), then the narrow one: two roundings to nearest are not one
         x = fake_quantize(args[0], self.in_frac16[name], 16, self.rounding, self.overflow)
         clip = "saturate" if name in self.narrow_formats else self.overflow
-        return (fake_quantize(x, self.input_frac[name], self.bits[name], self.rounding, clip),
+        return (fake_quantize(x, self.input_frac[name], self.act[name], self.rounding, clip),
                 ) + tuple(args[1:])
 
     def _output(self, name: str, mod: nn.Module, args: tuple, y: torch.Tensor) -> torch.Tensor | None:
@@ -230,8 +233,9 @@ class FakeQuant:
         s = fx + fw - fy
         if s > 0:
             with torch.no_grad():
-                corr = _rounding_sum(mod, x.detach(), w, fx, fw, s, self.rounding, exact=name in self.input_frac,
-                                     levels=1 << self.bits[name])
+                corr = _rounding_sum(mod, x.detach(), w, fx, fw, s, self.rounding,
+                                     exact=name in self.input_frac or self.bits[name] < 16,
+                                     levels=1 << self.act[name], w_levels=1 << self.bits[name])
             y = y + math.ldexp(1.0, -fy) * corr
         # the 16-bit adder wraps (the sum is on the f_y grid already where s <= 2)
         return fake_quantize(y, fy, 16, "nearest", "wrap")
@@ -265,7 +269,7 @@ def _products(mod: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw: int, s: int, rounding: str, *,
-                  exact: bool, levels: int = 1 << 16) -> torch.Tensor:
+                  exact: bool, levels: int = 1 << 16, w_levels: int = 1 << 16) -> torch.Tensor:
     """Sum over the products of (product shifted by ``s`` with ``rounding``) - (exact product), in codes at f_y.
 
     A product ``p`` of codes rounded by an ``s``-bit shift is ``(p + h - ((p + h) mod 2**s)) / 2**s``
@@ -274,7 +278,9 @@ def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw:
     For ``s >= 3`` a Linear layer's products are summed one by one (in chunks of rows); a convolution
     with an input of at most ``_VALUE_LEVELS`` codes (``levels``: a narrowed input of
     <= 5 bits) it is exact too: for each input code ``a`` the rounding error of ``a * w`` is a tensor
-    of the weights' shape, one convolution per code. Otherwise the residue of a non-zero product is
+    of the weights' shape, one convolution per code; with weights of at most ``_VALUE_LEVELS`` codes
+    (``w_levels``: narrowed weights of <= 5 bits under a wider input, ``convert(act_bits=...)``) the
+    same per weight code. Otherwise the residue of a non-zero product is
     taken as uniform: mean ``(h - (2**s - 1) / 2) / 2**s``.
     """
     m = 1 << s
@@ -297,6 +303,16 @@ def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw:
                 p = a * wc
                 err = (torch.floor((p + h) / m) - p / m).to(w.dtype)  # the shifted product minus the exact one
                 total = total + _products(mod, (xc == a).to(x.dtype), err)
+        return total
+    if exact and s > 2 and w_levels <= _VALUE_LEVELS:
+        xc = torch.round(x * math.ldexp(1.0, fx)).double()
+        wc = torch.round(w * math.ldexp(1.0, fw))
+        total = torch.zeros((), dtype=x.dtype)
+        for c in torch.unique(wc).tolist():
+            if c != 0:
+                p = xc * c
+                err = (torch.floor((p + h) / m) - p / m).to(x.dtype)  # per input value, for weight code c
+                total = total + _products(mod, err, (wc == c).to(w.dtype))
         return total
     if exact and s <= 2:
         xr = torch.remainder(torch.round(x * math.ldexp(1.0, fx)), m)

@@ -14,7 +14,9 @@ per accuracy lost.
    whose step fails keeps its width for good.
 4. A layer's width applies to its weights and its input activations (``weight_bits`` and
    ``act_bits`` of the :class:`~hwaware.workload.Layer`, which scale the energy model's data
-   movement and MAC energy); products still accumulate as the fixed-point backend says.
+   movement and MAC energy); products still accumulate as the fixed-point backend says. With
+   ``separate=True`` the weights and the input step down apart (``result.act_bits`` holds the inputs'
+   widths where they differ; ``convert(act_bits=...)`` takes them).
 
 Accuracy is measured with the integer backend (:func:`hwaware.fixedpoint.convert` with
 ``bits={layer: width}``), by default in the chip's arithmetic (:data:`~hwaware.fixedpoint.format.DEFAULT_ARITHMETIC`,
@@ -68,6 +70,7 @@ class Trial:
     drop: float  # percentage points below the float model
     energy: float  # total energy of this assignment (units of one 16-bit MAC)
     accepted: bool
+    operand: str = "both"  # what stepped down: "both" (weights and input), "weights" or "inputs" (separate widths)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class QuantizeResult:
     fake_quant_agreement: float | None = None  # top-1 agreement of that model with the integer one
     # narrowed layers' (f_in, f_w) the fine-tuning held fixed (clipped input); convert(narrow_formats=) takes them
     narrow_formats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # each layer's input width where the search gave it apart from its weights' (``bits``); convert(act_bits=)
+    act_bits: dict[str, int] = field(default_factory=dict)
+    final_steps: int = 0  # fine-tuning steps of the chosen widths after the search
     model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # fine-tuned, BN folded
 
     @property
@@ -114,9 +120,10 @@ class QuantizeResult:
         return d
 
     def table(self) -> str:
-        lines = [f"{'layer':<24} {'energy share':>12} {'bits':>5}"]
+        lines = [f"{'layer':<24} {'energy share':>12} {'bits':>5} {'input bits':>10}"]
         for name in self.order:
-            lines.append(f"{name[:24]:<24} {100 * self.energy_share[name]:>11.1f}% {self.bits[name]:>5}")
+            lines.append(f"{name[:24]:<24} {100 * self.energy_share[name]:>11.1f}% {self.bits[name]:>5} "
+                         f"{self.act_bits.get(name, self.bits[name]):>10}")
         lines += [
             "",
             f"{'':<14} {'top-1':>7} {'energy':>12}   (Eyeriss model, x one 16-bit MAC, per batch of {self.batch})",
@@ -147,7 +154,9 @@ class BitWidthSearch:
                  max_drop: float = 1.0, widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE,
                  rounding: str = DEFAULT_ROUNDING, overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1",
                  samples: int | None = 256, train_data: Any = None, finetune_steps: int = 0,
-                 finetune_lr: float = 0.001, batch: int = 1, start: int = START, clip: bool = True) -> None:
+                 finetune_lr: float = 0.001, batch: int = 1, start: int = START, clip: bool = True,
+                 separate: bool = False, descent_steps: int | None = None, final_steps: int = 0,
+                 descent_to: int | None = None) -> None:
         from .._checks import check_dim
         from ..eyeriss import Scorer
         from ..profiler import profile
@@ -164,13 +173,25 @@ class BitWidthSearch:
             raise HwawareError("quantize: finetune_steps > 0 needs train_data (batches of inputs and labels)")
         if not float(finetune_lr) > 0.0:
             raise HwawareError(f"quantize: finetune_lr must be > 0, got {finetune_lr}")
+        for what, n in (("descent_steps", descent_steps), ("final_steps", final_steps)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                raise HwawareError(f"quantize: {what} must be an integer >= 0, got {n!r}")
+        if (descent_steps or final_steps) and not finetune_steps:
+            raise HwawareError("quantize: descent_steps and final_steps fine-tune; they need finetune_steps > 0")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise HwawareError(f"quantize: batch must be a positive integer, got {batch!r}")
         check_dim(batch, "N", "quantize: batch")
         if isinstance(start, bool) or not isinstance(start, int) or not 2 <= start <= 16:
             raise HwawareError(f"quantize: start must be a width within 2..16, got {start!r}")
-        self.start, self.clip = start, bool(clip)
+        self.start, self.clip, self.separate = start, bool(clip), bool(separate)
+        self.descent_steps = finetune_steps if descent_steps is None else descent_steps
+        self.final_steps = final_steps
+        if descent_to is not None and (isinstance(descent_to, bool) or descent_to not in widths + [start]):
+            raise HwawareError(f"quantize: descent_to must be one of the widths {widths} or the start {start}, "
+                               f"got {descent_to!r}")
+        self.descent_to = min(widths) if descent_to is None else int(descent_to)
         self.kept_bits: dict[str, int] = {}  # the widths the accepted formats belong to
+        self.kept_act: dict[str, int] = {}
         self.last_formats: dict[str, tuple[int, int]] = {}
         self.finetune_steps, self.finetune_lr, self.train_data = finetune_steps, float(finetune_lr), train_data
         self.model = model.eval()
@@ -195,39 +216,47 @@ class BitWidthSearch:
         self.order = tuple(sorted(energies, key=lambda k: -energies[k]))
         self.result: QuantizeResult | None = None
 
-    def energy(self, bits: dict[str, int]) -> float:
+    def energy(self, bits: dict[str, int], act_bits: dict[str, int] | None = None) -> float:
+        """Total energy with ``bits`` per layer (weights, and inputs unless ``act_bits`` gives them)."""
         wl = self.workload
-        layers = tuple(lay.replace(weight_bits=bits.get(lay.name, 16), act_bits=bits.get(lay.name, 16))
+        act = {**bits, **(act_bits or {})}
+        layers = tuple(lay.replace(weight_bits=bits.get(lay.name, 16), act_bits=act.get(lay.name, 16))
                        for lay in wl.layers)
         return float(self.scorer.score(type(wl)(layers, wl.unmodeled, wl.source)).total.energy_total)
 
-    def accuracy(self, bits: dict[str, int] | int, model: torch.nn.Module | None = None) -> float:
+    def accuracy(self, bits: dict[str, int] | int, model: torch.nn.Module | None = None,
+                 act_bits: dict[str, int] | None = None) -> float:
         """Top-1 of the integer backend converted from ``model`` (default: the given model)."""
         from ..train import evaluate
 
-        narrowed = bits if isinstance(bits, int) else {k: v for k, v in bits.items() if v < 16}
+        act = {} if isinstance(bits, int) else {**bits, **(act_bits or {})}
+        narrowed = bits if isinstance(bits, int) else {k: v for k, v in bits.items() if min(v, act[k]) < 16}
+        apart = {k: act[k] for k in narrowed if act[k] != narrowed[k]} if act else {}
         fixed = convert(self.model if model is None else model, self.calib, bits=narrowed, samples=self.samples,
-                        **self.arith)
+                        act_bits=apart or None, **self.arith)
         return evaluate(fixed, self.val)
 
     def finetuned_accuracy(self, bits: dict[str, int], state: dict[str, torch.Tensor],
-                           formats: dict[str, tuple[int, int]] | None = None
+                           formats: dict[str, tuple[int, int]] | None = None,
+                           act_bits: dict[str, int] | None = None, steps: int | None = None,
                            ) -> tuple[float, dict[str, torch.Tensor]]:
         """Fake-quantized top-1 of ``bits`` after fine-tuning from ``state``; and the new state.
 
         ``formats``: narrowed layers' formats to keep (the accepted trial's); the others are chosen by
         :func:`~hwaware.fixedpoint.clip_formats.narrow_formats` on the starting weights and held fixed
-        through the fine-tuning (:attr:`last_formats`).
+        through the fine-tuning (:attr:`last_formats`). ``act_bits``: inputs' widths apart from the
+        weights'; ``steps``: fine-tuning steps (default ``finetune_steps``).
         """
         from ..train import evaluate
         from .qat import finetune
 
         self.folded.load_state_dict(state)
-        self.last_formats = self.formats_for(bits, formats or {})
-        fq = self.fake_quant(bits, self.last_formats)
+        self.last_formats = self.formats_for(bits, formats or {}, act_bits)
+        fq = self.fake_quant(bits, self.last_formats, act_bits)
         try:
             fq.correct_bias(self.reference)  # the mean rounding error, as convert's bias correction removes it
-            finetune(self.folded, self.train_data, steps=self.finetune_steps, lr=self.finetune_lr)
+            finetune(self.folded, self.train_data, steps=self.finetune_steps if steps is None else steps,
+                     lr=self.finetune_lr)
             fq.calibrate()  # the formats convert would pick for the fine-tuned weights
             acc = evaluate(self.folded, self.val)
         finally:
@@ -242,7 +271,8 @@ class BitWidthSearch:
         self.reference = fold_batchnorm(self.model)  # the unquantized float model, never trained
         return {k: v.detach().clone() for k, v in self.folded.state_dict().items()}
 
-    def formats_for(self, bits: dict[str, int], keep: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    def formats_for(self, bits: dict[str, int], keep: dict[str, tuple[int, int]],
+                    act_bits: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
         """Narrowed layers' ``(f_in, f_w)``: ``keep``'s where the width is unchanged, the others chosen
         for the least clipping-and-rounding error on the folded model's current weights (``{}`` when
         the search uses the max rule, ``clip=False``)."""
@@ -250,38 +280,50 @@ class BitWidthSearch:
 
         if not self.clip:
             return {}
-        keep = {k: v for k, v in keep.items() if bits.get(k, 16) == self.kept_bits.get(k)}
-        new = {k: b for k, b in bits.items() if b < 16 and k not in keep}
+        act = {**bits, **(act_bits or {})}
+        keep = {k: v for k, v in keep.items()
+                if bits.get(k, 16) == self.kept_bits.get(k) and act.get(k, 16) == self.kept_act.get(k)}
+        new = {k: b for k, b in bits.items() if min(b, act[k]) < 16 and k not in keep}
         got = narrow_formats(self.folded, new, self.calib, rounding=self.arith["rounding"],
-                             headroom=HEADROOM_BITS) if new else {}
+                             headroom=HEADROOM_BITS, act_bits={k: act[k] for k in new}) if new else {}
         return {**keep, **got}
 
-    def fake_quant(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None) -> Any:
+    def fake_quant(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None,
+                   act_bits: dict[str, int] | None = None) -> Any:
         """:class:`~hwaware.fixedpoint.qat.FakeQuant` of ``bits`` on the folded model, in the search's arithmetic."""
         from .qat import FakeQuant
 
         return FakeQuant(self.folded, bits, calibration_data=self.calib, headroom=HEADROOM_BITS,
-                         narrow_formats=formats, **self.arith)
+                         narrow_formats=formats, act_bits=act_bits, **self.arith)
 
-    def convert_finetuned(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None) -> Any:
+    def convert_finetuned(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None,
+                          act_bits: dict[str, int] | None = None) -> Any:
         """The folded, fine-tuned model on the integer backend: the codes, biases and formats it trained on."""
-        narrowed = {k: v for k, v in bits.items() if v < 16}
+        act = {**bits, **(act_bits or {})}
+        narrowed = {k: v for k, v in bits.items() if min(v, act[k]) < 16}
+        apart = {k: act[k] for k in narrowed if act[k] != bits[k]}
         return convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
                        bias_correction=False, headroom_bits=HEADROOM_BITS, narrow_formats=formats or None,
-                       **self.arith)
+                       act_bits=apart or None, **self.arith)
 
     def steps(self) -> Iterator[Trial]:
         """From uniform ``start`` bits (default 8), step layers narrower one width at a time.
 
         The first trial measures every layer at ``start`` (layer ``"*"``); if that already breaks
         ``max_drop`` the search starts from 16 bits instead. Then all layers step down the ladder
-        together (layer ``"*"``) while that holds: narrowing one layer at a time, each trial spends
-        part of the budget and a noisy rejection freezes a large layer early (measured on the small
-        CNN: 1.39x with conv3 left at 6 bits, where uniform 4 bits held the accuracy). Then, in rounds, the active layers are
-        visited in order of energy saved per accuracy lost: the energy the layer's next step saves
-        (the Eyeriss model, exact) over the accuracy its last trial cost (unknown at first: the
-        energy alone orders them). A trial within ``max_drop`` is kept; a layer whose next step breaks
-        it keeps its width for good (the others only get narrower, so it would not pass later either).
+        together (layer ``"*"``, ``descent_steps`` of fine-tuning each) while that holds, down to
+        ``descent_to`` (default: the narrowest width): narrowing one
+        layer at a time, each trial spends part of the budget and a noisy rejection freezes a large
+        layer early (measured on the small CNN: 1.39x with conv3 left at 6 bits, where uniform 4 bits
+        held the accuracy). Then, in rounds, the active moves are visited in order of energy saved
+        per accuracy lost: the energy the move saves (the Eyeriss model, exact) over the accuracy its
+        last trial cost (unknown at first: the energy alone orders them). A move steps a layer's
+        weights and input together, or with ``separate`` its weights or its input alone (operand
+        ``"weights"`` / ``"inputs"``: weights dominate the energy of small networks, and a weight
+        step costs less accuracy than an input step). A trial within ``max_drop`` is kept; a move
+        whose step breaks it is dropped for good (the others only get narrower, so it would not pass
+        later either). ``final_steps`` fine-tune the chosen widths once more at the end (kept if the
+        validation top-1 does not fall).
         """
         from ..train import evaluate
 
@@ -292,97 +334,112 @@ class BitWidthSearch:
         state = self.start_qat() if qat else {}
         formats: dict[str, tuple[int, int]] = {}
 
-        def measure(cand: dict[str, int]) -> tuple[float, Any, dict[str, tuple[int, int]]]:
+        def measure(cand: dict[str, int], act: dict[str, int], steps: int | None = None
+                    ) -> tuple[float, Any, dict[str, tuple[int, int]]]:
             if qat:
-                a, st = self.finetuned_accuracy(cand, state, formats)
+                a, st = self.finetuned_accuracy(cand, state, formats, act, steps)
                 return a, st, self.last_formats
-            return self.accuracy(cand), None, {}
+            return self.accuracy(cand, act_bits=act), None, {}
+
+        def keep(cand: dict[str, int], act: dict[str, int], st: Any, fm: dict[str, tuple[int, int]]) -> None:
+            nonlocal state, formats
+            if qat:
+                state, formats, self.kept_bits, self.kept_act = st, fm, dict(cand), dict(act)
 
         bits = {name: 16 for name in self.order}
+        act = dict(bits)  # inputs' widths (== bits unless separate)
         acc = acc16
-        if self.start < 16:
-            cand = {name: self.start for name in self.order}
-            a, st, fm = measure(cand)
-            drop = 100.0 * (float_acc - a)
-            trial = Trial("*", self.start, a, drop, self.energy(cand), drop <= self.max_drop)
-            trials.append(trial)
-            yield trial
-            if trial.accepted:
-                bits, acc, state, formats, self.kept_bits = cand, a, st if qat else state, fm, dict(cand)
         ladder = sorted(self.widths, reverse=True)
+        uniform = [self.start] if self.start < 16 else []
+        uniform += [w for w in ladder if self.descent_to <= w < self.start]
         # uniform descent: all layers one step down together while that holds (each trial fine-tunes
         # from the last accepted one); per-layer steps refine from the narrowest uniform width
-        for w in [w for w in ladder if w < min(bits.values())]:
-            if trials and not trials[-1].accepted:
-                break
+        for i, w in enumerate(uniform):
             cand = {name: w for name in self.order}
-            a, st, fm = measure(cand)
+            a, st, fm = measure(cand, cand, self.descent_steps)
             drop = 100.0 * (float_acc - a)
             trial = Trial("*", w, a, drop, self.energy(cand), drop <= self.max_drop)
             trials.append(trial)
             yield trial
-            if trial.accepted:
-                bits, acc = cand, a
-                if qat:
-                    state, formats, self.kept_bits = st, fm, dict(cand)
-        active = list(self.order)
-        cost: dict[str, float] = {}  # accuracy points the layer's last trial lost
+            if not trial.accepted:
+                break
+            bits, act, acc = cand, dict(cand), a
+            keep(cand, cand, st, fm)
+        operands = ("weights", "inputs") if self.separate else ("both",)
+        active = [(name, op) for name in self.order for op in operands]
+        cost: dict[tuple[str, str], float] = {}  # accuracy points the move's last trial lost
+
+        def stepped(name: str, op: str) -> tuple[dict[str, int], dict[str, int]] | None:
+            w_to = [w for w in ladder if w < bits[name]] if op != "inputs" else [bits[name]]
+            a_to = [w for w in ladder if w < act[name]] if op != "weights" else [act[name]]
+            if not w_to or not a_to:
+                return None
+            return {**bits, name: w_to[0]}, {**act, name: a_to[0]}
+
         while active:
-            e_now = self.energy(bits)
+            e_now = self.energy(bits, act)
             gain = {}
-            for name in list(active):
-                narrower = [w for w in ladder if w < bits[name]]
-                if not narrower:
-                    active.remove(name)
+            for move in list(active):
+                nxt = stepped(*move)
+                if nxt is None:
+                    active.remove(move)
                 else:
-                    gain[name] = e_now - self.energy({**bits, name: narrower[0]})
-            rank = sorted(active, key=lambda n: -gain[n] / max(cost.get(n, 0.0), 0.05))
-            for name in rank:
-                if name not in active:
+                    gain[move] = e_now - self.energy(*nxt)
+            rank = sorted(active, key=lambda m: -gain[m] / max(cost.get(m, 0.0), 0.05))
+            for move in rank:
+                nxt = stepped(*move) if move in active else None
+                if nxt is None:
                     continue
-                step = max(w for w in ladder if w < bits[name])
-                cand = {**bits, name: step}
-                a, st, fm = measure(cand)
+                cand, cact = nxt
+                a, st, fm = measure(cand, cact)
                 drop = 100.0 * (float_acc - a)
                 ok = drop <= self.max_drop
-                cost[name] = max(0.0, 100.0 * (acc - a))
-                trial = Trial(name, step, a, drop, self.energy(cand), ok)
+                cost[move] = max(0.0, 100.0 * (acc - a))
+                name, op = move
+                trial = Trial(name, cact[name] if op == "inputs" else cand[name], a, drop, self.energy(cand, cact),
+                              ok, op)
                 trials.append(trial)
                 yield trial
                 if ok:
-                    bits, acc = cand, a
-                    if qat:
-                        state, formats, self.kept_bits = st, fm, dict(cand)
+                    bits, act, acc = cand, cact, a
+                    keep(cand, cact, st, fm)
                 else:
-                    active.remove(name)
+                    active.remove(move)
+        if qat and self.final_steps:
+            a, st, fm = measure(bits, act, self.final_steps)
+            if a >= acc:  # one decision on the validation data: never worse than the searched point
+                keep(bits, act, st, fm)
         extra: dict[str, Any] = {}
         if qat:
             from .verify import accuracy_and_agreement
 
             self.folded.load_state_dict(state)
-            fixed = self.convert_finetuned(bits, formats)
-            fq = self.fake_quant(bits, formats)
+            fixed = self.convert_finetuned(bits, formats, act)
+            fq = self.fake_quant(bits, formats, act)
             try:
                 fq_acc = evaluate(self.folded, self.val)
                 acc, agree = accuracy_and_agreement(self.folded, fixed, self.val)  # one integer pass
             finally:
                 fq.remove()
             extra = {"fake_quant_accuracy": fq_acc, "fake_quant_agreement": agree, "model": self.folded,
-                     "narrow_formats": dict(formats)}
+                     "narrow_formats": dict(formats), "final_steps": self.final_steps}
         self.result = QuantizeResult(
             bits=bits, order=self.order, energy_share=self.energy_share, float_accuracy=float_acc,
             accuracy_16=acc16, accuracy_8=self.accuracy(8),
             accuracy=acc,
             energy_16=self.energy({}), energy_8=self.energy({k: 8 for k in self.order}),
-            energy=self.energy(bits), max_drop=self.max_drop, trials=tuple(trials),
-            batch=self.workload.layers[0].N, finetune_steps=self.finetune_steps, **extra, **self.arith)
+            energy=self.energy(bits, act), max_drop=self.max_drop, trials=tuple(trials),
+            batch=self.workload.layers[0].N, finetune_steps=self.finetune_steps,
+            act_bits={k: v for k, v in act.items() if v != bits[k]}, **extra, **self.arith)
 
 
 def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, max_drop: float = 1.0,
              widths: Sequence[int] = WIDTHS, mode: str = DEFAULT_MODE, rounding: str = DEFAULT_ROUNDING,
              overflow: str = DEFAULT_OVERFLOW, hardware: Any = "eyeriss_v1", samples: int | None = 256,
              train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.001,
-             batch: int = 1, start: int = START, clip: bool = True, progress: bool = False) -> QuantizeResult:
+             batch: int = 1, start: int = START, clip: bool = True, separate: bool = False,
+             descent_steps: int | None = None, final_steps: int = 0, descent_to: int | None = None,
+             progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm
 
@@ -390,10 +447,11 @@ def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, ma
                             widths=widths, mode=mode, rounding=rounding, overflow=overflow,
                             hardware=hardware, samples=samples, train_data=train_data,
                             finetune_steps=finetune_steps, finetune_lr=finetune_lr, batch=batch, start=start,
-                            clip=clip)
+                            clip=clip, separate=separate, descent_steps=descent_steps, final_steps=final_steps,
+                            descent_to=descent_to)
     bar = tqdm(desc="quantize", unit="trial", disable=not progress, leave=False)
     for t in search.steps():
-        bar.set_postfix_str(f"{t.layer} {t.bits}b drop {t.drop:.2f}")
+        bar.set_postfix_str(f"{t.layer}{'' if t.operand == 'both' else ' ' + t.operand} {t.bits}b drop {t.drop:.2f}")
         bar.update(1)
     bar.close()
     assert search.result is not None

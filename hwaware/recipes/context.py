@@ -57,6 +57,7 @@ class RunContext:
         self.masks: Any = None
         self.fixed: Any = None
         self.bits: Any = 16  # operand width(s) the workload is scored at: an int or {layer: bits}
+        self.act_bits: dict[str, int] = {}  # layers whose input width differs from their weights' (bits)
         self._train_loader: Any = None
         self._val_loader: Any = None
         self._calib: Any = None
@@ -175,7 +176,8 @@ class RunContext:
                 def width(name: str) -> int:
                     return self.bits.get(name, 16) if isinstance(self.bits, dict) else int(self.bits)
 
-                wl = Workload([lay.replace(weight_bits=width(lay.name), act_bits=width(lay.name))
+                wl = Workload([lay.replace(weight_bits=width(lay.name),
+                                           act_bits=self.act_bits.get(lay.name, width(lay.name)))
                                for lay in wl.layers], wl.unmodeled, wl.source)
             self._score = (wl, self.scorer.score(wl, batch=int(self.settings["batch"])))
         return self._score

@@ -50,6 +50,13 @@ def _spec() -> StageDef:
                    check=_check_widths),
             Option("finetune_steps", "int", 8, "search: quantization-aware fine-tuning steps per trial (fake "
                    "quantization matching the integer backend; 0: post-training search)", low=0),
+            Option("separate_widths", "bool", False, "search: step each layer's weights and input activations "
+                   "apart (convert's act_bits); weights dominate small networks' energy"),
+            Option("descent_steps", "int", None, "search: fine-tuning steps of each all-layers trial (default: "
+                   "finetune_steps)", nullable=True, low=0),
+            Option("descent_to", "int", None, "search: narrowest width of the all-layers descent (default: the "
+                   "narrowest of widths)", nullable=True, low=2, high=16),
+            Option("final_steps", "int", 0, "search: fine-tuning steps of the chosen widths at the end", low=0),
             Option("finetune_lr", "float", 0.001, "search: SGD learning rate of the fine-tuning (BN is folded: 0.01 wrecks the trained small CNN)", low=0.0),
             *arith_options(),
             Option("samples", "int", 256, "training images that calibrate the formats", low=1),
@@ -75,6 +82,7 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
     calib = ctx.training_images(o["samples"])
     bits: Any = o["bits"]
     search = None
+    act_bits: dict[str, int] = {}
     float_acc = ctx.accuracy()  # of the model as it came in (fine-tuning below changes the weights)
     if o["search"]:
         from ...fixedpoint.quantize import quantize
@@ -84,8 +92,10 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
                           hardware=ctx.settings["hardware"], samples=o["samples"],
                           train_data=ctx.train_loader if o["finetune_steps"] else None,
                           finetune_steps=o["finetune_steps"], finetune_lr=o["finetune_lr"],
-                          batch=ctx.settings["batch"], progress=ctx.progress)
-        bits = {k: v for k, v in search.bits.items() if v < 16}
+                          separate=o["separate_widths"], descent_steps=o["descent_steps"],
+                          final_steps=o["final_steps"], descent_to=o["descent_to"], batch=ctx.settings["batch"], progress=ctx.progress)
+        act_bits = dict(search.act_bits)
+        bits = {k: v for k, v in search.bits.items() if min(v, act_bits.get(k, v)) < 16}
         if search.model is not None:  # fine-tuned: continue with those weights, in the user's architecture
             from ...fixedpoint.qat import write_back
 
@@ -94,12 +104,16 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
     # no bias correction towards the unquantized float model, the search's headroom)
     qat = search is not None and search.model is not None
     extra = {"headroom_bits": HEADROOM_BITS, "narrow_formats": search.narrow_formats or None} if qat else {}
+    if search is not None and act_bits:
+        extra["act_bits"] = act_bits
     fixed = convert(ctx.model, calib, bits=bits if bits else 16, mode=o["mode"], rounding=o["rounding"],
                     overflow=o["overflow"], samples=o["samples"], bias_correction=o["bias_correction"] and not qat,
                     equalize=not qat, progress=ctx.progress, **extra)
     fixed_acc, agree = accuracy_and_agreement(ctx.model, fixed, ctx.val_loader)
     details: dict[str, Any] = {"bits": bits, "arith": dict(fixed.arith), "float_accuracy": float_acc,
                                "fixed_accuracy": fixed_acc, "top1_agreement": agree}
+    if act_bits:
+        details["act_bits"] = act_bits  # inputs narrower than the weights' width in "bits"
     if search is not None:
         details["search"] = search.to_dict()
     check = ""
@@ -117,6 +131,7 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
     narrowed = bool(bits) if isinstance(bits, dict) else bits != 16
     if narrowed:
         ctx.bits = bits
+        ctx.act_bits = act_bits
         ctx.changed()
     outputs = {}
     d = ctx.stage_dir(stage)
