@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="few steps: checks that everything runs")
     ap.add_argument("--plot", help="write the Pareto curves as a PNG")
     ap.add_argument("--val", type=int, default=2000, help="validation images (2000)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the fine-tuning data order and of the restoration's sampling (0); repeat the "
+                         "study over seeds and --merge the JSON files for the spread")
     ap.add_argument("--json", help="write the numbers as JSON")
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="no pruning: report the runs saved by earlier --json runs together")
@@ -153,21 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     model = trained_shapes_model(args.model, progress=True)
     # 2000 validation / test images: one point of accuracy is 20 images
     data = f"builtin:shapes?n_val={args.val}&n_test=2000"
-    train = make_loader(data, "train", batch_size=64, seed=0)
+    train = make_loader(data, "train", batch_size=64, seed=args.seed)
     val = make_loader(data, "val", batch_size=500)
     test = make_loader(data, "test", batch_size=500)
     calib = next(iter(make_loader(data, "train", batch_size=64, seed=1)))[0]
 
     common: dict[str, Any] = dict(target_energy=0.05, max_drop=args.curve_drop, step=0.3, min_step=0.04,
                                   local_steps=10, global_steps=40, finetune_every=4, final_steps=100,
-                                  max_steps=40, lr=0.003, batch=args.batch, finetune_budget=args.budget)
+                                  max_steps=40, lr=0.003, batch=args.batch, finetune_budget=args.budget,
+                                  seed=args.seed)
     if args.quick:
         common.update(local_steps=2, global_steps=2, final_steps=4, max_steps=3, finetune_budget=0)
     runs = {label: run_variant(label, model, common, train=train, val=val, test=test, calib=calib)
             for label in labels}
 
     first = runs[labels[0]]
-    out: dict[str, Any] = {"model": args.model, "batch": args.batch, "budget": common["finetune_budget"],
+    out: dict[str, Any] = {"model": args.model, "seed": args.seed, "batch": args.batch,
+                           "budget": common["finetune_budget"],
                            "curve_drop": args.curve_drop, "val": args.val, "baseline_val": first["baseline_accuracy"],
                            "baseline_test": evaluate(model, test), "runs": runs}
     report(out, args)

@@ -493,3 +493,67 @@ def test_restore_consumers_recovers_a_duplicated_channel_exactly():
         after = (small(x) - model(x)).abs().max().item()
     assert before > 1e-2
     assert after < 1e-4 * max(1.0, model(x).abs().max().item())
+
+
+def test_restore_consumers_keeps_zero_weights_and_fits_each_filter_on_its_kept_weights():
+    """A weight-pruned consumer keeps its zeros through the channel-level refit, and each of its
+    filters is the ordinary least-squares fit over that filter's kept weights (computed here
+    independently with torch.linalg.lstsq on the unfolded input)."""
+    from hwaware.compress.energy_aware import restore_consumers
+    from hwaware.compress.surgery import ChannelGraph
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("a", nn.Conv2d(3, 6, 3, padding=1))
+    model.add_module("relu", nn.ReLU())
+    model.add_module("b", nn.Conv2d(6, 5, 3, padding=1))
+    with torch.no_grad():
+        model.b.weight.mul_(torch.rand(model.b.weight.shape) > 0.6)  # about 60% zeros
+    model.eval()
+    x = torch.randn(16, 3, 8, 8)
+    graph = ChannelGraph(model, x[:1])
+    small = graph.prune("a", 2).eval()
+    mask = small.b.weight.detach() != 0
+    assert 0.5 < 1 - mask.float().mean().item() < 0.7
+    assert restore_consumers(model, small, graph.group("a").consumers, x, ridge=0.0) == ["b"]
+    w = small.b.weight.detach()
+    assert torch.equal(w != 0, mask)  # no zero weight revived, none lost
+    with torch.no_grad():
+        cols = F.unfold(small.relu(small.a(x)), 3, padding=1).transpose(1, 2).reshape(-1, 4 * 9).double()
+        target = (model(x) - model.b.bias.view(1, -1, 1, 1)).flatten(2).transpose(1, 2).reshape(-1, 5).double()
+    for m in range(5):
+        keep = mask[m].reshape(-1).nonzero().squeeze(1)
+        expect = torch.linalg.lstsq(cols[:, keep], target[:, m:m + 1]).solution.squeeze(1)
+        assert torch.allclose(w[m].reshape(-1)[keep].double(), expect, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["structured", "l1-filter"])
+def test_channel_pruning_keeps_the_zero_weights_of_a_weight_pruned_model(method):
+    """Channel methods on a model whose weights are 80% zero (magnitude-pruned): no zero weight is
+    revived by the refit or the fine-tunes (the non-zero count only falls, step after step), the
+    result's masks are its zeros, and the energy falls (no densification: the first proposal is
+    accepted when accuracy does not matter)."""
+    torch.manual_seed(0)
+    model = _small_cnn(width=0.25).eval()
+    magnitude_masks(model, 0.8, scope="global").apply(model)
+    train, val = _toy_data()
+
+    def nonzero(m):
+        return sum(int((w != 0).sum()) for w in (x.weight for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))))
+
+    cfg = PruneConfig(method=method, target_energy=0.01, max_drop=100.0, step=0.25, local_steps=2,
+                      global_steps=2, finetune_every=1, final_steps=2, max_steps=2)
+    pruner = Pruner(model, train=train, val=val, config=cfg, evaluate_fn=lambda m: 1.0)
+    before = nonzero(model)
+    seen = []
+    for step in pruner.steps():
+        now = nonzero(pruner.model)
+        assert now <= before, step
+        before = now
+        seen.append(step)
+    first = seen[0]
+    assert first.kind == "prune" and first.accepted, first
+    assert first.metrics.energy < pruner.baseline.energy
+    result = pruner.result()
+    assert result.final.nonzero_weights <= 0.2 * result.baseline.weights + 1
+    assert 1 - _density(result.model) == pytest.approx(result.masks.sparsity(), abs=1e-6)

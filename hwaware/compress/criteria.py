@@ -43,8 +43,10 @@ __all__ = ["CRITERIA", "Criterion", "criterion", "register_criterion"]
 
 
 class Criterion(ABC):
-    """One pruning method. ``uses_masks``: the model keeps its shape and pruned weights are held
-    at zero by masks; otherwise proposals build a new, smaller model (so a rollback needs no copy)."""
+    """One pruning method. ``uses_masks``: the criterion prunes by masks, in place (the model keeps
+    its shape; a rollback needs a copy); ``False``: proposals build a new, smaller model (a rollback
+    needs no copy). Either way ``pruner.masks`` holds the model's zero weights at zero through every
+    fine-tune, so a weight-pruned model keeps its sparsity under channel pruning too."""
 
     name: ClassVar[str] = ""
     uses_masks: ClassVar[bool] = True
@@ -130,6 +132,14 @@ class MagnitudeCriterion(Criterion):
         return f"global sparsity {pruner.masks.sparsity():.1%}"
 
 
+def _shrunk(pruner: Pruner, model: torch.nn.Module) -> None:
+    """Make the channel-pruned ``model`` current. Surgery slices weights, so the kept filters keep
+    their zeros; the masks are re-read from those zeros (as for a saved pruned model), which
+    carries the weight sparsity through the removal of channels."""
+    pruner.model = model.eval()
+    pruner.masks = Masks.from_model(pruner.model)
+
+
 class _ChannelCriterion(Criterion):
     """Criteria that remove whole channels through the shared surgery (a new, smaller model)."""
 
@@ -170,11 +180,11 @@ class StructuredCriterion(_ChannelCriterion):
         g = graph.group(target)
         n_remove = min(g.size - 1, max(1, round(fraction * g.size)))
         old = pruner.model
-        pruner.model = graph.prune(target, n_remove, round_to=cfg.round_to).eval()
+        _shrunk(pruner, graph.prune(target, n_remove, round_to=cfg.round_to))
         note = f"{target}: {g.size} -> {g.size - n_remove} channel units"
         if cfg.restore:
             restored = restore_consumers(old, pruner.model, g.consumers, pruner.calib, ridge=cfg.ridge,
-                                         seed=cfg.seed, max_flops=cfg.restore_max_flops)
+                                         seed=cfg.seed, max_flops=cfg.restore_max_flops, masks=pruner.masks)
             note += f", restored {', '.join(restored)}" if restored else ""
         pruner.finetune(cfg.local_steps)
         return note
@@ -205,6 +215,6 @@ class L1FilterCriterion(_ChannelCriterion):
         g = graph.group(target)
         n_remove = min(g.size - 1, max(1, round(fraction * g.size)))
         keep = sorted(graph.ranking(g, p=1)[: g.size - n_remove])
-        pruner.model = graph.shrink({g.name: keep}, round_to=pruner.config.round_to).eval()
+        _shrunk(pruner, graph.shrink({g.name: keep}, round_to=pruner.config.round_to))
         pruner.finetune(pruner.config.local_steps)
         return f"{target}: {g.size} -> {len(keep)} channel units (filter L1)"

@@ -10,7 +10,8 @@
 - :func:`restore_consumers`: the same fit at channel level: after whole channels are removed, the
   layers that read them (the group's consumers) are refit on their remaining input channels so
   their outputs match the unpruned model's (the reconstruction step of channel pruning, He, Zhang,
-  Sun, ICCV 2017, and ThiNet, Luo et al. ICCV 2017).
+  Sun, ICCV 2017, and ThiNet, Luo et al. ICCV 2017). A consumer's zero weights (a weight-pruned
+  model) stay zero: only its kept weights are refit, the same masked solve as above.
 
 The least-squares problem for filter ``m`` with kept weight positions ``k``::
 
@@ -35,6 +36,7 @@ from torch import nn
 from .._modes import inspection_mode
 from ..errors import HwawareError
 from ..measure import module_energy, module_of
+from .magnitude import Masks
 
 __all__ = ["capture_io", "energy_order", "least_squares_restore", "module_of", "restore_consumers", "restore_cost"]
 
@@ -159,17 +161,23 @@ def least_squares_restore(module: nn.Module, inputs: torch.Tensor, outputs: torc
 
 
 def restore_consumers(old: nn.Module, new: nn.Module, consumers: Any, batch: torch.Tensor, *,
-                      ridge: float = 1e-3, seed: int = 0, max_flops: float = 2e10) -> list[str]:
+                      ridge: float = 1e-3, seed: int = 0, max_flops: float = 2e10,
+                      masks: Masks | None = None) -> list[str]:
     """Refit, in place, every Conv/Linear consumer of ``new`` (``old`` after channel surgery) so its
-    output on ``batch`` matches the same layer's output in ``old``; its remaining weights are all
-    free (no mask). Returns the names restored; a layer whose solve would cost more than
-    ``max_flops`` (:func:`restore_cost`) is left as it is and returned with " (skipped)" appended."""
+    output on ``batch`` matches the same layer's output in ``old``. Only the consumer's kept weights
+    are free: ``masks[name]`` when given, else its non-zero weights, so a weight-pruned model keeps
+    its zeros (per output channel, least squares over that filter's kept weights). Returns the names
+    restored; a layer whose solve would cost more than ``max_flops`` (:func:`restore_cost`) is left
+    as it is and returned with " (skipped)" appended."""
     done = []
     for name in consumers:
         mod_new, mod_old = new.get_submodule(name), old.get_submodule(name)
         if not isinstance(mod_new, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             continue
-        mask = torch.ones_like(mod_new.weight, dtype=torch.bool)
+        if masks is not None and name in masks.masks:
+            mask = masks.masks[name]
+        else:
+            mask = mod_new.weight.detach() != 0
         if restore_cost(mask, getattr(mod_new, "groups", 1)) > max_flops:
             done.append(f"{name} (skipped)")
             continue

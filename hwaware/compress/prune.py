@@ -24,7 +24,8 @@ Every step is *proposed*, measured, then accepted or rolled back:
 - ``structured``: the channel group (:mod:`hwaware.compress.surgery`) whose layers hold the most
   energy loses ``step`` of its channels (lowest filter L2 first, counts rounded with ``round_to``);
   the model really shrinks; the layers reading those channels are refit by least squares to their
-  unpruned outputs (``restore``); then ``local_steps`` of fine-tuning.
+  unpruned outputs (``restore``; only their non-zero weights, so a weight-pruned model keeps its
+  zeros); then ``local_steps`` of fine-tuning.
 - ``l1-filter`` (Li et al., ICLR 2017): the channel-level magnitude baseline; the channel group
   whose weakest filter has the smallest mean |w| loses ``step`` of its channels (smallest filter L1
   norm first, no restoration); then ``local_steps`` of fine-tuning. Energy is never looked at.
@@ -32,7 +33,8 @@ Every step is *proposed*, measured, then accepted or rolled back:
 A step is accepted when validation accuracy stays within ``max_drop`` points of the start and the
 energy fell; otherwise it is rolled back and that layer's step is halved (below ``min_step`` the
 layer is done). Every ``finetune_every`` accepted steps, and once at the end, the whole network is
-fine-tuned (``global_steps``, ``final_steps``; masks re-applied after every optimizer step); the
+fine-tuned (``global_steps``, ``final_steps``; masks re-applied after every optimizer step, so
+weights that are zero stay zero under every method, channel methods included); the
 fine-tuned weights are kept when validation accuracy did not fall and the energy (which moves with
 the activation sparsity) rose by less than 1%, else rolled back. The loop
 stops when the energy reaches ``target_energy`` x the starting energy, when nothing more can be
@@ -202,7 +204,9 @@ class Pruner:
         self._scorer = Scorer(self.config.hardware)
         self.model = copy.deepcopy(model).eval()
         self._criterion = criterion(self.config.method)
-        self.masks: Masks | None = Masks.from_model(self.model) if self._criterion.uses_masks else None
+        # the zero weights the model has stay zero under every criterion (a weight-pruned model
+        # keeps its sparsity when channels are removed from it)
+        self.masks: Masks | None = Masks.from_model(self.model)
         self._progress = progress
         self._step_size: dict[str, float] = {}
         self.done: set[str] = set()  # targets the criterion may not propose again
