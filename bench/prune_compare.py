@@ -33,6 +33,8 @@ the paper's; channel level, Li et al. 2017) as the ratio of energy reductions (t
     python bench/prune_compare.py --methods magnitude --json m.json &     # variants in parallel ...
     python bench/prune_compare.py --methods energy --json e.json; wait
     python bench/prune_compare.py --merge m.json e.json --plot p.png      # ... one table and plot
+    python bench/prune_compare.py --methods structured --seed 1 --json s1.json   # other data orders ...
+    python bench/prune_compare.py --merge *_s*.json --plot p.png          # ... a table and plot per seed, the spread
 """
 
 from __future__ import annotations
@@ -144,8 +146,27 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         loaded = [json.loads(Path(path).read_text(encoding="utf-8")) for path in args.merge]
-        out = {**loaded[0], "runs": {k: v for d in loaded for k, v in d["runs"].items()}}
-        report(out, args)
+        by_seed: dict[int, dict[str, Any]] = {}
+        for d in loaded:  # files of one seed are one study; several seeds give the spread
+            seed = int(d.get("seed", 0))
+            if seed in by_seed:
+                by_seed[seed]["runs"].update(d["runs"])
+            else:
+                by_seed[seed] = {**d, "runs": dict(d["runs"])}
+        plot = args.plot
+        for seed, out in sorted(by_seed.items()):
+            if len(by_seed) > 1:
+                print(f"\n=== seed {seed} (fine-tuning data order) ===")
+                if plot:
+                    args.plot = str(Path(plot).with_name(f"{Path(plot).stem}-seed{seed}{Path(plot).suffix}"))
+            report(out, args)
+        if len(by_seed) > 1:
+            summary = seed_summary(by_seed)
+            if args.json:
+                from hwaware._io import write_json
+
+                write_json(args.json, {"seeds": sorted(by_seed), "summary": summary,
+                                       "studies": {str(k): v for k, v in sorted(by_seed.items())}})
         return 0
     torch.set_num_threads(args.threads)
     labels = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -156,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     model = trained_shapes_model(args.model, progress=True)
     # 2000 validation / test images: one point of accuracy is 20 images
     data = f"builtin:shapes?n_val={args.val}&n_test=2000"
-    train = make_loader(data, "train", batch_size=64, seed=args.seed)
     val = make_loader(data, "val", batch_size=500)
     test = make_loader(data, "test", batch_size=500)
     calib = next(iter(make_loader(data, "train", batch_size=64, seed=1)))[0]
@@ -167,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                                   seed=args.seed)
     if args.quick:
         common.update(local_steps=2, global_steps=2, final_steps=4, max_steps=3, finetune_budget=0)
-    runs = {label: run_variant(label, model, common, train=train, val=val, test=test, calib=calib)
+    # a fresh training loader per arm: every arm sees the same data order (that of --seed), whether
+    # the arms run in one process or each in its own
+    runs = {label: run_variant(label, model, common, val=val, test=test, calib=calib,
+                               train=make_loader(data, "train", batch_size=64, seed=args.seed))
             for label in labels}
 
     first = runs[labels[0]]
@@ -181,6 +204,44 @@ def main(argv: list[str] | None = None) -> int:
 
         write_json(args.json, out)
     return 0
+
+
+def seed_summary(by_seed: dict[int, dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Print, per arm, the mean, sample standard deviation and range over seeds of its energy within
+    the accuracy limit and of its ratios of energy reductions against each baseline (each seed's arm
+    against the same seed's baseline; :func:`report` must have run on every seed). Returns the
+    per-seed values: ``{arm: {"seeds": [...], "energy_ratio": [...], "gain_vs_<baseline>": [...]}}``."""
+    import statistics
+
+    arms = list(dict.fromkeys(a for out in by_seed.values() for a in out["runs"]))
+    keys = ["energy_ratio", "latency_ratio"] + [f"gain_vs_{bl.replace('-', '_')}" for bl in BASELINES]
+    values: dict[str, dict[str, list[float]]] = {}
+    for arm in arms:
+        v: dict[str, list[float]] = {"seeds": []}
+        for seed, out in sorted(by_seed.items()):
+            r = out["runs"].get(arm)
+            if r is None:
+                continue
+            v["seeds"].append(seed)
+            for k in keys:
+                x = r["at_max_drop"][k] if k in ("energy_ratio", "latency_ratio") else r.get(k)
+                if x is not None:
+                    v.setdefault(k, []).append(float(x))
+        values[arm] = v
+
+    def cell(xs: list[float] | None, d: int) -> str:
+        if not xs:
+            return "-"
+        if len(xs) == 1:
+            return f"{xs[0]:.{d}f} (one seed)"
+        return f"{statistics.mean(xs):.{d}f} +- {statistics.stdev(xs):.{d}f} [{min(xs):.{d}f}, {max(xs):.{d}f}]"
+
+    heads = ["method", "seeds", "E/E0", "lat/L0"] + [f"x vs {bl}" for bl in BASELINES]
+    rows = [[arm, ",".join(map(str, v["seeds"])), *(cell(v.get(k), 3 if k in keys[:2] else 2) for k in keys)] for arm, v in values.items()]
+    print(f"\nover seeds {sorted(by_seed)} (data order): mean +- sample SD [min, max] of each arm's lowest energy "
+          "within the accuracy limit and of its ratio of energy reductions vs each baseline of the same seed")
+    print(format_table(heads, rows))
+    return values
 
 
 def report(out: dict[str, Any], args: argparse.Namespace) -> None:
@@ -229,8 +290,8 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
             gain = e_bl / at["energy_ratio"]
             saved = (1 - at["energy_ratio"]) / (1 - e_bl) if e_bl < 1 else float("inf")
             key = bl.replace("-", "_")
-            r.setdefault(f"gain_vs_{key}", gain)
-            r.setdefault(f"saved_vs_{key}", saved)
+            r[f"gain_vs_{key}"] = gain
+            r[f"saved_vs_{key}"] = saved
             if bl == "magnitude" and label != bl:
                 out.setdefault("gain_vs_magnitude", {})[label] = gain  # the key earlier runs wrote
             row += [f"{gain:.2f}x", f"{saved:.2f}x" if saved != float("inf") else "inf"]
