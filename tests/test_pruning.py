@@ -464,6 +464,15 @@ def test_l1_filter_picks_the_weakest_filters_and_never_looks_at_energy():
     assert torch.equal(dict(pruner.model.named_modules())[name].weight.detach(), w[kept])
 
 
+def _two_convs(width: int) -> nn.Sequential:
+    """conv a (3 -> width channels), ReLU, conv b (width -> 5): one channel group, one consumer."""
+    model = nn.Sequential()
+    model.add_module("a", nn.Conv2d(3, width, 3, padding=1))
+    model.add_module("relu", nn.ReLU())
+    model.add_module("b", nn.Conv2d(width, 5, 3, padding=1))
+    return model
+
+
 def test_restore_consumers_recovers_a_duplicated_channel_exactly():
     """Channel 3 of conv a duplicates channel 0 and is the one removed (smallest L2, tie broken to
     the higher index); the consumer b refit by least squares on the remaining channels reproduces
@@ -472,10 +481,7 @@ def test_restore_consumers_recovers_a_duplicated_channel_exactly():
     from hwaware.compress.surgery import ChannelGraph
 
     torch.manual_seed(0)
-    model = nn.Sequential()
-    model.add_module("a", nn.Conv2d(3, 4, 3, padding=1))
-    model.add_module("relu", nn.ReLU())
-    model.add_module("b", nn.Conv2d(4, 5, 3, padding=1))
+    model = _two_convs(4)
     with torch.no_grad():
         model.a.weight.mul_(10.0)
         model.a.weight[0] = 0.1 * torch.randn(3, 3, 3)
@@ -503,10 +509,7 @@ def test_restore_consumers_keeps_zero_weights_and_fits_each_filter_on_its_kept_w
     from hwaware.compress.surgery import ChannelGraph
 
     torch.manual_seed(0)
-    model = nn.Sequential()
-    model.add_module("a", nn.Conv2d(3, 6, 3, padding=1))
-    model.add_module("relu", nn.ReLU())
-    model.add_module("b", nn.Conv2d(6, 5, 3, padding=1))
+    model = _two_convs(6)
     with torch.no_grad():
         model.b.weight.mul_(torch.rand(model.b.weight.shape) > 0.6)  # about 60% zeros
     model.eval()
