@@ -122,3 +122,28 @@ def test_the_torch_path_counts_like_the_numpy_path():
     z_t, w_t, n_t = written_stats(t.to(torch.bfloat16))
     assert (int(z_t), int(w_t), n_t) == (z_np, w_np, n_np)
     assert w_np == len(encode(t.reshape(-1).ne(0).numpy().astype(np.int16)))
+
+
+def test_score_json_and_profile_table_show_the_written_ofmap():
+    """The score JSON carries the written-ofmap fields per layer (null where not measured); the
+    profile table prints them ("-" where not measured). Expected values from torch and the codec."""
+    from hwaware.cli.profile import workload_table
+    from hwaware.report_table import format_pct
+
+    net = _net(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 4, 3))
+    x = torch.randn(2, 3, 12, 12)
+    wl = profile(net, x)
+    written = torch.relu(net[0](x))
+    z, rlc = float((written == 0).float().mean()), _coded_ratio(written)
+    d = Scorer("eyeriss_v1").score(wl).to_dict()
+    first, last = d["layers"][0], d["layers"][1]
+    assert first["ofmap_relu_zeros"] == pytest.approx(z) and first["ofmap_rlc"] == pytest.approx(rlc)
+    assert last["ofmap_relu_zeros"] is None and last["ofmap_rlc"] is None
+    assert first["ofmap_zeros"] == pytest.approx(float((net[0](x) == 0).float().mean()))
+    lines = workload_table(wl).splitlines()
+    header = next(line for line in lines if line.startswith("name"))
+    assert "written 0s" in header and "written RLC" in header
+    row0 = next(line for line in lines if line.startswith(wl.layers[0].name + " ")).split()
+    row1 = next(line for line in lines if line.startswith(wl.layers[1].name + " ")).split()
+    assert row0[-2:] == [format_pct(z), f"{rlc:.3f}"]
+    assert row1[-2:] == ["-", "-"]

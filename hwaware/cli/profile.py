@@ -131,7 +131,7 @@ def parse_input_size(text: str) -> tuple[int, ...]:
 def workload_table(wl: Workload, *, title: str = "") -> str:
     """The per-layer table, totals, and the unmodeled ops with their share of all MACs."""
     headers = ["name", "kind", "N", "M", "C", "H", "W", "R", "S", "E", "F", "U", "pad", "groups",
-               "MACs", "weights", "ifmap 0s", "weight 0s", "ofmap 0s"]
+               "MACs", "weights", "ifmap 0s", "weight 0s", "ofmap 0s", "written 0s", "written RLC"]
     rows: list[list[Any] | None] = []
     for layer in wl.layers:
         rows.append([
@@ -140,10 +140,13 @@ def workload_table(wl: Workload, *, title: str = "") -> str:
             layer.groups, format_si(layer.macs), format_si(layer.weights),
             format_pct(layer.ifmap_zeros), format_pct(layer.weight_zeros),
             format_pct(layer.ofmap_zeros),
+            # the ofmap after its ReLU, before pooling (what an accelerator with a ReLU unit writes)
+            "-" if layer.ofmap_relu_zeros is None else format_pct(layer.ofmap_relu_zeros),
+            f"{layer.ofmap_rlc:.3f}" if layer.ofmap_rlc > 0 else "-",
         ])
     rows.append(None)
     rows.append([f"total ({len(wl.layers)} layers)", *[""] * 13, format_si(wl.macs),
-                 format_si(wl.weights), "", "", ""])
+                 format_si(wl.weights), "", "", "", "", ""])
     lines = [title] if title else []
     lines.append(format_table(headers, rows, align="ll" + "r" * (len(headers) - 2)))
     lines.append("")

@@ -83,6 +83,10 @@ class LayerScore:
             d["kind"] = lay.kind
             d["ifmap_zeros"] = lay.ifmap_zeros
             d["weight_zeros"] = lay.weight_zeros
+            d["ofmap_zeros"] = lay.ofmap_zeros
+            # the ofmap as written (after the fused ReLU, before pooling): null where not measured
+            d["ofmap_relu_zeros"] = lay.ofmap_relu_zeros
+            d["ofmap_rlc"] = lay.ofmap_rlc if lay.ofmap_rlc > 0 else None
         d["macs"] = self.macs
         d["nonzero_macs"] = self.nonzero_macs
         if self.mapping is not None:
