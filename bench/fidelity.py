@@ -70,10 +70,11 @@ def main() -> None:
     p_chip = ref["total"]["power_mW"]
     fit = p_chip * 1e-3 * rep.total.total_latency_ms * 1e-3 / onchip * 1e12
     clk = clock_pJ_from_power(p_chip, hw.num_pes, hw.core_MHz)
-    unit = unit_pJ_from_power(p_chip, rep.total.total_latency_ms, onchip, clk, hw.num_pes, hw.core_MHz)
+    # the preset's unit is fitted with the preset's (rounded) clock constant: the same derivation
+    unit = unit_pJ_from_power(p_chip, rep.total.total_latency_ms, onchip, hw.clock_pJ, hw.num_pes, hw.core_MHz)
     print(f"power calibration on the AlexNet total (hwaware.eyeriss.clock): {TIME_SHARE:.0%} of {p_chip} mW charged "
           f"per cycle = {clk:.3f} pJ per PE-cycle (preset eyeriss_v1.clock_pJ = {hw.clock_pJ:g}); the rest fits "
-          f"{unit:.3f} pJ per normalized unit (preset eyeriss_v1.unit_pJ = {hw.unit_pJ:g}); "
+          f"{unit:.3f} pJ per normalized unit at the preset's clock_pJ (preset eyeriss_v1.unit_pJ = {hw.unit_pJ:g}); "
           f"all of it per access would fit {fit:.3f} pJ (the model before the clock term)")
 
     vref = load_vgg16_reference()

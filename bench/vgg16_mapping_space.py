@@ -28,8 +28,6 @@ Nothing here is fitted to anything: the withheld Table VI traffic columns are no
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from hwaware.eyeriss import Scorer, evaluate, get_preset
@@ -101,26 +99,23 @@ def dram(res: dict[str, np.ndarray]) -> np.ndarray:
     return (res["acc_DRAM_ifmap"] + res["acc_DRAM_filter"] + res["acc_DRAM_psum"]) * MB
 
 
-def main() -> None:
-    hw = get_preset("eyeriss_v1")
+def analyse(hw=None) -> list[dict]:
+    """Per VGG-16 layer: the model's choice, the least-DRAM chip-like mappings (several rule sets) and
+    the other loop orders, in MB (see the module docstring)."""
+    hw = hw or get_preset("eyeriss_v1")
     sc = Scorer(hw, "energy")
     ref = load_vgg16_reference()
     wl = vgg16_workload(ref)
     rep = sc.score(wl)
     ms_per_cycle = 1.0 / (hw.core_MHz * 1e3)
-    rows, sums = [], {k: 0.0 for k in ("model", "b", "b_m8off", "b_side", "if_model", "ifres", "fonce", "once")}
+    out = []
     nxt = [L.ifmap_zeros for L in wl.layers[1:]] + [None]
     for i, (lay, L) in enumerate(zip(wl.layers, ref["layers"])):
         ratios = sc._ratios(lay, i == 0, nxt[i])
         pb = make_problem(lay, hw, rlc_if=ratios[0], rlc_of=ratios[1], rlc_w=ratios[2])
         meas = L["measured"]
-        chosen = rep[lay.name]
-        sums["model"] += chosen.dram_MB
-        sums["if_model"] += chosen.accesses["DRAM"]["ifmap"] * MB
-        # compulsory: every coded ifmap word read once (no halo, no refetch), every filter once, every ofmap once
-        sums["once"] += (pb.n_if * pb.rlc_if + pb.n_w * pb.rlc_w + pb.n_of * pb.rlc_of) * MB
 
-        def best(c):
+        def chip_like(c, pb=pb, meas=meas):
             res = evaluate(pb, hw, c["e"], c["n"], c["p"], c["q"], c["r"], c["t"], c["m"])
             pes = np.broadcast_to(res["active_pes"], c["e"].shape)
             lat = np.broadcast_to(res["cycles"], c["e"].shape) * ms_per_cycle
@@ -128,47 +123,59 @@ def main() -> None:
             return res, ok, lat
 
         c = enumerate_space(pb, hw)
-        res, ok, lat = best(c)
+        res, ok, lat = chip_like(c)
         d = dram(res)
-        legal_m8 = ok & (c["m8"] == 1)
-        j = int(np.flatnonzero(legal_m8)[np.argmin(d[legal_m8])])
+        ok8 = ok & (c["m8"] == 1)
+        j = int(np.flatnonzero(ok8)[np.argmin(d[ok8])])
         j_any = int(np.flatnonzero(ok)[np.argmin(d[ok])])
         oo = other_orders(pb, hw, c, res)
-        ifres_ok = ok & legal_m8 & oo["fit_ifres"]
-        fonce_ok = ok & legal_m8 & oo["fit_fonce"]
-        ifres = float(oo["ifres"][ifres_ok].min() * MB) if ifres_ok.any() else None
-        fonce = float(oo["fonce"][fonce_ok].min() * MB) if fonce_ok.any() else None
-        ifres_any = float(oo["ifres"][ok].min() * MB)
-        fonce_any = float(oo["fonce"][ok].min() * MB)
+        ifres_ok, fonce_ok = ok8 & oo["fit_ifres"], ok8 & oo["fit_fonce"]
         c2 = enumerate_space(pb, hw, side_by_side=True)
-        res2, ok2, _ = best(c2)
-        d2 = dram(res2)
-        b_side = float(d2[ok2 & (c2["m8"] == 1)].min())
-        sums["b"] += float(d[j])
-        sums["b_m8off"] += float(d[j_any])
-        sums["b_side"] += b_side
-        sums["ifres"] += ifres if ifres is not None else float(d[j])
-        sums["fonce"] += fonce if fonce is not None else float(d[j])
-        mp = " ".join(f"{k}={int(c[k][j])}" for k in "mnepqrt")
-        rows.append([
-            lay.name, f"{int(ok.sum())}/{ok.size}", f"{chosen.dram_MB:.2f}", chosen.mapping and str(chosen.mapping),
-            f"{d[j]:.2f}", mp, f"{lat[j]:.0f}/{meas['processing_latency_ms']:g}", f"{d[j_any]:.2f}", f"{b_side:.2f}",
-            "no fit" if ifres is None else f"{ifres:.2f}", f"({ifres_any:.2f})",
-            "no fit" if fonce is None else f"{fonce:.2f}", f"({fonce_any:.2f})",
-        ])
+        res2, ok2, _ = chip_like(c2)
+        chosen = rep[lay.name]
+        out.append({
+            "name": lay.name, "chip_like": int(ok.sum()), "legal": int(ok.size),
+            "model": chosen.dram_MB, "model_ifmap": chosen.accesses["DRAM"]["ifmap"] * MB,
+            "model_mapping": str(chosen.mapping),
+            "min": float(d[j]), "min_mapping": " ".join(f"{k}={int(c[k][j])}" for k in "mnepqrt"),
+            "min_latency_ms": float(lat[j]), "latency_ms": meas["processing_latency_ms"],
+            "min_no_m8": float(d[j_any]), "min_m3_relaxed": float(dram(res2)[ok2 & (c2["m8"] == 1)].min()),
+            "ifmap_resident": float(oo["ifres"][ifres_ok].min() * MB) if ifres_ok.any() else None,
+            "ifmap_resident_any_glb": float(oo["ifres"][ok].min() * MB),
+            "filter_once": float(oo["fonce"][fonce_ok].min() * MB) if fonce_ok.any() else None,
+            "filter_once_any_glb": float(oo["fonce"][ok].min() * MB),
+            # compulsory: each coded ifmap word read once (no halo, no refetch), each filter and ofmap once
+            "compulsory": (pb.n_if * pb.rlc_if + pb.n_w * pb.rlc_w + pb.n_of * pb.rlc_of) * MB,
+        })
+    return out
+
+
+def main() -> None:
+    rows = analyse()
+    f = lambda v: "no fit" if v is None else f"{v:.2f}"
     print("VGG-16 CONV layers, batch 3, Table VI ifmap zeros; DRAM MB per layer. 'chip-like' = the mappings the rules "
           f"allow with Table VI's active PEs and processing latency within {LATENCY_TOL:.0%}")
     print(format_table(
         ["layer", "chip-like/legal", "(a) model", "model mapping", "(b) min", "its mapping", "latency ms",
          "min w/o M8", "min M3 relaxed", "ifmap-resident", "(ignoring GLB)", "filter-once", "(ignoring GLB)"],
-        rows, align="llrlrlrrrrrrr"))
-    pct = lambda v: f"{v:.1f} MB ({100 * (v / TEXT_MB - 1):+.1f}% vs the text's {TEXT_MB} MB)"  # noqa: E731
-    print(f"(a) the model's choice: {pct(sums['model'])}; ifmaps alone {sums['if_model']:.1f} MB")
-    print(f"(b) least DRAM of any chip-like mapping, Fig. 7's order, M1-M8: {pct(sums['b'])}")
-    print(f"    without M8: {pct(sums['b_m8off'])}; also with M3 relaxed (sets side by side): {pct(sums['b_side'])}")
-    print(f"(c) other GLB loop orders where their regions fit 25 banks (else Fig. 7's): ifmap-resident "
-          f"{pct(sums['ifres'])}; filter-once {pct(sums['fonce'])}")
-    print(f"    compulsory traffic (each coded fmap and filter moved once, any order, unbounded GLB): {pct(sums['once'])}")
+        [[r["name"], f"{r['chip_like']}/{r['legal']}", f"{r['model']:.2f}", r["model_mapping"], f"{r['min']:.2f}",
+          r["min_mapping"], f"{r['min_latency_ms']:.0f}/{r['latency_ms']:g}", f"{r['min_no_m8']:.2f}",
+          f"{r['min_m3_relaxed']:.2f}", f(r["ifmap_resident"]), f"({r['ifmap_resident_any_glb']:.2f})",
+          f(r["filter_once"]), f"({r['filter_once_any_glb']:.2f})"] for r in rows],
+        align="llrlrlrrrrrrr"))
+    tot = {k: sum(r[k] for r in rows) for k in ("model", "model_ifmap", "min", "min_no_m8", "min_m3_relaxed",
+                                                "compulsory")}
+    ifres = sum(r["min"] if r["ifmap_resident"] is None else r["ifmap_resident"] for r in rows)
+    fonce = sum(r["min"] if r["filter_once"] is None else r["filter_once"] for r in rows)
+    pct = lambda v: f"{v:.1f} MB ({100 * (v / TEXT_MB - 1):+.1f}% vs the text's {TEXT_MB} MB)"
+    print(f"(a) the model's choice: {pct(tot['model'])}; ifmaps alone {tot['model_ifmap']:.1f} MB")
+    print(f"(b) least DRAM of any chip-like mapping, Fig. 7's order, M1-M8: {pct(tot['min'])}")
+    print(f"    without M8: {pct(tot['min_no_m8'])}; also with M3 relaxed (sets side by side): "
+          f"{pct(tot['min_m3_relaxed'])}")
+    print(f"(c) other GLB loop orders where their regions fit 25 banks (else Fig. 7's): ifmap-resident {pct(ifres)}; "
+          f"filter-once {pct(fonce)}")
+    print(f"    compulsory traffic (each coded fmap and filter moved once, any order, unbounded GLB): "
+          f"{pct(tot['compulsory'])}")
     print(f"    10% of the text is {1.1 * TEXT_MB:.1f} MB")
 
 
