@@ -19,7 +19,7 @@ from hwaware.report_table import format_table
 
 # survey Sec. V-B.5: "RS dataflow uses 1.4x to 2.5x lower energy than other dataflows" (CONV);
 # "RS still consumes 1.3x lower energy compared to other dataflows" (FC)
-PUBLISHED = {"conv": "1.4x - 2.5x", "fc": "1.3x"}
+PUBLISHED = {"conv": "1.4x - 2.5x", "fc": "1.3x below the others, i.e. the closest"}
 
 
 def table(reps: dict, part: str) -> str:
@@ -41,8 +41,15 @@ def table(reps: dict, part: str) -> str:
                         "psum", "vs RS"], rows)
     best = {ty: min(reps, key=lambda d, ty=ty: reps[d].total.energy_by_type[ty]) for ty in ("ifmap", "filter", "psum")}
     dram = min(reps, key=lambda d: reps[d].total.energy["DRAM"])
+    near = min((k for k in r if k != "rs"), key=r.get)
+    far = max((k for k in r if k != "rs"), key=r.get)
+    extra = ""
+    if part == "fc":  # survey Sec. V-B.5: "OS_C now consumes lower energy than OS_A since it is designed for FC"
+        extra = (f"\nOS_C below OS_A on FC (survey): {'yes' if r['os_c'] < r['os_a'] else 'NO'} "
+                 f"({r['os_c']:.2f}x vs {r['os_a']:.2f}x)")
     return (f"{head}\n{tab}\nRS is {min(others):.2f}x - {max(others):.2f}x more energy-efficient than the others "
-            f"(published: {PUBLISHED[part]})\nlowest weight energy: {best['filter']}, lowest psum energy: "
+            f"(closest {near}, farthest {far}; published: {PUBLISHED[part]}){extra}\n"
+            f"lowest weight energy: {best['filter']}, lowest psum energy: "
             f"{best['psum']}, lowest ifmap energy: {best['ifmap']}, lowest DRAM energy: {dram}")
 
 

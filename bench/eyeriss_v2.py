@@ -34,6 +34,7 @@ prints the growth of the speed-up from 256 PEs beside the published one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -61,6 +62,12 @@ PUB_V1_FPS, PUB_V1_INF_J = PUB_V2_FPS / PUB_SPEEDUP, PUB_V2_INF_J / PUB_EFF
 PUBLISHED_SPEEDUP = {"alexnet": (17.9, 71.5, 1086.7), "googlenet": (10.4, 37.8, 448.8),
                      "mobilenet": (15.7, 57.9, 873.0)}
 PE_COUNTS = (256, 1024, 16384)
+# JETCAS 2019 Sec. I-C (and V-A/V-C): v2 on sparse MobileNet is 225.1x faster and 42.0x more efficient
+# than v1 on (dense) AlexNet, 724.4M MACs; the hierarchical mesh alone (v1.5 over v1) gives MobileNet 5.6x
+# throughput and 1.8x efficiency, and "exploiting sparsity results in an additional 1.2x and 1.3x"
+PUB_V2MB_OVER_V1ALEX = (225.1, 42.0)
+PUB_ALEXNET_MACS = 724.4e6
+PUB_SPARSITY_GAIN = (1.2, 1.3)
 
 
 def mobilenet(width: float = 1.0, size: int = 224) -> Workload:
@@ -95,6 +102,17 @@ def workloads() -> dict[str, Workload]:
     for name, (model, size) in nets.items():
         out[name] = profile(model.eval(), torch.randn(size, generator=gen))
     return out
+
+
+def alexnet() -> Workload:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from alexnet import AlexNet
+
+    x = torch.randn((1, 3, 227, 227), generator=torch.Generator().manual_seed(0))
+    return profile(AlexNet().eval(), x)
 
 
 def dense(wl: Workload) -> Workload:
@@ -184,6 +202,56 @@ def imbalance_table(wl: Workload, rep, masks: str | None, v1_numbers: tuple[floa
               f"(published {PUB_EFF}x)")
 
 
+def text_checks(sparse_wl: Workload, v1_scaled, v2_fps: float, v2_inf_J: float) -> None:
+    """The paper's other ratios (JETCAS 2019 Sec. I-C) against the model: (a) the scaled v1 on AlexNet,
+    which 225.1x and 42.0x fix; (b) what that v1 says about the PE-count table's level; (c) the split of
+    v2's speed into the dense model and the sparsity gain (1.2x / 1.3x)."""
+    v1_fps_pub = PUB_V2_FPS / PUB_V2MB_OVER_V1ALEX[0]
+    v1_inf_J_pub = PUB_V2_INF_J / PUB_V2MB_OVER_V1ALEX[1]
+    alex = at_8_bits(dense(alexnet()))
+    f1, e1 = chip_numbers(v1_scaled, alex)
+    r1 = chip_report(v1_scaled, alex)
+    fc = sum(ls.processing_latency_ms for ls in r1.layers if ls.layer.kind == "fc")
+    print(f"\nthe paper's other ratios (JETCAS 2019 Sec. I-C): v2 on sparse MobileNet is {PUB_V2MB_OVER_V1ALEX[0]}x "
+          f"faster and {PUB_V2MB_OVER_V1ALEX[1]}x more efficient than the scaled v1 on AlexNet -> that v1 runs AlexNet "
+          f"at {v1_fps_pub:.2f} inf/s ({1e3 / v1_fps_pub:.0f} ms) and {v1_inf_J_pub:.1f} inf/J")
+    rows = [["scaled v1, dense AlexNet, 8-bit", f"{f1:.2f} ({v1_fps_pub:.2f})", f"{f1 / v1_fps_pub:.2f}",
+             f"{e1:.1f} ({v1_inf_J_pub:.1f})", f"{e1 / v1_inf_J_pub:.2f}",
+             f"{r1.total.processing_latency_ms:.1f} ms, FC {fc:.1f}"]]
+    # the other reading of v1's NoC at 8 bits (Table V is an image): the buses keep their words, not their
+    # bits (JSSC 2017: the filter bus is "64 b (4 x 16 b)"); bench and tests use the bits-kept one
+    words = dataclasses.replace(v1_scaled, filter_bus_words=v1_scaled.filter_bus_words // 2,
+                                ifmap_bus_words=max(1, v1_scaled.ifmap_bus_words // 2))
+    mb8 = at_8_bits(dense(sparse_wl))
+    for net, wl, pub_f, pub_e in (("AlexNet", alex, v1_fps_pub, v1_inf_J_pub), ("MobileNet 0.5-128", mb8,
+                                  PUB_V1_FPS, PUB_V1_INF_J)):
+        fw, ew = chip_numbers(words, wl)
+        rows.append([f"scaled v1, dense {net}, buses keep words", f"{fw:.2f} ({pub_f:.2f})", f"{fw / pub_f:.2f}",
+                     f"{ew:.1f} ({pub_e:.1f})", f"{ew / pub_e:.2f}", "sensitivity only"])
+    hw2 = resolve_hardware("eyeriss_v2")
+    # (c) the dense model: the pruned model's iact zeros kept (ReLU zeros exist in the dense model too; its own
+    # activation statistics are not published), weights unpruned; and everything dense
+    unpruned = Workload(tuple(L.replace(weight_zeros=0.0) for L in sparse_wl.layers))
+    fu, eu = chip_numbers(hw2, unpruned)
+    fd, ed = chip_numbers(hw2, dense(sparse_wl))
+    imp_fps, imp_J = PUB_V2_FPS / PUB_SPARSITY_GAIN[0], PUB_V2_INF_J / PUB_SPARSITY_GAIN[1]
+    rows += [["v2, MobileNet 0.5-128, weights unpruned", f"{fu:.0f} ({imp_fps:.0f})", f"{fu / imp_fps:.2f}",
+              f"{eu:.0f} ({imp_J:.0f})", f"{eu / imp_J:.2f}",
+              f"sparsity gain {v2_fps / fu:.2f}x ({PUB_SPARSITY_GAIN[0]}x), eff. {v2_inf_J / eu:.2f}x "
+              f"({PUB_SPARSITY_GAIN[1]}x)"],
+             ["v2, MobileNet 0.5-128, all dense", f"{fd:.0f} ({imp_fps:.0f})", f"{fd / imp_fps:.2f}",
+              f"{ed:.0f} ({imp_J:.0f})", f"{ed / imp_J:.2f}", f"sparsity gain {v2_fps / fd:.2f}x"]]
+    print(format_table(["chip, network", "inf/s (implied)", "model/implied", "inf/J (implied)", "model/implied",
+                        "note"], rows))
+    pub256 = PUBLISHED_SPEEDUP["alexnet"][0]
+    t_ideal = PUB_ALEXNET_MACS / PE_COUNTS[0] / (hw2.core_MHz * 1e3)
+    print(f"the PE-count table's v1 (Fig. 14, the paper's analytical model) at {PE_COUNTS[0]} PEs is at least "
+          f"{pub256} x {t_ideal:.2f} ms (v2 at its ideal, 1 MAC per PE, 200 MHz) = {pub256 * t_ideal:.0f} ms on "
+          f"AlexNet, {pub256 * t_ideal * v1_fps_pub / 1e3:.2f}x the {1e3 / v1_fps_pub:.0f} ms of the same paper's "
+          f"scaled v1 with fewer PEs ({v1_scaled.num_pes}): not the same v1 configuration, and the text does not "
+          "say how Fig. 14's v1 differs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="MobileNet comparison only (skip the PE-count table)")
@@ -216,7 +284,7 @@ def main() -> None:
                      f"{e1:.0f}{p(f'{PUB_V1_INF_J:.0f}')}", f"{e2:.0f}{p(PUB_V2_INF_J)}",
                      f"{f2 / f1:.1f}x{p(f'{PUB_SPEEDUP}x')}", f"{e2 / e1:.2f}x{p(f'{PUB_EFF}x')}"])
         if pub:
-            sparse_wl, v2_fps, v1_numbers = wl2, f2, (f1, e1)
+            sparse_wl, v2_fps, v2_inf_J, v1_numbers = wl2, f2, e2, (f1, e1)
             split.append([tag, f"{f1 / PUB_V1_FPS:.2f}", f"{f2 / PUB_V2_FPS:.2f}", f"{e1 / PUB_V1_INF_J:.2f}",
                           f"{e2 / PUB_V2_INF_J:.2f}"])
     print("\nMobileNet v1 at batch 1; model (published, or implied by the published ratios for v1)")
@@ -251,6 +319,7 @@ def main() -> None:
           f"{mod_pe / cyc / hw2.num_pes:.0%}, and its own latency keeps "
           f"{mod_pe / (hw2.core_MHz * 1e6 / v2_fps) / hw2.num_pes:.0%} busy (every PE active; NoC-bound layers idle)")
     imbalance_table(sparse_wl, chip_report(v2, sparse_wl), args.masks, v1_numbers)
+    text_checks(sparse_wl, scaled_v1(v1, v2), v2_fps, v2_inf_J)
     if not args.quick:
         rows, level = [], []
         for name, wl in workloads().items():
