@@ -72,6 +72,7 @@ ZOO: dict[str, int] = {
 }
 CALIB, BN_IMAGES, HELD_OUT, N_TRAIN = 256, 256, 256, 1024
 TRAIN_STEPS = 0
+HEADS = ("random", "probe")
 NUM_CLASSES = 10
 
 
@@ -231,6 +232,8 @@ class Row:
     tie_margin: float | None = None  # float margins below this are ties at 16 bits (noise control)
     decided: float | None = None  # share of held-out images with a float margin above tie_margin
     decided_agreement: float | None = None  # top-1 agreement on those images
+    head: str = "random"  # the final Linear: "random" (as built) or "probe" (ridge fit, see fit_probe_head)
+    probe_alpha: float | None = None  # the ridge penalty fit_probe_head chose
 
 
 def shapes_images(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -271,6 +274,66 @@ def train_on_shapes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps
                      progress=progress, tag="zoo")
     model.eval()
     return result
+
+
+def classifier(model: nn.Module) -> nn.Linear:
+    """The model's own final Linear: the last ``nn.Linear`` with ``NUM_CLASSES`` outputs."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == NUM_CLASSES]
+    if not heads:
+        raise ValueError(f"{type(model).__name__}: no nn.Linear with {NUM_CLASSES} outputs to fit as the head")
+    return heads[-1]
+
+
+def head_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the model's final Linear receives on ``x`` (eval mode, batches of 64), flattened to 2-D."""
+    head, feats = classifier(model), []
+    h = head.register_forward_pre_hook(lambda _m, inp: feats.append(inp[0].detach().flatten(1)))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), 64):
+                model(x[i:i + 64])
+    finally:
+        h.remove()
+    return torch.cat(feats).double()
+
+
+def ridge(f: torch.Tensor, t: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least squares ``f @ w.T + b ~ t`` with penalty ``alpha * mean eigenvalue * |w|^2`` on
+    centred features (the bias is not penalised). Returns (w, b) in float64."""
+    mu, tm = f.mean(0), t.mean(0)
+    fc = f - mu
+    gram = fc.T @ fc
+    lam = alpha * float(torch.trace(gram)) / gram.shape[0]
+    w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=f.dtype), fc.T @ (t - tm)).T
+    return w, tm - w @ mu
+
+
+PROBE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def fit_probe_head(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                   alphas: tuple[float, ...] = PROBE_ALPHAS, holdout: float = 0.25) -> float:
+    """Set the model's final Linear to a closed-form linear probe: ridge regression of one-hot
+    labels ``y`` on the features the head receives for images ``x``. The penalty is chosen among
+    ``alphas`` by top-1 on the last ``holdout`` share of ``x`` (fitted on the rest), then the head
+    is refitted on all of ``x``. The backbone is untouched. Returns the chosen alpha."""
+    f = head_features(model, x)
+    t = nn.functional.one_hot(y, NUM_CLASSES).double()
+    n_fit = len(f) - int(holdout * len(f))
+    best, best_acc = alphas[0], -1.0
+    for a in alphas:
+        w, b = ridge(f[:n_fit], t[:n_fit], a)
+        acc = float(((f[n_fit:] @ w.T + b).argmax(1) == y[n_fit:]).double().mean())
+        if acc > best_acc:
+            best, best_acc = a, acc
+    w, b = ridge(f, t, best)
+    head = classifier(model)
+    with torch.no_grad():
+        head.weight.copy_(w.to(head.weight.dtype))
+        if head.bias is None:
+            raise ValueError(f"{type(model).__name__}: its final Linear has no bias to fit")
+        head.bias.copy_(b.to(head.bias.dtype))
+    return best
 
 
 def float_top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -361,10 +424,13 @@ def agreement_statistics(yf: torch.Tensor, yq: torch.Tensor, yn: torch.Tensor) -
 
 
 def run_one(spec: str, size: int, *, fixedpoint: bool, train_steps: int = TRAIN_STEPS,
-            progress: bool = False, overflow: str = "saturate", headroom: float | str = 0.5) -> Row:
+            progress: bool = False, overflow: str = "saturate", headroom: float | str = 0.5,
+            head: str = "random") -> Row:
     """Every column of one model. Image use: training on the whole training split; BatchNorm
     statistics re-estimated on training images [CALIB, CALIB + BN_IMAGES); fixed-point formats
-    calibrated on training images [0, CALIB); float accuracy and agreement on the validation split."""
+    calibrated on training images [0, CALIB); with ``head="probe"`` the final Linear is then fitted
+    on the whole training split (:func:`fit_probe_head`); float accuracy and agreement on the
+    validation split."""
     t0 = time.perf_counter()
     torch.manual_seed(0)
     model = build(spec).eval()
@@ -373,12 +439,15 @@ def run_one(spec: str, size: int, *, fixedpoint: bool, train_steps: int = TRAIN_
     fit = train_on_shapes(model, xt, yt, steps=train_steps, progress=progress)
     bn = xt[CALIB:CALIB + BN_IMAGES]
     calibrate_batchnorm(model, [bn[i:i + 32] for i in range(0, len(bn), 32)])
+    if head not in HEADS:
+        raise ValueError(f"zoo: unknown head {head!r}; allowed: {', '.join(HEADS)}")
+    alpha = fit_probe_head(model, xt, yt) if head == "probe" else None
     acc, _ = float_top1(model, xv, yv)
     train_s = fit.seconds if fit is not None else 0.0
     wl = profile(model, x, progress=False)
     profile_ok = wl.macs + wl.unmodeled_macs == independent_macs(model, x)
     unscored = score(wl).unscored_share()
-    graph, sc = check_shrink(model, x)
+    _, sc = check_shrink(model, x)
     tp_n = torch_pruning_groups(copy.deepcopy(model), x)
     conv_ok, err, ag = None, "", None
     if fixedpoint:
@@ -395,7 +464,7 @@ def run_one(spec: str, size: int, *, fixedpoint: bool, train_steps: int = TRAIN_
                torch_pruning=tp_n, exact=sc.exact, caveat=sc.caveat, shrink_rel_error=sc.max_rel_error,
                shrink_ok=sc.ok, convert_ok=conv_ok, agreement=agree.pop("agreement", None), convert_error=err,
                seconds=time.perf_counter() - t0, train_steps=train_steps, float_top1=acc,
-               train_seconds=train_s, **agree)
+               train_seconds=train_s, head=head, probe_alpha=alpha, **agree)
 
 
 def _mark(v: bool | None) -> str:
@@ -421,7 +490,8 @@ def table(rows: list[Row]) -> str:
         groups = f"{r.groups} / {r.torch_pruning}" + (f" ({r.caveat} LayerNorm caveat)" if r.caveat else "")
         exact = f"{_mark(r.shrink_ok)} ({r.exact} groups, rel. err {r.shrink_rel_error:.1e})"
         fp = _mark(r.convert_ok) + (f" {r.convert_error}" if r.convert_error else "")
-        acc = "-" if r.float_top1 is None else f"{100 * r.float_top1:.1f}% ({r.train_steps})"
+        acc = "-" if r.float_top1 is None else f"{100 * r.float_top1:.1f}% ({r.train_steps}" + (
+            f"; probe a={r.probe_alpha:g})" if r.head == "probe" else ")")
         mm = "-" if r.median_margin is None else f"{r.median_margin:.3g}"
         agree = "-" if r.agreement is None else f"{100 * r.agreement:.1f}%"
         lerr = "-" if r.logit_error is None else f"{r.logit_error:.3g}"
@@ -449,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
                          "calibrated range clips instead of wrapping; counted per op in the table)")
     ap.add_argument("--headroom", default="0.5",
                     help="activation headroom in bits over the calibration maxima, or 'auto' (default 0.5)")
+    ap.add_argument("--head", choices=HEADS, default="random",
+                    help="final Linear: as built (random) or a ridge linear probe fitted on the training "
+                         "split after BatchNorm re-estimation (probe)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the rows as JSON")
     args = ap.parse_args(argv)
@@ -460,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix_str(spec)
         row = run_one(spec, args.size or ZOO.get(spec, 32), fixedpoint=not args.skip_fixedpoint,
                       train_steps=args.train_steps, progress=True, overflow=args.overflow,
-                      headroom=args.headroom if args.headroom == "auto" else float(args.headroom))
+                      headroom=args.headroom if args.headroom == "auto" else float(args.headroom),
+                      head=args.head)
         rows.append(row)
         bar.write(table([row]).splitlines()[-1])
     print()
