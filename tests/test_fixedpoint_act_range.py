@@ -44,3 +44,31 @@ def test_activation_output_never_wraps_on_a_representable_input(name, act, calib
     assert op.run([codes], fixed.arith).output_overflows == 0
     op.fy = type(op.fy)(op.fy.frac_bits + 1, op.fy.bits)
     assert op.run([codes], fixed.arith).output_overflows > 0
+
+
+def test_under_saturate_the_max_rule_format_is_kept_and_a_larger_input_clips():
+    """Under ``saturate`` an activation value beyond its range clips like every other op's, so the
+    never-overflow widening (a wrap-mode guard) is not applied: the finer calibration format stays."""
+    from hwaware.fixedpoint.verify import bit_exact_mismatches
+
+    torch.manual_seed(0)
+    act = nn.SiLU()
+    model = nn.Sequential(act).eval()
+    calib = -1.0 + 1.3 * torch.rand(64, 1, 8, 8)
+    calib[0, 0, 0, 0] = -1.0
+    wrap = convert(model, calib, samples=64, mode="wide", overflow="wrap").int_ops[1].fy
+    fixed = convert(model, calib, samples=64, mode="wide", overflow="saturate")
+    op = fixed.int_ops[1]
+    # max rule by hand: max |SiLU| on [-1, 0.3] is |SiLU(-1)| = 0.2689; x 2**0.5 headroom = 0.380;
+    # 0.380 * 2**16 = 24921 fits 32767, 2**17 would not: f_y = 16 (wrap widens it for input 1.875)
+    assert op.fy.frac_bits == 16 and wrap.frac_bits < 16
+    x = torch.tensor([1.875, 1.5, -1.0, 0.25]).reshape(1, 1, 1, -1)
+    run = fixed.run(fixed.quantize_input(x), keep=True)
+    got = op.fy.dequantize(run.values[1]).reshape(-1)
+    # beyond the range: the largest code, never a wrapped wrong-signed value
+    assert run.values[1].reshape(-1)[:2].tolist() == [32767, 32767]
+    assert run.output_overflows[1] == 2
+    want = act(x.double()).reshape(-1).numpy()[2:]
+    xs = np.abs(x.reshape(-1).numpy()[2:])
+    assert np.all(np.abs(got[2:] - want) <= GATE_BOUND["silu"] * xs + xs * 2.0**-15 + 2.0**-16)
+    assert bit_exact_mismatches(fixed, x) == []

@@ -212,7 +212,11 @@ class OpBuilders:
         one of the 2**bits input codes, else the finest that does. An SE gate or a SiLU whose
         calibration outputs were small then stays right on an image that drives it further, instead
         of wrapping to a wrong-signed value (tf_efficientnetv2_b0's blocks.3.0.se.act1 did); it
-        costs at most the bits the calibration max was below that bound."""
+        costs at most the bits the calibration max was below that bound. Only under ``wrap``: under
+        ``saturate`` such a value clips to the range like every other op's, and the max rule's
+        finer format is kept (the coarser one lowered the zoo's EfficientNets' agreement there)."""
+        if self.arith["overflow"] == "saturate":
+            return op
         fx = op.fx
         codes = np.arange(fx.qmin, fx.qmax + 1, dtype=np.int64).astype(np.int16 if fx.bits <= 16 else np.int32)
         while op.run([codes], self.arith).output_overflows:
