@@ -80,6 +80,18 @@ def _ceil(a, b):
     return -(-a // b)
 
 
+def _full(value: float, shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 array of ``shape`` holding ``value`` (``np.broadcast_to`` plus a copy costs ~10 us a
+    call in Python, more than the arithmetic here on a few hundred mappings)."""
+    return np.full(shape, value, dtype=np.float64)
+
+
+def shaped(a, shape: tuple[int, ...]):
+    """``a`` seen with ``shape``: ``a`` itself when it has it already (the usual case), else a
+    read-only broadcast view."""
+    return a if getattr(a, "shape", None) == shape else np.broadcast_to(a, shape)
+
+
 def evaluate(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarray]:
     """Counts, energy and cycles for mapping arrays (broadcastable ints). Returns arrays.
 
@@ -112,7 +124,7 @@ def energy(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarr
     # DRAM
     out["acc_DRAM_ifmap"] = n_if * halo * m_passes * pb.rlc_if * si
     out["acc_DRAM_filter"] = n_w * n_passes * k_e * pb.rlc_w * sw
-    out["acc_DRAM_psum"] = np.broadcast_to(np.float64(n_of * pb.rlc_of * si), e.shape).astype(np.float64)
+    out["acc_DRAM_psum"] = _full(n_of * pb.rlc_of * si, e.shape)
     # GLB (filters bypass it through the separate filter buffer)
     out["acc_GLB_ifmap"] = n_if * halo * (m_passes + pt_passes) * si
     out["acc_GLB_filter"] = np.zeros(np.broadcast(e, n, p, q, r, t, m).shape)
@@ -124,19 +136,19 @@ def energy(pb: Problem, hw: Hardware, e, n, p, q, r, t, m) -> dict[str, np.ndarr
     # RF (spads)
     gate_if = (1.0 - pb.ifmap_zeros) if hw.gate_zero_ifmap else 1.0
     gate_w = (1.0 - pb.weight_zeros) if hw.gate_zero_weights else 1.0
-    out["acc_RF_ifmap"] = np.broadcast_to(np.float64(macs * si), e.shape).astype(np.float64)
-    out["acc_RF_filter"] = np.broadcast_to(np.float64(macs * gate_if * sw), e.shape).astype(np.float64)
+    out["acc_RF_ifmap"] = _full(macs * si, e.shape)
+    out["acc_RF_filter"] = _full(macs * gate_if * sw, e.shape)
     out["acc_RF_psum"] = 2.0 * n_of * np.maximum(C * R * S - _ceil(C, q) * R, 0)
 
     shape = np.broadcast(*(out[k] for k in out)).shape
     costs = hw.energy_costs()
     total = np.zeros(shape)
     for level in LEVELS:
-        lv = sum(np.broadcast_to(out[f"acc_{level}_{ty}"], shape) for ty in TYPES) * costs[level]
+        lv = sum(shaped(out[f"acc_{level}_{ty}"], shape) for ty in TYPES) * costs[level]
         out[f"energy_{level}"] = lv
         total = total + lv
     mac_energy = macs * gate_if * gate_w * pb.mac_scale * costs["MAC"]
-    out["energy_MAC"] = np.broadcast_to(np.float64(mac_energy), shape).astype(np.float64)
+    out["energy_MAC"] = _full(mac_energy, shape)
     out["energy"] = total + mac_energy
     return out
 
@@ -181,18 +193,18 @@ def cycles(pb: Problem, hw: Hardware, e, n, p, q, r, t, acc: dict[str, np.ndarra
     last = strip(np.maximum(e_last, 1))
     has_last = (e_last > 0).astype(np.int64)
     per_tile = [k_full * a + has_last * b for a, b in zip(full, last)]
-    pass_cyc, ifmap_cyc, psum_cyc, ramp_cyc = (np.broadcast_to(tiles * x, shape).astype(np.float64) for x in per_tile)
-    compute_cyc = np.broadcast_to(passes * compute, shape).astype(np.float64)
+    pass_cyc, ifmap_cyc, psum_cyc, ramp_cyc = (shaped(tiles * x, shape).astype(np.float64) for x in per_tile)
+    compute_cyc = shaped(passes * compute, shape).astype(np.float64)
     bw = hw.dram_words_per_cycle
     # filters stream from DRAM while the array works (the filter buffer preloads the next pass,
     # JSSC Sec. V-A); ifmap loads and ofmap dumps are the separate stall below
-    dram_cyc = np.broadcast_to(acc["acc_DRAM_filter"], shape) / bw
+    dram_cyc = shaped(acc["acc_DRAM_filter"], shape) / bw
     out: dict[str, np.ndarray] = {}
-    out["passes"] = np.broadcast_to(passes, shape)
+    out["passes"] = shaped(passes, shape)
     out["cycles"] = np.maximum(pass_cyc, dram_cyc)
     # the chip does not compute while it loads ifmaps from DRAM or dumps ofmaps (JSSC Sec. VI-A)
-    out["stall_cycles"] = np.broadcast_to(acc["acc_DRAM_ifmap"] + acc["acc_DRAM_psum"], shape) / bw
-    out["active_pes"] = np.broadcast_to(R * np.minimum(e, E) * r * t, shape)
+    out["stall_cycles"] = shaped(acc["acc_DRAM_ifmap"] + acc["acc_DRAM_psum"], shape) / bw
+    out["active_pes"] = shaped(R * np.minimum(e, E) * r * t, shape)
     out["compute_cycles_total"] = compute_cyc
     out["ifmap_noc_cycles_total"] = ifmap_cyc
     out["psum_noc_cycles_total"] = psum_cyc

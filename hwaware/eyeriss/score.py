@@ -32,7 +32,8 @@ from ..errors import HwawareError, UnsupportedLayerError
 from ..workload import Layer, Workload, as_workload
 from ..workload.rlc import rlc_ratio
 from .clock import chip_power_mW, clock_J
-from .cost import LEVELS, TYPES, Problem, evaluate
+from .cost import LEVELS, TYPES, Problem, evaluate, shaped
+from .background_search import BackgroundSearch
 from .disk_cache import DiskCache
 from .eyexam import EyexamStep, bounds, limiting_resource
 from .hardware import Hardware, resolve_hardware
@@ -336,7 +337,7 @@ class Scorer:
         res = evaluate(pb, hw, *sl.columns())
         # only the keys choose() reads are broadcast (a broadcast per key per layer cost more than
         # the evaluation); the winner's values are then read from each key's array or scalar
-        b = choose({k: np.broadcast_to(res[k], (n,)) for k in _CHOOSE_KEYS}, self.objective, self.tolerance)
+        b = choose({k: shaped(res[k], (n,)) for k in _CHOOSE_KEYS}, self.objective, self.tolerance)
         one = {k: _pick(v, b, n) for k, v in res.items()}
         ls = _layer_score(layer, sl.mapping(b), one, hw, note=check_native(layer, hw).note, pb=pb)
         self._score_cache[key] = ls
@@ -360,6 +361,17 @@ class Scorer:
             self._searches += searched
         return sl
 
+    def prefetch(self, layer: Layer) -> None:
+        """Search ``layer``'s shape now unless it is cached (its statistics are not read); a shape
+        the hardware cannot run, or a dataflow without a shape search, is left to
+        :meth:`score_layer`, which reports it."""
+        if self.hardware.dataflow != "rs":
+            return
+        try:
+            self._shortlist(layer)
+        except UnsupportedLayerError:
+            pass  # reported per layer by score_layer
+
     def prepare(self, layers: Sequence[Layer]) -> None:
         """Search the shortlists of ``layers``' distinct shapes not yet in the process-wide cache,
         ``self.workers`` at a time (threads: the search is NumPy work on arrays)."""
@@ -376,15 +388,8 @@ class Scorer:
                 todo[k] = layer
         if len(todo) < 2 or self.workers < 2:
             return
-
-        def one(layer: Layer) -> None:
-            try:
-                self._shortlist(layer)
-            except UnsupportedLayerError:
-                pass  # reported per layer by score_layer
-
         with ThreadPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
-            list(pool.map(one, todo.values()))
+            list(pool.map(self.prefetch, todo.values()))
 
     # -- workload -----------------------------------------------------------------------------
     def score(self, workload: Workload | Sequence[Layer] | str, *, batch: int | None = None,
@@ -502,13 +507,17 @@ def score(target: Any, *, hardware: Hardware | str | None = "eyeriss_v1", object
     ``hardware``: a preset name (``eyeriss_v1``, ``eyeriss_isca256``), a YAML file, or a Hardware.
     ``objective``: what the mapper minimizes per layer: ``energy``, ``latency`` or ``edp``.
     ``batch``: N for every layer (default: the batch the workload was profiled with).
+    A model's layer shapes are mapped on a background thread while it is profiled
+    (:mod:`.background_search`).
     """
     sc = scorer or Scorer(hardware, objective)
-    wl = _to_workload(target, data=data, input_size=input_size, batches=batches)
+    with BackgroundSearch(sc) as bg:
+        wl = _to_workload(target, data=data, input_size=input_size, batches=batches, on_layer=bg.submit)
     return sc.score(wl, batch=batch, on_unsupported=on_unsupported)
 
 
-def _to_workload(target: Any, *, data: Any, input_size: Sequence[int] | None, batches: int | None) -> Workload:
+def _to_workload(target: Any, *, data: Any, input_size: Sequence[int] | None, batches: int | None,
+                 on_layer: Any = None) -> Workload:
     import torch
 
     if isinstance(target, torch.nn.Module):
@@ -522,6 +531,6 @@ def _to_workload(target: Any, *, data: Any, input_size: Sequence[int] | None, ba
             size = check_input_size(input_size, "score: input_size")
             gen = torch.Generator().manual_seed(0)
             data = torch.randn(size, generator=gen)
-        return profile(target, data, batches=batches)
+        return profile(target, data, batches=batches, on_layer=on_layer)
     return as_workload(target)
 

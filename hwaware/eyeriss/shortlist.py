@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..workload import Layer
-from .cost import LEVELS, TYPES, evaluate
+from .cost import LEVELS, TYPES, evaluate, shaped
 from .hardware import Hardware
 from .mapper import Mapping, filled, legal_candidates, make_problem
 
@@ -72,11 +72,11 @@ def shortlist(layer: Layer, hw: Hardware) -> Shortlist:
     n = int(np.asarray(res["active_pes"]).size)
     cols = []
     for key in (f"acc_{lv}_{ty}" for lv in LEVELS for ty in TYPES):
-        col = np.broadcast_to(res[key], (n,))[full]
+        col = shaped(res[key], (n,))[full]
         if col.size and col.min() != col.max():  # a count no mapping changes cannot order them
             cols.append(col)
-    cols.append(np.broadcast_to(res["cycles"], (n,))[full])  # = array cycles (DRAM bound is _TINY)
-    cols.append(-np.broadcast_to(res["active_pes"], (n,))[full].astype(np.float64))
+    cols.append(shaped(res["cycles"], (n,))[full])  # = array cycles (DRAM bound is _TINY)
+    cols.append(-shaped(res["active_pes"], (n,))[full].astype(np.float64))
     keep = full[pareto_first(np.stack(cols, axis=1))]
     return Shortlist({k: np.ascontiguousarray(cand[k][keep]) for k in FIELDS})
 

@@ -4,7 +4,7 @@ one forward call, and the one-line error for inputs that do not fit the model.""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -12,7 +12,7 @@ from torch import nn
 
 from .._checks import check_dim
 from ..errors import HwawareError
-from ..workload import Workload
+from ..workload import Layer, Workload
 from .hooks import NameFilter, Profiler
 
 _FIT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
@@ -20,14 +20,15 @@ _FIT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
 
 def profile(model: nn.Module, data: Any, *, batches: int | None = None,
             progress: bool | None = None, name_filter: NameFilter = None,
-            source: str = "") -> Workload:
+            source: str = "", on_layer: Callable[[Layer], None] | None = None) -> Workload:
     """Run ``model`` on ``data`` and return its :class:`~hwaware.workload.Workload`.
 
     ``data``: a tensor (one batch); a tuple/list of tensors (the positional arguments of
     ``forward``, one batch); a dict (keyword arguments, one batch); or an iterable such as a
     DataLoader yielding tensors, ``(inputs, targets)`` pairs or dicts. ``batches`` caps how
     many batches are used; ``progress`` shows a tqdm bar (default: when more than one batch).
-    Inputs are moved to the device of the model's first parameter.
+    Inputs are moved to the device of the model's first parameter. ``on_layer``: see
+    :class:`Profiler` (called with each layer's shape as soon as the first pass reaches it).
     """
     if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int)
                                 or batches < 1):
@@ -42,7 +43,7 @@ def profile(model: nn.Module, data: Any, *, batches: int | None = None,
         device = next((p.device for p in model.parameters()), None)
     from tqdm.auto import tqdm
 
-    with Profiler(model, name_filter=name_filter, source=source) as prof:
+    with Profiler(model, name_filter=name_filter, source=source, on_layer=on_layer) as prof:
         for args, kwargs in tqdm(calls, total=total, desc="profile", unit="batch", disable=not show,
                                  leave=False):
             first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim()), None)

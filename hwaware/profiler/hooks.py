@@ -34,7 +34,7 @@ from .macs import (
 )
 from .records import layer_for, shape_str
 from .fused import role
-from .stats import Count, LayerStats, input_stats, non_finite_cpu, written_stats, zeros
+from .stats import Count, LayerStats, input_stats, non_finite_cpu, stream_pads, written_stats, zeros
 
 NameFilter = Callable[[str], bool] | str | None
 
@@ -70,16 +70,20 @@ class Profiler:
     Inside the block the model is in eval mode and gradients are off; on exit (also on an
     exception) all hooks are removed and every module's ``training`` flag is restored.
     ``name_filter`` (a callable on names, or a regular expression searched in them) keeps only
-    the matching layer records and unmodeled ops.
+    the matching layer records and unmodeled ops. ``on_layer`` is called once per kept record, with
+    its :class:`Layer` (shape only, statistics not yet measured), as soon as a forward pass reaches
+    it: :func:`hwaware.score` starts each shape's mapping search there while the pass goes on.
     """
 
     def __init__(self, model: nn.Module, *, name_filter: NameFilter = None,
-                 source: str = "") -> None:
+                 source: str = "", on_layer: Callable[[Layer], None] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise HwawareError(f"profile: expected a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.source = source or type(model).__name__
         self._keep = name_filter_fn(name_filter)
+        self._on_layer = on_layer
+        self._announced: set[str] = set()  # record names already passed to on_layer
         self._exit_stack: contextlib.ExitStack | None = None
         # state of the batch in flight
         self._stack: list[tuple[str, nn.Module, bool]] = []   # (name, module, counted)
@@ -220,12 +224,15 @@ class Profiler:
         k = self._calls[name]
         self._calls[name] += 1
         layer = layer.replace(name=name if k == 0 else f"{name}#{k}")
+        if self._on_layer is not None and layer.name not in self._announced and self._keep(layer.name):
+            self._announced.add(layer.name)
+            self._on_layer(layer)
         w = module.weight
         w_zeros = self._weight_zeros(name, w)
         for what, t in (("input", inp), ("output", out)):
             self._check_finite(t, f"layer '{name}': its {what}")
         pool, k = self._pool, self._workers
-        in_zeros, words, values = self._once(inp, ("input", layer.padding, layer.padding_w),
+        in_zeros, words, values = self._once(inp, ("stream", stream_pads(inp.dim(), layer)),
                                              lambda: input_stats(inp, layer, pool, k))
         counts = (inp.numel(), w.numel(), out.numel(), values, 0, 0)
         out_zeros = self._once(out, "zeros", lambda: zeros(out, pool, k))
@@ -244,7 +251,9 @@ class Profiler:
         elif what == "relu" and isinstance(out, torch.Tensor) and out.shape == t.shape:
             self._tail = None
             layer, zs, counts = self._events[i]
-            z, words, values = written_stats(out)
+            # keyed as an unpadded input: the next layer reading it unpadded (a 1x1 conv) reuses it
+            z, words, values = self._once(out, ("stream", None),
+                                          lambda: written_stats(out, self._pool, self._workers))
             self._events[i] = (layer, (*zs[:4], z, words), (*counts[:4], values, values))
         elif what:
             self._tail = None

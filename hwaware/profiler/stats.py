@@ -30,7 +30,7 @@ import torch
 
 from .._checks import numpy_view
 from ..workload import Layer
-from ..workload.rlc import PAIRS_PER_WORD, words_for_mask, words_for_packed
+from ..workload.rlc import PAIRS_PER_WORD, words_for_packed
 
 Count = int | torch.Tensor  # a 0-d tensor for tensors off the CPU (read at the end of the batch)
 SLOTS = 6  # statistics per record, see LayerStats
@@ -91,8 +91,16 @@ def input_stats(inp: torch.Tensor, layer: Layer, pool: Executor | None = None,
     up to ``workers`` pieces on ``pool``'s threads: the mask by planes, its count and packing by
     ranges of a multiple of 8 values (so the packed pieces join into the packing of the whole).
     """
+    return stream_stats(inp, stream_pads(inp.dim(), layer), pool, workers)
+
+
+def stream_stats(inp: torch.Tensor, pads: tuple[int, int] | None, pool: Executor | None = None,
+                 workers: int = 1) -> tuple[Count, Count, int]:
+    """(zeros, 64-bit RLC words, values) of the NCHW stream of ``inp`` zero-padded by ``pads`` =
+    (rows, columns) on each side, or unpadded (``None``): :func:`input_stats` for a layer's input,
+    :func:`written_stats` for the ofmap a layer writes (so a ReLU output that the next layer reads
+    unpadded, as a 1x1 convolution does, is measured once for both)."""
     a = numpy_view(inp)
-    pads = _pads(inp.dim(), layer)
     if a is None:
         return _device_input_stats(inp.detach(), pads)
     ph, pw = pads or (0, 0)
@@ -120,19 +128,15 @@ def input_stats(inp: torch.Tensor, layer: Layer, pool: Executor | None = None,
     return int(a.size - nnz), words, int(flat.size)
 
 
-def written_stats(out: torch.Tensor) -> tuple[Count, Count, int]:
+def written_stats(out: torch.Tensor, pool: Executor | None = None, workers: int = 1) -> tuple[Count, Count, int]:
     """(zeros, 64-bit RLC words, values) of an ofmap as the chip writes it: the tensor's NCHW stream
     coded whole, no padding (JSSC Sec. IV-B: ofmaps leave through the ReLU module and the RLC
-    encoder). One pass over the tensor (its zero mask)."""
-    a = numpy_view(out)
-    if a is None:
-        words, nnz = device_words(out.detach().reshape(-1) != 0)
-        return out.numel() - nnz, words, out.numel()
-    words, nnz = words_for_mask(a != 0)
-    return int(a.size - nnz), words, int(a.size)
+    encoder). One pass over the tensor (its zero mask), in pieces on ``pool`` as :func:`input_stats`."""
+    return stream_stats(out, None, pool, workers)
 
 
-def _pads(ndim: int, layer: Layer) -> tuple[int, int] | None:
+def stream_pads(ndim: int, layer: Layer) -> tuple[int, int] | None:
+    """The zero padding (rows, columns per side) of ``layer``'s input stream, ``None`` for none."""
     ph, pw = layer.padding, layer.padding_w
     if not (ph or pw) or ndim not in (3, 4):
         return None
