@@ -292,8 +292,10 @@ class Scorer:
         self.objective = objective
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
             raise HwawareError(f"workers must be a positive integer, got {workers!r}")
-        #: threads for the cold mapping search (default: the cores this process may use)
-        self.workers = int(workers) if workers is not None else default_workers()
+        #: threads for the cold mapping search (default 1: each shape's search is ~1 ms of small
+        #: NumPy calls holding the GIL, and on 2 idle cores a pool of 2 made ResNet-50's cold score
+        #: slower, 1.40x vs 0.81x a forward pass, bench/score_speed.py; more threads only on request)
+        self.workers = int(workers) if workers is not None else 1
         self._mapping_keys: set[tuple[Any, ...]] = set()  # the mappings this scorer used
         self._searches = 0  # mapper searches this scorer ran (misses of the process-wide cache)
         self._lock = threading.Lock()
