@@ -31,9 +31,9 @@ import numpy as np
 from ..errors import HwawareError, UnsupportedLayerError
 from ..workload import Layer, Workload, as_workload
 from ..workload.rlc import rlc_ratio
+from .background_search import BackgroundSearch
 from .clock import chip_power_mW, clock_J
 from .cost import LEVELS, TYPES, Problem, evaluate, shaped
-from .background_search import BackgroundSearch
 from .disk_cache import DiskCache
 from .eyexam import EyexamStep, bounds, limiting_resource
 from .hardware import Hardware, resolve_hardware
