@@ -4,7 +4,9 @@ Fast: the tail fit that sizes each tensor's margin (``headroom_bits="auto"``), a
 quantiles of distributions known in closed form, and the formats convert picks with it, against
 an independent computation from forward hooks. Slow (issue 17, item 2): the chip's default
 arithmetic (eyeriss/floor/wrap) agrees with float on >= 99% of the validation images of the
-trained small CNN, for disjoint calibration sets and at 1 and 2 threads (where the integer outputs must also be bit-identical).
+trained small CNN with searched output formats (``convert(..., search_formats=True)``), for three
+calibration sets and at 1 and 2 threads (same formats, bit-identical integer outputs); the same for
+the builtin:shapes ResNet-18 (not measured yet: strict xfail).
 """
 
 from __future__ import annotations
@@ -97,30 +99,65 @@ def _images(split: str, n: int) -> torch.Tensor:
     return first_images(make_loader("builtin:shapes", split, batch_size=256, shuffle=False), n)
 
 
-def _chip_agreement_at_1_and_2_threads(model, calib_sets, val):
-    threads = torch.get_num_threads()
+def _calibration_sets() -> list[torch.Tensor]:
+    """The first 256 training images, and the first 128 / 512 of two shuffled orders."""
+    from hwaware.data import first_images, make_loader
+
+    shuffled = [first_images(make_loader("builtin:shapes", "train", batch_size=256, shuffle=True, seed=s), n)
+                for s, n in ((1, 128), (2, 512))]
+    return [_images("train", 256), *shuffled]
+
+
+def _chip_agreement(model, calib_sets, val, threads=(1, 2)) -> list[float]:
+    """Top-1 agreement in the chip's default arithmetic with searched formats, per calibration set;
+    each set converted at every thread count, which must give the same formats and bit-identical
+    integer outputs."""
+    before = torch.get_num_threads()
+    agreement = []
     try:
         for cal in calib_sets:
-            outs = []
-            for t in (1, 2):
+            outs, formats = [], []
+            for t in threads:
                 torch.set_num_threads(t)
-                fixed = convert(model, cal)  # the chip's default: eyeriss / floor / wrap
-                assert fixed.report.mode == "eyeriss" and fixed.report.rounding == "floor"
+                fixed = convert(model, cal, search_formats=True)  # eyeriss / floor / wrap
+                assert (fixed.report.mode, fixed.report.rounding, fixed.report.overflow) == ("eyeriss", "floor", "wrap")
+                formats.append([(lr.f_x, lr.f_w, lr.f_y) for lr in fixed.report.layers])
                 with torch.no_grad():
                     outs.append(torch.cat([fixed(v) for v in val.split(250)]))
-                assert top1_agreement(model, fixed, val.split(250)) >= 0.99, t
-            assert torch.equal(outs[0], outs[1])  # the integer arithmetic does not depend on threads
+            assert all(f == formats[0] for f in formats) and all(torch.equal(outs[0], o) for o in outs)
+            with torch.no_grad():
+                ref = torch.cat([model(v) for v in val.split(250)])
+            agreement.append(float((ref.argmax(1) == outs[0].argmax(1)).float().mean()))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+    return agreement
 
 
 @pytest.mark.slow
 def test_trained_small_cnn_agrees_with_float_on_99_percent():
+    # measured (1000 val images; calibration sets first 256 / shuffled 128 / shuffled 512): default
+    # formats 99.3/99.1/99.1% (98.8-99.0% with the weights another environment trained), searched
+    # formats 99.7/99.4/99.5%
     from hwaware.train import trained_small_cnn
 
     model = trained_small_cnn(progress=False)
-    val, train = _images("val", 1000), _images("train", 512)
-    _chip_agreement_at_1_and_2_threads(model, [train[:256], train[256:]], val)
+    val = _images("val", 1000)
+    agreement = _chip_agreement(model, _calibration_sets(), val)
+    assert min(agreement) >= 0.99, agreement
+    cal = _images("train", 256)
     for mode, rounding in (("eyeriss", "nearest"), ("wide", "floor")):
-        fixed = convert(model, train[:256], mode=mode, rounding=rounding)
+        fixed = convert(model, cal, mode=mode, rounding=rounding)
         assert top1_agreement(model, fixed, val.split(250)) >= 0.99, (mode, rounding)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "not measured: the builtin:shapes ResNet-18 (trained_shapes_model('resnet18'): 2.5 min of an idle core per epoch, "
+    "10 min under that session's load) did not finish training in the session that added the format search; only "
+    "random-weight ResNet-18s were measured (75.4% eyeriss/floor, docs/fixedpoint.md)"))
+def test_trained_resnet18_agrees_with_float_on_99_percent():
+    from hwaware.train import trained_shapes_model
+
+    model = trained_shapes_model("resnet18", progress=False)
+    agreement = _chip_agreement(model, _calibration_sets()[:1], _images("val", 1000), threads=(1,))
+    assert min(agreement) >= 0.99, agreement

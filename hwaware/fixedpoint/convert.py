@@ -19,6 +19,9 @@ Formats (``f`` = fractional bits, one per tensor):
 - bias: mode ``eyeriss`` int16 at ``f_y``; mode ``wide`` exact at ``f_x + f_w`` (int32, or int64
   when it does not fit; never clipped).
 - ReLU, max pooling, flatten/reshape, dropout keep their input's format.
+- ``search_formats=True`` (opt-in): each Conv/Linear's ``f_y`` is instead the one of the max rule's
+  and one bit either side whose network output is closest to float on the calibration data
+  (:mod:`hwaware.fixedpoint.format_search`).
 
 Bias correction (on by default): rounding every product down (``floor``) loses half a code per
 non-zero product on average, which adds up to hundreds of codes over a 3x3x256 filter. After the
@@ -82,7 +85,7 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
             equalize: bool = False, per_channel_weights: bool = False,
             narrow_formats: Mapping[str, tuple[int, int]] | None = None,
             act_bits: Mapping[str, int] | None = None,
-            progress: bool = False) -> FixedPointModel:
+            search_formats: bool = False, progress: bool = False) -> FixedPointModel:
     """Convert ``model`` (eval semantics) to integer arithmetic; the result carries ``.report``.
 
     ``calibration_data``: a tensor of inputs, or an iterable of tensors or ``(inputs, labels)``
@@ -103,6 +106,9 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
     their narrowed input and weights, given instead of chosen by the max rule (e.g. the formats a
     quantization-aware fine-tuning trained with, :mod:`.clip_formats`); such an input saturates when
     narrowed (an opt-in extension of the contract, docs/fixedpoint.md).
+    ``search_formats``: each Conv/Linear's output format ``f_y`` chosen among the max rule's and one
+    bit either side by the least error of the network's output on the calibration data, greedily in
+    execution order, bias correction applied to each candidate (:mod:`.format_search`).
     The user's model is not modified.
     """
     check_arith(mode, rounding, overflow)
@@ -152,7 +158,8 @@ def convert(model: nn.Module, calibration_data: Any, *, bits: int | Mapping[str,
         fixed = Converter(gm, layer_bits, mode=mode, rounding=rounding, overflow=overflow,
                            headroom=headroom_bits, bias_correction=bias_correction,
                            progress=progress, per_channel_weights=bool(per_channel_weights),
-                           narrow_formats=given, act_bits=input_bits).run(x)
+                           narrow_formats=given, act_bits=input_bits,
+                           search_formats=bool(search_formats)).run(x)
     fixed.report = dataclasses.replace(fixed.report, model_device=model_device)
     return fixed
 

@@ -108,8 +108,9 @@ class Converter(OpBuilders, NormBuilders):
                  rounding: str, overflow: str, headroom: float | str, bias_correction: bool,
                  progress: bool, per_channel_weights: bool = False,
                  narrow_formats: dict[str, tuple[int, int]] | None = None,
-                 act_bits: dict[str, int] | None = None):
+                 act_bits: dict[str, int] | None = None, search_formats: bool = False):
         self.gm = gm
+        self.search_formats = search_formats
         self.modules = dict(gm.named_modules())
         self.layer_bits = layer_bits
         self.arith = {"mode": mode, "rounding": rounding, "overflow": overflow}
@@ -161,6 +162,8 @@ class Converter(OpBuilders, NormBuilders):
         self.consts = _constant_nodes(nodes)
         self.value_range: dict[int, float] = {}  # headroom "auto": the range a narrowed input covers
         output_index = -1
+        position = {n: k for k, n in enumerate(nodes)}
+        reference = self.gm(x.clone()) if self.search_formats else None  # the float output, once
         bar = tqdm(nodes, desc="convert", disable=not self.progress, leave=False)
         for i, node in enumerate(bar):
             if node.op == "output":
@@ -196,7 +199,11 @@ class Converter(OpBuilders, NormBuilders):
                 op, reported = self.make_op(group, fenv, ienv, int_ops)
                 xs = [ivals[j] for j in op.inputs]
                 r = None
-                if isinstance(op, ConvOp) and self.bias_correction:
+                if isinstance(op, ConvOp) and self.search_formats:
+                    rest = _Rest(self, nodes, max(position[g] for g in group) + 1, group[-1], fenv, last_use, x)
+                    op, r = self.search_output_format(op, xs, fenv[group[-2] if op.relu else group[-1]],
+                                                      rest, reference)
+                elif isinstance(op, ConvOp) and self.bias_correction:
                     r = correct_bias(op, xs[0], fenv[group[-2] if op.relu else group[-1]], self.arith)
                 if r is not None:
                     pass
@@ -248,6 +255,21 @@ class Converter(OpBuilders, NormBuilders):
         report = ConversionReport(self.arith["mode"], self.arith["rounding"], self.arith["overflow"],
                                   int_ops[0].fy.frac_bits, int(x.shape[0]), tuple(reports))
         return FixedPointModel(int_ops, output_index, report=report, **self.arith)
+
+    def search_output_format(self, op: ConvOp, xs, target, rest, reference):
+        """``op`` with the ``f_y`` of least network-output error, and its result
+        (:mod:`.format_search`)."""
+        from .format_search import candidate_ops, output_error, pick
+
+        tried = []
+        for cand in candidate_ops(op):
+            r = correct_bias(cand, xs[0], target, self.arith) if self.bias_correction else None
+            if r is None:
+                r = cand.run(xs, self.arith)
+            value = torch.from_numpy(cand.fy.dequantize(r.y)).float()
+            tried.append((cand, r, output_error(rest, value, reference)))
+        k = pick([e for _, _, e in tried])
+        return tried[k][0], tried[k][1]
 
     # -- float side ----------------------------------------------------------------------------
     def float_value(self, node: torch.fx.Node, fenv: dict, x: torch.Tensor) -> Any:
@@ -505,6 +527,29 @@ def _out_of_place(node: torch.fx.Node, args: Any, kwargs: dict) -> tuple[Any, di
             isinstance(args[0], torch.Tensor):
         args = (args[0].clone(), *args[1:])
     return args, kwargs
+
+
+class _Rest:
+    """The float network from one node on: ``rest(value)`` is the model's output when ``value``
+    replaces ``node``'s float value (the values of earlier nodes that later ones read are in ``fenv``)."""
+
+    def __init__(self, conv: Converter, nodes, start: int, node, fenv: dict, last_use: dict, x) -> None:
+        self.conv, self.nodes, self.start, self.node = conv, nodes, start, node
+        self.fenv, self.last_use, self.x = fenv, last_use, x
+
+    def __call__(self, value: torch.Tensor) -> torch.Tensor:
+        env = dict(self.fenv)
+        env[self.node] = value
+        for k in range(self.start, len(self.nodes)):
+            n = self.nodes[k]
+            if n.op == "output":
+                return env[n.args[0]]
+            if n not in env:
+                env[n] = self.conv.float_value(n, env, self.x)
+            for a in n.all_input_nodes:
+                if self.last_use.get(a) == k:
+                    env.pop(a, None)
+        raise UnsupportedLayerError("convert: the traced model has no output")
 
 
 class _Shapes:
