@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .format import FixedFormat
+from .format import FRAC_MAX, FRAC_MIN, FixedFormat
 from .graph_ops import ConvOp
 
 __all__ = ["CANDIDATE_OFFSETS", "TIE", "candidate_ops", "output_error", "pick"]
@@ -55,10 +55,9 @@ def candidate_ops(op: ConvOp) -> list[ConvOp]:
     out = []
     for d in CANDIDATE_OFFSETS:
         f = op.fy.frac_bits + d
-        try:
-            fy = FixedFormat(f, op.fy.bits)
-        except Exception:  # beyond FixedFormat's allowed fractional bits
+        if not FRAC_MIN <= f <= FRAC_MAX:  # beyond the formats the contract allows
             continue
+        fy = FixedFormat(f, op.fy.bits)
         b = op.b
         if d and b is not None:
             b = np.clip(np.floor(np.ldexp(b.astype(np.float64), d) + 0.5), -32768, 32767).astype(np.int64)
