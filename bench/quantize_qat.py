@@ -2,7 +2,8 @@
 
 On networks trained on builtin:shapes (``--models``: the small CNN and a ResNet-18, models/resnet18.py)
 the search starts from uniform 8 bits and narrows layers by energy saved per accuracy lost, with
-``--finetune-steps`` of fake-quantized fine-tuning per trial (narrowed layers in clipped formats chosen
+``--finetune-steps`` of fake-quantized fine-tuning per per-layer trial (``--descent-steps`` per all-layers
+trial; weights and inputs stepped apart unless ``--joint``; narrowed layers in clipped formats chosen
 for the least error, fixedpoint/clip_formats.py), and reports the Eyeriss energy of
 the chosen widths against uniform 8 bits, the top-1 of the integer backend converted from the
 fine-tuned model, and the anchor (HAQ, Wang et al. CVPR 2019: 1.9x less energy than fixed 8 bits
@@ -18,8 +19,9 @@ integer model's test accuracy: uniform 8 bits post-training (the reference), uni
 ``--uniform-steps`` of quantization-aware fine-tuning (the energy floor: how narrow the energy-heavy
 layers can go at all), and the energy-aware search with ``--finetune-steps`` per trial.
 
-    python bench/quantize_qat.py                       # both networks, widths 6,5,4,3, 30 steps per trial
-    python bench/quantize_qat.py --models small_cnn --uniform 4,3 --uniform-steps 300 --finetune-steps 20
+    python bench/quantize_qat.py     # both networks; weights and inputs apart, all layers 8 -> 4 bits (100 steps),
+                                     # then per-layer steps to 3 bits (30 steps each), 100 final steps
+    python bench/quantize_qat.py --models small_cnn --uniform 4,3/4 --joint --widths 6,5,4,3 --final-steps 0
     python bench/quantize_qat.py --json q.json
 """
 
