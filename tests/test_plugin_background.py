@@ -162,3 +162,26 @@ def test_monitor_counts_its_cpu_time():
     assert hw.overhead_cpu_seconds > 0  # the step-0 log and two profiles on the training thread
     # one thread's CPU time cannot exceed its wall time (a process-wide clock could)
     assert 0 < hw.background_cpu_seconds <= hw.background_seconds + 1e-3
+
+
+def test_training_thread_never_synchronizes_cuda(monkeypatch):
+    # A GPU loop must not be serialized by an explicit synchronize on the training thread: with CUDA
+    # faked available, every CUDA synchronize entry point records the thread that called it. (A
+    # review note: the profiler still reads its device-side counts once at the end of the sample
+    # forward, a device-to-host copy that waits for the stream; see docs/plugin.md. No fake can see
+    # that implicit wait, so this test covers the explicit calls only.)
+    calls = []
+
+    def record(*a, **k):
+        calls.append(threading.current_thread().name)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", record)
+    monkeypatch.setattr(torch.cuda.Event, "synchronize", record)
+    monkeypatch.setattr(torch.cuda.Stream, "synchronize", record)
+    model, data = tiny_model(), batches(6)
+    hw = hwaware.attach(model, data[0][0], every=2, figure_every=1)
+    train(model, data, hw)
+    hw.close()
+    assert len(hw.history) == 4  # the step-0 log and steps 2, 4, 6 all ran
+    assert calls == []
