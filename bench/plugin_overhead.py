@@ -246,7 +246,7 @@ def main() -> None:
     torch.manual_seed(0)
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
-    if cuda:
+    if cuda and dev.index is not None:  # synchronize() then waits for the device trained on
         torch.cuda.set_device(dev)
     loader = make_loader("builtin:shapes", "train", batch_size=args.batch_size, drop_last=True)
     batches = list(loader)[:200]
