@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import random
 import statistics
@@ -143,21 +142,6 @@ def make_copy(base: torch.nn.Module, example: torch.Tensor, kwargs: dict | None,
             c.hw = hwaware.attach(model, example, logdir=logdir, **kwargs)
         c.one_off = time.perf_counter() - t0
     return c
-
-
-def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Median and a distribution-free interval for it: the k-th smallest and largest values, k the
-    largest rank with P(Binomial(n, 1/2) < k) <= (1 - confidence)/2 (the whole range if n is small)."""
-    v = sorted(values)
-    n = len(v)
-    k, tail = 0, 0.0
-    while k < n // 2:
-        tail += math.comb(n, k) / 2 ** n
-        if tail > (1 - confidence) / 2:
-            break
-        k += 1
-    k = max(k, 1)
-    return statistics.median(v), v[k - 1], v[n - k]
 
 
 def bootstrap(stat, n: int, confidence: float = 0.95, draws: int = 2000,

@@ -3,8 +3,6 @@ answers are worked out here by hand."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -20,14 +18,6 @@ def copy_with(wall, blocked=None, cpu=None, worker=None):
     c.cpu = list(cpu or wall)
     c.worker = list(worker or [0.0] * len(wall))
     return c
-
-
-def test_median_interval_is_the_binomial_order_statistics():
-    # n = 20: P(Binomial(20, 1/2) <= 5) = 0.0207 <= 0.025 < P(<= 6) = 0.0577, so the 6th smallest
-    # and the 6th largest values bound the median
-    assert sum(math.comb(20, k) for k in range(6)) / 2 ** 20 == pytest.approx(0.0207, abs=1e-4)
-    values = [float(v) for v in range(1, 21)]
-    assert bench.median_ci(values) == (10.5, 6.0, 15.0)
 
 
 def test_overhead_parts_add_up_on_a_constant_slowdown():
