@@ -33,6 +33,9 @@ Why random weights by default: a brief training does not make these networks dec
 this CPU (Adam or SGD, batch 32, 32x32): timm mobilenetv2_100 stays at chance (10-15% held-out)
 after 100-300 steps, timm resnet18 reaches 21% after 150 (the small CNN needs ~500 steps of 128
 images for 93%), at ~0.3-0.7 s a step per model. ``--train-steps`` is there for a faster machine.
+``--head probe`` (a ridge linear probe as the final Linear, :func:`fit_probe_head`) does not help
+either: held-out top-1 stays at chance on random backbones and its held-out logits leave the
+calibrated range (measured in the closing note of issue 11).
 
     python bench/zoo.py                      # the whole zoo
     python bench/zoo.py --models timm:resnet18,tv:mobilenet_v2
