@@ -54,65 +54,102 @@ def test_vgg_small_energy_is_feature_map_traffic():
 
 # Settings of the measured study (bench/prune_compare.py, docs/pruning.md "Where the paper's effect
 # lives"): vgg_small trained once and cached, 1000 validation images, 400 fine-tuning steps per run,
-# every run kept within 1 point of validation top-1, one thread. The study ran each arm in its own
-# process; here the arms share one process (and its training-data order), so the numbers differ a
-# little from the study's.
+# every run kept within 1 point of validation top-1, one thread. The channel-level claims are
+# asserted at every one of three fine-tuning data orders (--seed; each arm gets a fresh loader, so
+# arms in one process see the order a process of their own would); the weight-level arm and the
+# no-restoration ablation run at the first seed only (the weight-level arm alone takes as long as
+# the three others together).
 _STUDY = ["--val", "1000", "--budget", "400", "--curve-drop", "1.0", "--threads", "1"]
-_ARMS = "magnitude,energy,structured,l1-filter"
+_SEEDS = (1, 2, 3)
+_ARMS = "magnitude,structured,l1-filter"
+_FIRST_SEED_ARMS = "energy,structured-norestore"
 
 
 @pytest.fixture(scope="module")
-def pruning_study(tmp_path_factory):
-    """The four arms of the study, run once for the pruning tests below (tens of minutes)."""
-    out = tmp_path_factory.mktemp("prune") / "study.json"
-    assert _bench("prune_compare").main(["--methods", _ARMS, *_STUDY, "--json", str(out)]) == 0
-    return _json(out)
+def pruning_seeds(tmp_path_factory):
+    """{seed: study JSON} of the three channel-level arms at each seed, the first seed with the
+    weight-level arm and the ablation too; merged by the bench (its --merge report adds each run's
+    ``at_max_drop`` and gains). About an hour on 2 idle cores."""
+    bench = _bench("prune_compare")
+    folder = tmp_path_factory.mktemp("prune")
+    files = []
+    for seed in _SEEDS:
+        arms = _ARMS + ("," + _FIRST_SEED_ARMS if seed == _SEEDS[0] else "")
+        files.append(folder / f"seed{seed}.json")
+        assert bench.main(["--methods", arms, "--seed", str(seed), *_STUDY, "--json", str(files[-1])]) == 0
+    return {seed: _json(f) for seed, f in zip(_SEEDS, files)}
 
 
 def _at(study: dict, arm: str) -> dict:
     return study["runs"][arm]["at_max_drop"]
 
 
+def _gains(studies: dict, arm: str, baseline: str) -> dict:
+    """{seed: ratio of energy reductions of ``arm`` over ``baseline`` at <= 1 point}, each seed's own."""
+    return {s: _at(st, baseline)["energy_ratio"] / _at(st, arm)["energy_ratio"] for s, st in studies.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured 1.02x (energy-aware 0.918 vs magnitude 0.940 of the energy at <= 1 point, 400 "
-                          "fine-tuning steps each): a zero weight saves its MAC and weight accesses, not the "
-                          "ifmap/psum traffic that is 71% of vgg_small's energy; target 1.5x, paper 1.74x")
-def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(pruning_study):
-    gain = _at(pruning_study, "magnitude")["energy_ratio"] / _at(pruning_study, "energy")["energy_ratio"]
+                   reason="measured 1.01x and 1.02x in two earlier runs (energy-aware 0.928 / 0.918 vs magnitude "
+                          "0.936 / 0.940 of the energy at <= 1 point, 400 fine-tuning steps each; not rerun over "
+                          "seeds): a zero weight saves its MAC and weight accesses, not the ifmap/psum traffic "
+                          "that is 71% of vgg_small's energy; target 1.5x, paper 1.74x")
+def test_energy_aware_pruning_saves_1_5x_more_than_magnitude(pruning_seeds):
+    first = pruning_seeds[_SEEDS[0]]
+    gain = _at(first, "magnitude")["energy_ratio"] / _at(first, "energy")["energy_ratio"]
     assert gain >= 1.5, gain
 
 
 @pytest.mark.slow
-def test_channel_level_energy_aware_pruning_cuts_energy_and_latency_within_1_point(pruning_study):
-    """Zero weights save energy but never cycles on Eyeriss; removing channels saves both. The
-    lowest-energy state within 1 point of validation top-1 (measured in this test's run: energy 0.561,
-    latency 0.609, 1.0 point below on validation, 2.25 on the test split; the per-process study:
-    0.439, 0.525)."""
-    at = _at(pruning_study, "structured")
-    assert 100 * (pruning_study["baseline_val"] - at["val_accuracy"]) <= 1.0 + 1e-9
-    assert at["energy_ratio"] <= 0.85
-    assert at["latency_ratio"] <= 0.9
+def test_channel_level_energy_aware_pruning_cuts_energy_within_1_point(pruning_seeds):
+    """At every seed, the lowest-energy state within 1 point of validation top-1 has at most 0.85 of
+    the energy (measured: seed 1 0.442, seed 2 0.633)."""
+    for seed, study in pruning_seeds.items():
+        at = _at(study, "structured")
+        assert 100 * (study["baseline_val"] - at["val_accuracy"]) <= 1.0 + 1e-9, seed
+        assert at["energy_ratio"] <= 0.85, (seed, at["energy_ratio"])
 
 
 @pytest.mark.slow
-def test_channel_level_energy_aware_saves_1_5x_more_than_weight_magnitude(pruning_study):
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="measured latency 0.541 of the unpruned model at seed 1 but 2.228 at seed 2: that run "
+                          "took conv4 64 -> 45 -> 31 channels, which the Eyeriss model maps much worse; the loop "
+                          "accepts on energy alone (round_to or a latency check in acceptance: not done)")
+def test_channel_level_energy_aware_pruning_cuts_latency_within_1_point(pruning_seeds):
+    """Zero weights save energy but never cycles on Eyeriss; removing channels can save both. At
+    every seed, the lowest-energy state within 1 point has at most 0.9 of the latency."""
+    for seed, study in pruning_seeds.items():
+        assert _at(study, "structured")["latency_ratio"] <= 0.9, (seed, _at(study, "structured")["latency_ratio"])
+
+
+@pytest.mark.slow
+def test_channel_level_energy_aware_saves_1_5x_more_than_weight_magnitude(pruning_seeds):
     """Against the paper's baseline, weight-level magnitude pruning (Han et al.), at equal accuracy
-    (<= 1 point) and equal fine-tuning: ratio of the energy reductions (the paper's 1.74x measure;
-    measured 1.68x in this test's run: 0.940 / 0.561; the per-process study: 2.13x)."""
-    gain = _at(pruning_study, "magnitude")["energy_ratio"] / _at(pruning_study, "structured")["energy_ratio"]
-    assert gain >= 1.5, gain
+    (<= 1 point) and equal fine-tuning, at every seed: ratio of the energy reductions (the paper's
+    1.74x measure; measured: seed 1 2.06x (0.912 / 0.442), seed 2 TODO)."""
+    gains = _gains(pruning_seeds, "structured", "magnitude")
+    assert min(gains.values()) >= 1.5, gains
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured 1.43x in this test's run (structured 0.561 vs l1-filter 0.801 of the energy at "
-                          "<= 1 point); the per-process study gave 1.89x (0.439 vs 0.830): the spread between runs "
-                          "(training-data order) is larger than the margin over the 1.5x target")
-def test_channel_level_energy_aware_saves_1_5x_more_than_l1_filter_pruning(pruning_study):
-    """Against channel-level magnitude pruning (filter L1 norm, Li et al. 2017), same measure."""
-    gain = _at(pruning_study, "l1-filter")["energy_ratio"] / _at(pruning_study, "structured")["energy_ratio"]
-    assert gain >= 1.5, gain
+                   reason="measured 1.90x at seed 1 (l1-filter 0.842 / structured 0.442 of the energy at <= 1 "
+                          "point) but 1.26x at seed 2 (0.797 / 0.633): the margin over channel-level magnitude "
+                          "pruning does not hold across training-data orders")
+def test_channel_level_energy_aware_saves_1_5x_more_than_l1_filter_pruning(pruning_seeds):
+    """Against channel-level magnitude pruning (filter L1 norm, Li et al. 2017), same measure, at
+    every seed."""
+    gains = _gains(pruning_seeds, "structured", "l1-filter")
+    assert min(gains.values()) >= 1.5, gains
+
+
+@pytest.mark.slow
+def test_least_squares_refit_is_what_makes_channel_removal_cheap(pruning_seeds):
+    """The ablation: the same channel-level loop without the refit of the consumers reaches less
+    within 1 point (first seed; measured: structured 0.442, without the refit TODO)."""
+    first = pruning_seeds[_SEEDS[0]]
+    assert _at(first, "structured")["energy_ratio"] < _at(first, "structured-norestore")["energy_ratio"]
 
 
 # bench/quantize_qat.py as measured (issue 17 item 1), one run per network: the uniform arm gives the
