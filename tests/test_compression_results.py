@@ -128,7 +128,8 @@ def test_channel_level_energy_aware_pruning_cuts_latency_within_1_point(pruning_
 def test_channel_level_energy_aware_saves_1_5x_more_than_weight_magnitude(pruning_seeds):
     """Against the paper's baseline, weight-level magnitude pruning (Han et al.), at equal accuracy
     (<= 1 point) and equal fine-tuning, at every seed: ratio of the energy reductions (the paper's
-    1.74x measure; measured: seed 1 2.06x (0.912 / 0.442), seed 2 1.51x (0.954 / 0.633))."""
+    1.74x measure; measured: seed 1 2.06x (0.912 / 0.442), seed 2 1.51x (0.954 / 0.633), seed 3 1.55x (0.901 /
+    0.580))."""
     gains = _gains(pruning_seeds, "structured", "magnitude")
     assert min(gains.values()) >= 1.5, gains
 
