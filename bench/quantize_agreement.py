@@ -7,8 +7,9 @@ sets of calibration images, the table gives the agreement on the validation imag
 number of disagreements whose float top-1 margin exceeds the median |logit error| of the integer
 model (errors, not ties the float model breaks by a hair). Format choices: one bit of headroom (the old rule),
 half a bit (the default), ``headroom_bits="auto"`` (each tensor's margin from a tail fit of its
-per-image maxima, :mod:`hwaware.fixedpoint.ranges`), and half a bit with cross-layer range
-equalization. ``--threads`` repeats every conversion at each thread count: the integer outputs
+per-image maxima, :mod:`hwaware.fixedpoint.ranges`), half a bit with cross-layer range
+equalization, and half a bit with each Conv/Linear's output format searched by the network output's
+error (``search_formats=True``, :mod:`hwaware.fixedpoint.format_search`). ``--threads`` repeats every conversion at each thread count: the integer outputs
 must be bit-identical (the table says so). Target: >= 0.99 in eyeriss/floor/wrap.
 
     python bench/quantize_agreement.py                        # 1000 val, 3 x 256 calibration
@@ -30,7 +31,8 @@ ARITHS = (("eyeriss", "floor"), ("eyeriss", "nearest"), ("wide", "floor"))
 CHOICES = {"1bit": ("1 bit, plain", {"headroom_bits": 1}),
            "0.5bit": ("0.5 bit (default)", {"headroom_bits": 0.5}),
            "auto": ("auto (tail fit)", {"headroom_bits": "auto"}),
-           "equalize": ("0.5 bit + equalize", {"headroom_bits": 0.5, "equalize": True})}
+           "equalize": ("0.5 bit + equalize", {"headroom_bits": 0.5, "equalize": True}),
+           "search": ("0.5 bit + output-format search", {"headroom_bits": 0.5, "search_formats": True})}
 
 
 def images(split: str, n: int) -> torch.Tensor:
