@@ -206,7 +206,7 @@ class Pruner:
         self._criterion = criterion(self.config.method)
         # the zero weights the model has stay zero under every criterion (a weight-pruned model
         # keeps its sparsity when channels are removed from it)
-        self.masks: Masks | None = Masks.from_model(self.model)
+        self.masks: Masks = Masks.from_model(self.model)
         self._progress = progress
         self._step_size: dict[str, float] = {}
         self.done: set[str] = set()  # targets the criterion may not propose again
@@ -240,9 +240,8 @@ class Pruner:
         from ..train import finetune
 
         try:
-            masks = self.masks
             finetune(self.model, self.train, steps, params=params, lr=self.config.lr,
-                     after_step=(masks.apply if masks is not None else None))
+                     after_step=self.masks.apply)
             self.finetune_steps_used += max(0, steps)
         finally:
             self.model.eval()
@@ -252,7 +251,7 @@ class Pruner:
         budget = self.config.finetune_budget
         return None if not budget else budget - self.finetune_steps_used
 
-    def _snapshot(self) -> tuple[nn.Module, Masks | None]:
+    def _snapshot(self) -> tuple[nn.Module, Masks]:
         if not self._criterion.uses_masks:
             return self.model, self.masks  # proposals build a new model; the old one is intact
         return copy.deepcopy(self.model), self.masks
