@@ -6,7 +6,7 @@ an independent computation from forward hooks. Slow (issue 17, item 2): the chip
 arithmetic (eyeriss/floor/wrap) agrees with float on >= 99% of the validation images of the
 trained small CNN with searched output formats (``convert(..., search_formats=True)``), for three
 calibration sets and at 1 and 2 threads (same formats, bit-identical integer outputs); the same for
-the builtin:shapes ResNet-18 (not measured yet: strict xfail).
+the builtin:shapes ResNet-18 (trained 10 epochs: the first run trains it, ~8 min on 2 idle cores).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _chip_agreement(model, calib_sets, val, threads=(1, 2)) -> list[float]:
 def test_trained_small_cnn_agrees_with_float_on_99_percent():
     # measured (1000 val images; calibration sets first 256 / shuffled 128 / shuffled 512): default
     # formats 99.3/99.1/99.1% (98.8-99.0% with the weights another environment trained), searched
-    # formats 99.7/99.4/99.5%
+    # formats 99.9/99.3/99.4% (99.7/99.4/99.5% before a finer format needed the tail fit's reach)
     from hwaware.train import trained_small_cnn
 
     model = trained_small_cnn(progress=False)
@@ -151,13 +151,12 @@ def test_trained_small_cnn_agrees_with_float_on_99_percent():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "not measured: the builtin:shapes ResNet-18 (trained_shapes_model('resnet18'): 2.5 min of an idle core per epoch, "
-    "10 min under that session's load) did not finish training in the session that added the format search; only "
-    "random-weight ResNet-18s were measured (75.4% eyeriss/floor, docs/fixedpoint.md)"))
 def test_trained_resnet18_agrees_with_float_on_99_percent():
+    # measured (1000 val images, the three calibration sets, 1 and 2 threads bit-identical): searched
+    # formats 99.2/99.1/99.4%, default formats 98.8% on the first set; float top-1 94.5% (10 epochs).
+    # The 5-epoch network (79.5%, thin margins) reached 98.5% at best (98.1% with the tail-fit rule)
     from hwaware.train import trained_shapes_model
 
     model = trained_shapes_model("resnet18", progress=False)
-    agreement = _chip_agreement(model, _calibration_sets()[:1], _images("val", 1000), threads=(1,))
+    agreement = _chip_agreement(model, _calibration_sets(), _images("val", 1000))
     assert min(agreement) >= 0.99, agreement

@@ -16,7 +16,8 @@ from torch import nn
 
 from hwaware.fixedpoint.convert import ConvOp, calibrate_batchnorm, convert
 from hwaware.fixedpoint.format import FixedFormat, frac_bits_for
-from hwaware.fixedpoint.format_search import CANDIDATE_OFFSETS, candidate_ops, pick
+from hwaware.fixedpoint.format_search import CANDIDATE_OFFSETS, admissible, candidate_ops, pick
+from hwaware.fixedpoint.ranges import TAIL_P, per_image_max, tail_range
 
 
 def _net() -> nn.Module:
@@ -91,3 +92,31 @@ def test_search_runs_without_bias_correction():
     with torch.no_grad():
         err, top = (fixed(x) - model(x)).abs().max(), model(x).abs().max()
     assert float(err) < 0.1 * float(top)
+
+
+def test_admissible_keeps_a_finer_format_to_the_tail_fit_or_measured_overflows():
+    op = ConvOp("l", "Linear", (0,), FixedFormat(12), FixedFormat(10), FixedFormat(12),
+                np.ones((2, 3), np.int16), None)  # f_y = 12 (range 32767 / 4096 = 7.99976)
+    coarse, same, fine = candidate_ops(op)
+    assert admissible(coarse, 12, 0, 1e9) and admissible(same, 12, 0, 1e9)  # never finer than the max rule
+    assert admissible(fine, 12, 0, 3.99)  # f_y 13 holds 3.99976: the fitted reach 3.99 fits
+    assert not admissible(fine, 12, 0, 4.0)  # no calibration overflow, the reach beyond it: no evidence
+    assert admissible(fine, 12, 3, 4.0)  # overflows seen: their cost is in the measured error
+
+
+def test_search_keeps_the_margin_where_the_tail_fit_reaches_past_the_finer_format():
+    model = _net()
+    torch.manual_seed(1)
+    # per-image scales with a long tail: a few images reach well past the others
+    x = torch.randn(128, 3, 8, 8) * torch.distributions.Exponential(1.0).sample((128, 1, 1, 1))
+    with torch.no_grad():  # the fc's largest calibration output at 0.9 * 2^k, as in the test above
+        top = float(model(x).abs().max())
+        scale = 0.9 * 2.0 ** np.ceil(np.log2(top)) / top
+        model[8].weight *= scale
+        model[8].bias *= scale
+        logits = model(x)
+    f0 = frac_bits_for(float(logits.abs().max()), 16)  # the finest format holding every output
+    reach = tail_range(per_image_max(logits), p=TAIL_P)
+    assert reach > FixedFormat(f0).qmax * FixedFormat(f0).lsb  # the case under test: the fit reaches past it
+    searched = {lr.name: lr for lr in convert(model, x, search_formats=True).report.layers}
+    assert searched["8"].f_y == f0 - 1  # (without the rule: f0, the least rounding error on calibration)

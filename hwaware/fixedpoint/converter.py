@@ -259,13 +259,17 @@ class Converter(OpBuilders, NormBuilders):
     def search_output_format(self, op: ConvOp, xs, target, rest, reference):
         """``op`` with the ``f_y`` of least network-output error, and its result
         (:mod:`.format_search`)."""
-        from .format_search import candidate_ops, output_error, pick
+        from .format_search import admissible, candidate_ops, output_error, pick
+        from .ranges import TAIL_P, per_image_max, tail_range
 
+        reach = tail_range(per_image_max(target), p=TAIL_P)
         tried = []
         for cand in candidate_ops(op):
             r = correct_bias(cand, xs[0], target, self.arith) if self.bias_correction else None
             if r is None:
                 r = cand.run(xs, self.arith)
+            if not admissible(cand, op.fy.frac_bits, int(r.output_overflows), reach):
+                continue
             value = torch.from_numpy(cand.fy.dequantize(r.y)).float()
             tried.append((cand, r, output_error(rest, value, reference)))
         k = pick([e for _, _, e in tried])
