@@ -14,7 +14,9 @@ fine-tune):
 - ``energy-norestore``: the ablation, the same without the restoration;
 - ``structured``: the channel-level energy-aware variant, whole channels of the channel group that
   holds the most energy (the model shrinks, so latency falls too), the layers reading them refit by
-  least squares; ``structured-norestore``: the same without the refit;
+  least squares; ``structured-norestore``: the same without the refit; ``structured-latency``: the
+  same with every step also keeping the Eyeriss latency at most the unpruned model's
+  (``max_latency=1.0``: channel counts the chip maps badly, e.g. 31 of 64, are refused);
 - ``l1-filter``: the channel-level magnitude baseline (Li et al. 2017, smallest filter L1 first);
 - ``magnitude-3pt``: the weight-level baseline with its loop allowed 3 points (it passes through
   lower-energy states within 1 point than with the study's limit).
@@ -59,6 +61,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "energy-norestore": {"method": "energy", "restore": False},
     "structured": {"method": "structured"},
     "structured-norestore": {"method": "structured", "restore": False},
+    "structured-latency": {"method": "structured", "max_latency": 1.0},
     "l1-filter": {"method": "l1-filter"},
     # the same baseline run further down its curve (the loop accepts states 3 points below); its
     # trajectory passes through lower-energy states within 1 point than the 1-point-limited run's

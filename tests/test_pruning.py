@@ -288,6 +288,32 @@ def test_loop_respects_accuracy_limit_and_never_raises_energy(method):
         assert 1 - _density(result.model) == pytest.approx(result.masks.sparsity(), abs=1e-6)
 
 
+def test_max_latency_refuses_steps_that_map_slower():
+    """``max_latency``: a proposal is accepted only while the Eyeriss latency stays within that fraction
+    of the start's; a limit no pruned model can meet refuses every proposal, naming the latency."""
+    torch.manual_seed(0)
+    train, val = _toy_data()
+    kw = dict(train=train, val=val, method="structured", target_energy=0.3, max_drop=100.0, step=0.4,
+              min_step=0.2, local_steps=0, global_steps=0, final_steps=0, max_steps=6)
+    free = prune(_small_cnn(width=0.25), **kw)
+    start = free.baseline.latency_ms
+    assert any(s.accepted for s in free.history)
+    none = prune(_small_cnn(width=0.25), max_latency=0.01, **kw)  # 1% of the start: unreachable
+    props = [s for s in none.history if s.kind == "prune"]
+    assert props and not any(s.accepted for s in props)
+    assert all("> max_latency" in s.message for s in props)
+    assert none.final.energy == none.baseline.energy
+    limit = 1.0
+    capped = prune(_small_cnn(width=0.25), max_latency=limit, **kw)
+    for s in capped.history:
+        if s.kind == "prune" and s.accepted:
+            assert s.metrics.latency_ms <= limit * start + 1e-12, s
+        if s.kind == "prune" and "> max_latency" in s.message:
+            assert s.metrics.latency_ms > limit * start and not s.accepted
+    with pytest.raises(HwawareError, match="max_latency is a fraction"):
+        PruneConfig(max_latency=-1.0)
+
+
 def test_loop_stops_at_energy_target():
     torch.manual_seed(0)
     train, val = _toy_data()

@@ -34,7 +34,7 @@ HELP = "prune a network: energy-aware (CVPR 2017), magnitude (Han 2015) or struc
 # PruneConfig fields with a flag of the same name (type, default and help from PruneConfig itself)
 _MAIN_FLAGS = ("method", "target_energy", "max_drop")
 _OPTION_FLAGS = ("step", "min_step", "local_steps", "global_steps", "finetune_every", "final_steps", "lr",
-                 "max_steps", "restore", "ridge", "restore_max_flops", "round_to", "hardware", "batch", "seed")
+                 "max_steps", "restore", "ridge", "restore_max_flops", "round_to", "max_latency", "hardware", "batch", "seed")
 
 def register(subparsers: Any) -> None:
     from ..compress.prune import METHODS, PruneConfig

@@ -30,8 +30,9 @@ Every step is *proposed*, measured, then accepted or rolled back:
   whose weakest filter has the smallest mean |w| loses ``step`` of its channels (smallest filter L1
   norm first, no restoration); then ``local_steps`` of fine-tuning. Energy is never looked at.
 
-A step is accepted when validation accuracy stays within ``max_drop`` points of the start and the
-energy fell; otherwise it is rolled back and that layer's step is halved (below ``min_step`` the
+A step is accepted when validation accuracy stays within ``max_drop`` points of the start, the
+energy fell and (with ``max_latency``) the Eyeriss latency stays within ``max_latency`` x the start's;
+otherwise it is rolled back and that layer's step is halved (below ``min_step`` the
 layer is done). Every ``finetune_every`` accepted steps, and once at the end, the whole network is
 fine-tuned (``global_steps``, ``final_steps``; masks re-applied after every optimizer step, so
 weights that are zero stay zero under every method, channel methods included); the
@@ -90,6 +91,9 @@ class PruneConfig:
     ridge            ridge regularization of the restoration
     restore_max_flops   larger layers skip restoration (noted in the step message)
     round_to         structured: channel counts rounded up to a multiple of this
+    max_latency      accept a step only if the Eyeriss latency stays at most this fraction of the starting
+                     latency (0 = no limit): e.g. 1.0 keeps a channel-pruned model from mapping slower
+                     than the unpruned one
     hardware         Eyeriss preset or hardware YAML the energy is scored on
     batch            images per inference the energy is scored at (1: energy per inference)
     seed             seed of the restoration's sampling (hwaware prune: also of the data order and a
@@ -112,6 +116,7 @@ class PruneConfig:
     ridge: float = 1e-3
     restore_max_flops: float = 2e10
     round_to: int = 1
+    max_latency: float = 0.0
     hardware: str = "eyeriss_v1"
     batch: int = 1
     seed: int = 0
@@ -132,6 +137,8 @@ class PruneConfig:
         for name in ("finetune_every", "max_steps", "round_to", "batch"):
             if int(getattr(self, name)) < 1:
                 raise HwawareError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.max_latency >= 0 and math.isfinite(self.max_latency)):
+            raise HwawareError(f"max_latency is a fraction of the starting latency (0 = no limit), got {self.max_latency}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise HwawareError(f"lr must be a positive number, got {self.lr}")
         if self.finetune_budget and self.finetune_budget < self.final_steps:
@@ -230,6 +237,9 @@ class Pruner:
         return m.accuracy is None or self.baseline.accuracy is None or \
             100.0 * (self.baseline.accuracy - m.accuracy) <= self.config.max_drop + 1e-9
 
+    def _fast_enough(self, m: Metrics) -> bool:
+        return not self.config.max_latency or m.latency_ms <= self.config.max_latency * self.baseline.latency_ms
+
     def _target(self) -> float:
         return self.config.target_energy * self.baseline.energy
 
@@ -292,13 +302,15 @@ class Pruner:
             note = self._criterion.propose(self, target, frac)
             m = self._measure()
             proposals += 1
-            accepted = self._ok(m) and m.energy < self.current.energy
+            slow = not self._fast_enough(m)
+            accepted = self._ok(m) and m.energy < self.current.energy and not slow
             if accepted:
                 self.current = m
                 self._accepted += 1
             else:
                 self.model, self.masks = saved
-                why = "accuracy" if not self._ok(m) else "energy did not fall"
+                why = "accuracy" if not self._ok(m) else "energy did not fall" if m.energy >= self.current.energy \
+                    else f"latency {m.latency_ms / self.baseline.latency_ms:.3f} of the start > max_latency"
                 note += f"; rolled back ({why})"
                 self._step_size[target] = frac / 2
                 if frac / 2 < cfg.min_step:
