@@ -293,8 +293,8 @@ def test_max_latency_refuses_steps_that_map_slower():
     of the start's; a limit no pruned model can meet refuses every proposal, naming the latency."""
     torch.manual_seed(0)
     train, val = _toy_data()
-    kw = dict(train=train, val=val, method="structured", target_energy=0.3, max_drop=100.0, step=0.4,
-              min_step=0.2, local_steps=0, global_steps=0, final_steps=0, max_steps=6)
+    kw = {"train": train, "val": val, "method": "structured", "target_energy": 0.3, "max_drop": 100.0, "step": 0.4,
+          "min_step": 0.2, "local_steps": 0, "global_steps": 0, "final_steps": 0, "max_steps": 6}
     free = prune(_small_cnn(width=0.25), **kw)
     start = free.baseline.latency_ms
     assert any(s.accepted for s in free.history)
