@@ -44,6 +44,8 @@ def test_candidates_move_f_y_and_the_eyeriss_bias_with_it():
     # the bias codes are at f_y: one bit coarser halves them (rounded half up), one finer doubles them
     assert cands[0].b.tolist() == [50, -3] and cands[2].b.tolist() == [200, -14]
     assert op.fy.frac_bits == 10 and op.b.tolist() == [100, -7]  # the original is untouched
+    # mode wide: the bias codes are at f_x + f_w, which f_y does not move
+    assert all(c.b.tolist() == [100, -7] for c in candidate_ops(op, "wide"))
 
 
 def test_last_layer_gets_the_finest_format_holding_its_calibration_outputs():

@@ -264,7 +264,7 @@ class Converter(OpBuilders, NormBuilders):
 
         reach = tail_range(per_image_max(target), p=TAIL_P)
         tried = []
-        for cand in candidate_ops(op):
+        for cand in candidate_ops(op, self.arith["mode"]):
             r = correct_bias(cand, xs[0], target, self.arith) if self.bias_correction else None
             if r is None:
                 r = cand.run(xs, self.arith)

@@ -55,10 +55,11 @@ CANDIDATE_OFFSETS = (-1, 0, 1)  # bits finer than the max rule's f_y
 TIE = 1e-6  # relative difference of output errors below which two candidates count as equal
 
 
-def candidate_ops(op: ConvOp) -> list[ConvOp]:
+def candidate_ops(op: ConvOp, mode: str = "eyeriss") -> list[ConvOp]:
     """Copies of ``op`` with ``f_y`` moved by each of :data:`CANDIDATE_OFFSETS`, coarsest first
     (formats outside the allowed range are skipped). In mode ``eyeriss`` the bias codes are at
-    ``f_y`` and are moved with it (bias correction, when on, replaces them anyway)."""
+    ``f_y`` and are moved with it (bias correction, when on, replaces them anyway); in mode
+    ``wide`` they are at ``f_x + f_w`` and stay as they are."""
     out = []
     for d in CANDIDATE_OFFSETS:
         f = op.fy.frac_bits + d
@@ -66,7 +67,7 @@ def candidate_ops(op: ConvOp) -> list[ConvOp]:
             continue
         fy = FixedFormat(f, op.fy.bits)
         b = op.b
-        if d and b is not None:
+        if d and b is not None and mode == "eyeriss":
             b = np.clip(np.floor(np.ldexp(b.astype(np.float64), d) + 0.5), -32768, 32767).astype(np.int64)
         out.append(dataclasses.replace(op, fy=fy, b=b))
     return out
