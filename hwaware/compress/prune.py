@@ -302,14 +302,14 @@ class Pruner:
             note = self._criterion.propose(self, target, frac)
             m = self._measure()
             proposals += 1
-            slow = not self._fast_enough(m)
-            accepted = self._ok(m) and m.energy < self.current.energy and not slow
+            ok, fell, fast = self._ok(m), m.energy < self.current.energy, self._fast_enough(m)
+            accepted = ok and fell and fast
             if accepted:
                 self.current = m
                 self._accepted += 1
             else:
                 self.model, self.masks = saved
-                why = "accuracy" if not self._ok(m) else "energy did not fall" if m.energy >= self.current.energy \
+                why = "accuracy" if not ok else "energy did not fall" if not fell \
                     else f"latency {m.latency_ms / self.baseline.latency_ms:.3f} of the start > max_latency"
                 note += f"; rolled back ({why})"
                 self._step_size[target] = frac / 2
