@@ -14,6 +14,8 @@ what bounds each layer (Eyexam). The targets of issue 10 are checked in tests/te
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hwaware.eyeriss import Scorer, evaluate, get_preset
@@ -27,6 +29,7 @@ from hwaware.eyeriss.reference import (
     vgg16_workload,
 )
 from hwaware.report_table import format_table
+from hwaware.workload.rlc import rlc_ratio
 
 
 def pct(model: float, chip: float) -> str:
@@ -92,6 +95,7 @@ def main() -> None:
           f"(chip {810.6 / 210.0:.2f}, 'nearly four times')")
 
     print(vgg_dram_by_type(sc, vrep))
+    print(pooled_zeros_bracket(sc, wl, rep, ref, vrep))
 
     print("\nchosen AlexNet mapping (objective=energy, tolerance 2%) vs JSSC Table III")
     mrows = []
@@ -142,6 +146,49 @@ def vgg_dram_by_type(sc, vrep) -> str:
             f"  the ofmaps written before pooling at independent zeros in each 2x2 window (z_pool^(1/4)): "
             f"{d_indep:.1f} MB ({pct(d_indep, 321.1)} vs the text's 321.1 MB); written for free (a bound): "
             f"{d_free:.1f} MB ({pct(d_free, 321.1)})")
+
+
+
+def zeros_for_rlc(ratio: float, n: int) -> float:
+    """The zero fraction whose expected RLC size (:func:`rlc_ratio`, independent zeros) over planes of
+    ``n`` values is ``ratio`` of the raw size (bisection; the size falls as zeros rise)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if rlc_ratio(n, mid) > ratio else (lo, mid)
+    return (lo + hi) / 2
+
+
+def pooled_exponent(wl) -> float:
+    """``a`` with written zeros = pooled zeros ** a, from the one layer where the paper gives both:
+    AlexNet CONV1 writes its ofmap coded as Sec. IV-B's 30% saving implies, and after 3x3 max pooling
+    CONV2 reads Table V's zeros (padded map, the project's convention for the next-layer rule)."""
+    c1, c2 = wl.layers[0], wl.layers[1]
+    z_written = zeros_for_rlc(c1.ofmap_rlc, c1.E * c1.F)
+    return math.log(z_written) / math.log(c2.ifmap_zeros)
+
+
+def pooled_zeros_bracket(sc, wl, rep, ref, vrep) -> str:
+    """How the zeros of an ofmap written before max pooling relate to the pooled zeros, measured on
+    the chip's own data (AlexNet CONV1), checked on AlexNet CONV2 (the same 3x3 pooling, whose written
+    ofmap the tables do not give), and what it bounds for VGG-16. A 2x2 window is part of a 3x3 one, so
+    at the same spatial correlation it is all-zero at least as often: VGG-16's written zeros are at most
+    pooled ** a, its traffic at least that total."""
+    a = pooled_exponent(wl)
+    layers = list(wl.layers)
+    conv2 = layers[1].replace(ofmap_relu_zeros=layers[2].ifmap_zeros ** a)
+    d2 = sc.score(type(wl)((layers[0], conv2, *layers[2:]), wl.unmodeled, wl.source)).layers[1].dram_MB
+    chip2 = ref["layers"][1]["measured"]["dram_MB"]
+    vl = [ls.layer for ls in vrep.layers]
+    pooled = [L.replace(ofmap_relu_zeros=vl[i + 1].ifmap_zeros ** a) if L.name in POOLED_BEFORE[:-1] else L
+              for i, L in enumerate(vl)]
+    d = sc.score(pooled).total.dram_MB
+    return (f"written vs pooled zeros on the chip's data: AlexNet CONV1 writes {zeros_for_rlc(layers[0].ofmap_rlc, layers[0].E * layers[0].F):.3f} "
+            f"zeros (Sec. IV-B's 30%), CONV2 reads {layers[1].ifmap_zeros:.3f} after 3x3 pooling: written = pooled ** {a:.3f}\n"
+            f"  checked on AlexNet CONV2 (3x3 pooling too): DRAM {d2:.3f} MB vs Table V {chip2:g} ({pct(d2, chip2)}; "
+            f"next-layer rule {rep.layers[1].dram_MB:.3f}, {pct(rep.layers[1].dram_MB, chip2)})\n"
+            f"  VGG-16 (2x2 pooling, all-zero at least as often at the same correlation): at least {d:.1f} MB "
+            f"({pct(d, 321.1)} vs the text's 321.1 MB), at most {vrep.total.dram_MB:.1f} ({pct(vrep.total.dram_MB, 321.1)})")
 
 
 if __name__ == "__main__":
