@@ -311,15 +311,20 @@ def test_search_with_separate_weight_and_input_widths(setup):
                             descent_steps=2, final_steps=1, descent_to=4)
     trials = list(search.steps())
     res = search.result
-    assert [t.operand for t in trials[:3]] == ["both"] * 3  # uniform 8, 6, 4 (max_drop 100: all kept)
-    assert {t.operand for t in trials[3:]} == {"weights", "inputs"}
+    # uniform 8 (both), then all weights and all inputs apart at 6 and at 4 (max_drop 100: all kept)
+    assert [(t.layer, t.bits, t.operand) for t in trials[:5]] == [
+        ("*", 8, "both"), ("*", 6, "weights"), ("*", 6, "inputs"), ("*", 4, "weights"), ("*", 4, "inputs")]
+    u6w = {k: 6 for k in search.order}
+    assert trials[1].energy == pytest.approx(search.energy(u6w, {k: 8 for k in search.order}), rel=1e-12)
+    assert trials[2].energy == pytest.approx(search.energy(u6w), rel=1e-12)
+    assert {t.operand for t in trials[5:]} == {"weights", "inputs"}
     # max_drop 100 keeps every step: everything ends at the narrowest width, weights and inputs
     assert set(res.bits.values()) == {3} and res.act_bits == {}
     # the first per-layer move is the one that saves the most energy from uniform 4 bits
     u4 = {k: 4 for k in search.order}
     moves = {(k, "weights"): search.energy({**u4, k: 3}, u4) for k in search.order}
     moves.update({(k, "inputs"): search.energy(u4, {**u4, k: 3}) for k in search.order})
-    first = trials[3]
+    first = trials[5]
     assert (first.layer, first.operand) == min(moves, key=moves.get) and first.bits == 3
     assert first.energy == pytest.approx(min(moves.values()), rel=1e-12)
     assert all(e < search.energy(u4) for e in moves.values())
@@ -333,6 +338,33 @@ def test_search_with_separate_weight_and_input_widths(setup):
     assert evaluate(fixed, val) == pytest.approx(res.accuracy)
     with pytest.raises(HwawareError, match="final_steps"):
         BitWidthSearch(model, calibration_data=calib, val_data=val, final_steps=-1)
+
+
+def test_separate_descent_goes_on_with_the_weights_when_the_inputs_fail(setup, monkeypatch):
+    """With separate widths the uniform descent steps all weights, then all inputs; an operand whose
+    step breaks max_drop descends no further, the other goes on. Accuracy is stubbed: any input
+    below 6 bits loses everything, weights never cost accuracy."""
+    model, calib, val = setup
+    train = [(xb, yb) for xb, yb in val]
+    search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=1.0, widths=(6, 4, 3),
+                            samples=32, train_data=train, finetune_steps=1, separate=True, descent_to=3)
+    float_acc = evaluate(model, val)
+
+    def stub(bits, state, formats=None, act_bits=None, steps=None):
+        act = {**bits, **(act_bits or {})}
+        search.last_formats = {}
+        return (float_acc if min(act.values()) >= 6 else 0.0), state
+
+    monkeypatch.setattr(search, "finetuned_accuracy", stub)
+    trials = list(search.steps())
+    descent = [(t.bits, t.operand, t.accepted) for t in trials if t.layer == "*"]
+    assert descent == [(8, "both", True), (6, "weights", True), (6, "inputs", True), (4, "weights", True),
+                       (4, "inputs", False), (3, "weights", True)]
+    res = search.result
+    assert set(res.bits.values()) == {3}
+    assert set(res.act_bits.values()) == {6} and set(res.act_bits) == set(search.order)
+    # the per-layer moves after it: no weights left to narrow, every input step fails
+    assert all(t.operand == "inputs" and not t.accepted for t in trials[len(descent):])
 
 
 def test_table_warns_when_the_integer_model_misses_max_drop():
