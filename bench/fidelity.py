@@ -148,7 +148,6 @@ def vgg_dram_by_type(sc, vrep) -> str:
             f"{d_free:.1f} MB ({pct(d_free, 321.1)})")
 
 
-
 def zeros_for_rlc(ratio: float, n: int) -> float:
     """The zero fraction whose expected RLC size (:func:`rlc_ratio`, independent zeros) over planes of
     ``n`` values is ``ratio`` of the raw size (bisection; the size falls as zeros rise)."""
