@@ -129,6 +129,14 @@ def main() -> None:
 POOLED_BEFORE = ("CONV1-2", "CONV2-2", "CONV3-3", "CONV4-3", "CONV5-3")  # 2x2 max pooling follows
 
 
+def written_at(layers, exponent: float) -> list:
+    """VGG-16's layers with the ofmaps written before pooling (CONV5-3's pooling ends the CONV part, so
+    it has no next layer) at ``written zeros = pooled zeros ** exponent``, the pooled zeros being those
+    the next layer reads."""
+    return [L.replace(ofmap_relu_zeros=layers[i + 1].ifmap_zeros ** exponent) if L.name in POOLED_BEFORE[:-1]
+            else L for i, L in enumerate(layers)]
+
+
 def vgg_dram_by_type(sc, vrep) -> str:
     """VGG-16's DRAM total by data type, and how far the unknown zeros of the five ofmaps written before
     pooling can move it. Table VI gives only the pooled zeros the next layer reads; for non-overlapping
@@ -137,8 +145,7 @@ def vgg_dram_by_type(sc, vrep) -> str:
     t = {k: v * 2e-6 for k, v in vrep.total.accesses["DRAM"].items()}
     pre = sum(vrep[n].accesses["DRAM"]["psum"] for n in POOLED_BEFORE) * 2e-6
     wl = [ls.layer for ls in vrep.layers]
-    zeros = {L.name: wl[i + 1].ifmap_zeros for i, L in enumerate(wl[:-1])}
-    indep = [L.replace(ofmap_relu_zeros=zeros[L.name] ** 0.25) if L.name in POOLED_BEFORE[:-1] else L for L in wl]
+    indep = written_at(wl, 0.25)
     free = [L.replace(ofmap_rlc=1e-9) if L.name in POOLED_BEFORE else L for L in wl]
     d_indep, d_free = (sc.score(w).total.dram_MB for w in (indep, free))
     return (f"VGG-16 DRAM by type (MB): ifmaps {t['ifmap']:.1f}, filters {t['filter']:.1f}, ofmaps {t['psum']:.1f} "
@@ -178,11 +185,8 @@ def pooled_zeros_bracket(sc, wl, rep, ref, vrep) -> str:
     conv2 = layers[1].replace(ofmap_relu_zeros=layers[2].ifmap_zeros ** a)
     d2 = sc.score(type(wl)((layers[0], conv2, *layers[2:]), wl.unmodeled, wl.source)).layers[1].dram_MB
     chip2 = ref["layers"][1]["measured"]["dram_MB"]
-    vl = [ls.layer for ls in vrep.layers]
-    pooled = [L.replace(ofmap_relu_zeros=vl[i + 1].ifmap_zeros ** a) if L.name in POOLED_BEFORE[:-1] else L
-              for i, L in enumerate(vl)]
-    d = sc.score(pooled).total.dram_MB
-    return (f"written vs pooled zeros on the chip's data: AlexNet CONV1 writes {zeros_for_rlc(layers[0].ofmap_rlc, layers[0].E * layers[0].F):.3f} "
+    d = sc.score(written_at([ls.layer for ls in vrep.layers], a)).total.dram_MB
+    return (f"written vs pooled zeros on the chip's data: AlexNet CONV1 writes {layers[1].ifmap_zeros ** a:.3f} "
             f"zeros (Sec. IV-B's 30%), CONV2 reads {layers[1].ifmap_zeros:.3f} after 3x3 pooling: written = pooled ** {a:.3f}\n"
             f"  checked on AlexNet CONV2 (3x3 pooling too): DRAM {d2:.3f} MB vs Table V {chip2:g} ({pct(d2, chip2)}; "
             f"next-layer rule {rep.layers[1].dram_MB:.3f}, {pct(rep.layers[1].dram_MB, chip2)})\n"
