@@ -181,7 +181,7 @@ def test_qat_fake_quant_is_what_the_integer_backend_computes(qat_study, request)
             "not measured: the builtin:shapes ResNet-18 QAT arm has not run (session 6: its training ran at 3-16 s "
             "per step on the shared machine and was stopped; session 7 trained it, 10 epochs in 487 s on 2 idle "
             "cores, for the agreement test; session 8 ran two arms, fake-quant/integer agreement 100% in both, not "
-            "the search, which takes hours on 2 cores)")))
+            "the search, which takes hours on 2 cores; session 9: the w4/a4u arm agrees on 99.95% of 2000 images)")))
     res = q["result"]
     want = 1.0 if name == "small_cnn" else 0.99
     assert res["fake_quant_agreement"] >= want
@@ -195,29 +195,21 @@ def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(qat_study, request):
     """Issue 17's target: >= 1.5x less Eyeriss energy than uniform 8 bits with the integer model's
     test top-1 <= 1 point below float (HAQ, CVPR 2019: 1.9x on BitFusion)."""
     name, q = qat_study
-    request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=_QAT_SHORT[name]))
+    if name in _QAT_SHORT:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=_QAT_SHORT[name]))
     assert q["gain_vs_8"] >= 1.5, q["gain_vs_8"]
     assert 100 * (q["test_float"] - q["test_searched"]) <= 1.0
 
 
+# measured short of the target (the small CNN meets it since session 9: unsigned ReLU'd inputs, a 400-step
+# descent and 5000 validation images, bench/quantize_qat.py: 1.52x at +0.28 test points)
 _QAT_SHORT = {
-    "small_cnn": "not met so far: session 8, the bench's defaults with the weights-first descent (all weights to 4 "
-                 "bits kept at -0.1 val points, all inputs to 4 refused at 2.1): the search 1.35x, val within 1 point "
-                 "but 1.8 test points below float; uniform 4 (100 steps) 1.48x at +0.6 test points. Session 7, bench/quantize_qat.py --uniform-steps 400 --descent-steps 400 (other "
-                 "options default, 2 threads): the search reached 1.47x at +0.3 test points (weights conv4 3, fc 3, "
-                 "others 4; inputs conv4 4, conv2 and fc 8; the all-layers descent to 4 bits lost 1.1 val points); "
-                 "uniform w3/a4 after 400 QAT steps is 1.63x at +0.6 test points but 1.1 val points, which the "
-                 "search's acceptance (1 point on validation) refuses. Earlier: with joint widths (session 5) bench/quantize_qat.py measured the searched widths "
-                 "(conv4 4, conv3 5, conv2 4, conv1 3, fc 5) at 1.46x less energy than 8 bits, +0.2 points on 500 val "
-                 "images but 3.3 points below float on the 1000 test images; uniform 4 bits (clipped formats, 100 QAT "
-                 "steps) 1.49x at 0.6 test points. The bench's defaults since session 6 (separate weight/input "
-                 "widths, 100-step all-layers trials, 1000 val images, 100 final steps) were not run to the end on the "
-                 "loaded machine; what ran: on all 1000 val images (float 92.8%) uniform 4 bits after 100 QAT steps "
-                 "from 8 bits is 1.9 points below float (rejected), and uniform weights 3 / inputs 4 bits (1.63x by "
-                 "the model) 100 steps reaches 88.7% fake-quant val, 4.1 points below",
-    "resnet18": "not measured end to end (the search is hours on 2 cores). Session 8 arms (1000 val / 1000 test, float "
-                "test 94.0%, val 94.5%): uniform 4 bits collapses to chance (fake-quant 9.8% before fine-tuning, 10% "
-                "after 400 steps); weights 4 / inputs 8 bits, 1.60x less energy than 8 bits, after 100 QAT steps "
-                "integer test 94.0% (0.0 points) but val 92.9% (1.6 points), which the search's 1-point rule on "
-                "validation would refuse",
+    "resnet18": "not measured end to end: with the bench's defaults (5000 val images, 400-step descent, 42 per-layer "
+                "moves) the search is estimated at 3+ hours on 2 cores (one fake-quant evaluation of 2000 images "
+                "takes ~100 s: the chip's per-product rounding is summed per input code). Session 9 arm (2000 val / "
+                "2000 test, float val 93.55%, test 93.60%): weights 4 / inputs 4 bits with unsigned ReLU'd inputs, "
+                "1.70x less energy than 8 bits, after 100 QAT steps integer val 91.60% (1.9 points), test 92.10% "
+                "(1.5 points), fake-quant agreement 99.95% -- with signed inputs uniform 4 bits had collapsed to "
+                "chance (session 8: 10% after 400 steps); weights 4 / inputs 8, 1.60x: test 0.0 points (session 8, "
+                "100 steps, 1000 test images)",
 }

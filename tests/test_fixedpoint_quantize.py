@@ -289,8 +289,10 @@ def test_search_with_quantization_aware_finetuning(setup):
     narrowed = {k: v for k, v in res.bits.items() if v < 16}
     # the search's arithmetic; the biases and the narrow formats it trained with are kept
     assert set(res.narrow_formats) == set(narrowed)
+    # ReLU'd inputs take unsigned codes: not the image (conv1), nor fc's globally averaged input
+    assert set(res.unsigned_inputs) == set(narrowed) - {"conv1", "fc"}
     fixed = convert(res.model, calib, bits=narrowed or 16, samples=32, equalize=False, bias_correction=False,
-                    narrow_formats=res.narrow_formats)
+                    narrow_formats=res.narrow_formats, act_bits=res.convert_act_bits() or None)
     assert evaluate(fixed, val) == pytest.approx(res.accuracy)  # reported accuracy = integer backend
     assert res.fake_quant_agreement >= 0.95 and abs(res.fake_quant_accuracy - res.accuracy) <= 0.05
     d = res.to_dict()
@@ -333,7 +335,7 @@ def test_search_with_separate_weight_and_input_widths(setup):
                                               wl.unmodeled, wl.source)).total.energy_total
     assert res.energy == pytest.approx(want, rel=1e-9)
     assert res.final_steps == 1
-    fixed = convert(res.model, calib, bits=res.bits, act_bits=res.act_bits or None, samples=32, equalize=False,
+    fixed = convert(res.model, calib, bits=res.bits, act_bits=res.convert_act_bits() or None, samples=32, equalize=False,
                     bias_correction=False, narrow_formats=res.narrow_formats)
     assert evaluate(fixed, val) == pytest.approx(res.accuracy)
     with pytest.raises(HwawareError, match="final_steps"):
@@ -379,3 +381,71 @@ def test_table_warns_when_the_integer_model_misses_max_drop():
     assert "WARNING" in bad and "10.10 points below float" in bad and "--finetune-steps 0" in bad
     assert "WARNING" not in QuantizeResult(accuracy=0.925, **kw).table()
 
+
+
+class _Branches(torch.nn.Module):
+    """Inputs of every kind: the image (c1), a max-pooled ReLU (c2), a raw conv output (c3), a residual
+    sum with a ReLU (c4) and without (c5), a flattened ReLU (fc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        conv = lambda: torch.nn.Conv2d(4, 4, 3, padding=1)  # noqa: E731
+        self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.c2, self.c3, self.c4, self.c5 = conv(), conv(), conv(), conv()
+        self.fc = torch.nn.Linear(4 * 16 * 16, 10)
+        self.pool = torch.nn.MaxPool2d(2)
+
+    def forward(self, x):
+        h2 = self.c2(self.pool(torch.relu(self.c1(x))))
+        h3 = self.c3(h2)
+        y = self.c4(torch.relu(h3 + h2)) + self.c5(h3 + h2)
+        return self.fc(torch.flatten(torch.relu(y), 1))
+
+
+def test_nonnegative_inputs_follow_the_integer_graph():
+    from hwaware.fixedpoint.clip_formats import input_code_bits, nonnegative_inputs
+
+    torch.manual_seed(0)
+    model = _Branches().eval()
+    x = torch.randn(8, 3, 32, 32)
+    got = nonnegative_inputs(convert(model, x, samples=8))
+    assert got == {"c2", "c4", "fc"}
+    assert input_code_bits({"c1": 3, "c2": 3, "fc": 16}, got) == {"c1": 3, "c2": 4, "fc": 16}
+
+
+def test_unsigned_inputs_hold_codes_0_to_2_pow_a_minus_1(setup):
+    """At 3-bit inputs, unsigned codes of the ReLU'd inputs (the search's default) against signed ones
+    (``unsigned_inputs=False``): the unsigned model's narrowed inputs hold codes within 0..7 (all 8
+    levels used) in a 4-bit format, its integer model computes what its fake quantization did, and
+    the energy is the signed one's (the energy model moves 3 bits either way). What it buys in
+    accuracy on trained networks is measured in bench/quantize_qat.py."""
+    model, calib, val = setup
+    train = [(xb, yb) for xb, yb in val]
+    out = {}
+    for unsigned in (True, False):
+        torch.manual_seed(0)
+        search = BitWidthSearch(model, calibration_data=calib, val_data=val, max_drop=100.0, widths=(3,),
+                                samples=32, train_data=train, finetune_steps=2, separate=True, descent_to=3,
+                                unsigned_inputs=unsigned)
+        list(search.steps())
+        out[unsigned] = search.result
+    res = out[True]
+    assert set(res.act_bits.values()) <= {3} and set(res.bits.values()) == {3}
+    # signed: conv1 (the image) and fc (a global average pooling into a finer format, which may wrap)
+    assert set(res.unsigned_inputs) == set(res.order) - {"conv1", "fc"} and not out[False].unsigned_inputs
+    assert res.convert_act_bits() == {k: 4 for k in res.unsigned_inputs}
+    assert res.energy == pytest.approx(out[False].energy, rel=1e-12)
+    fixed = convert(res.model, calib, bits=res.bits, act_bits=res.convert_act_bits(), samples=32, equalize=False,
+                    bias_correction=False, narrow_formats=res.narrow_formats)
+    run = fixed.run(fixed.quantize_input(calib), keep=True)
+    seen = set()
+    for op in fixed.int_ops:
+        if getattr(op, "fxq", None) is not None and op.name in res.unsigned_inputs:
+            codes = op.prepare(run.values[op.inputs[0]], fixed.arith)
+            assert op.fxq.bits == 4 and codes.min() >= 0 and codes.max() <= 7
+            assert codes.max() == 7  # the clipped format uses the whole unsigned range
+            seen.add(op.name)
+    assert seen == set(res.unsigned_inputs)
+    assert evaluate(fixed, val) == pytest.approx(res.accuracy)
+    assert res.fake_quant_agreement >= 0.95
+    assert "3u" in res.table()

@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--separate-widths", action="store_true",
                    help="step each layer's weights and input activations apart (JSON act_bits: the inputs' widths "
                         "where they differ from bits)")
+    p.add_argument("--signed-inputs", action="store_true",
+                   help="keep ReLU'd inputs in signed codes (default with fine-tuning: unsigned codes 0..2**a-1, "
+                        "JSON unsigned_inputs)")
     p.add_argument("--descent-steps", type=int, default=None, metavar="N",
                    help="fine-tuning steps of each all-layers trial (default: --finetune-steps)")
     p.add_argument("--descent-to", type=int, default=None, metavar="BITS",
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                    samples=args.samples, train_data=train, finetune_steps=args.finetune_steps,
                    finetune_lr=args.finetune_lr, batch=args.batch, start=args.start, separate=args.separate_widths,
                    descent_steps=args.descent_steps, final_steps=args.final_steps, descent_to=args.descent_to,
-                   progress=not args.quiet)
+                   unsigned_inputs=not args.signed_inputs, progress=not args.quiet)
     write_json(args.out, {"target": args.target, "data": args.data, **res.to_dict()})
     print(f"{args.target} on {args.data}")
     print(res.table())

@@ -16,7 +16,10 @@ per accuracy lost.
    ``act_bits`` of the :class:`~hwaware.workload.Layer`, which scale the energy model's data
    movement and MAC energy); products still accumulate as the fixed-point backend says. With
    ``separate=True`` the weights and the input step down apart (``result.act_bits`` holds the inputs'
-   widths where they differ; ``convert(act_bits=...)`` takes them).
+   widths where they differ). With quantization-aware fine-tuning, an input the integer graph
+   keeps non-negative (a ReLU's output) takes unsigned codes ``0 .. 2**a - 1`` (``result.unsigned_inputs``;
+   ``unsigned_inputs=False`` keeps them signed; :mod:`.clip_formats`); ``convert(act_bits=result.convert_act_bits())``
+   takes the formats that hold them.
 
 Accuracy is measured with the integer backend (:func:`hwaware.fixedpoint.convert` with
 ``bits={layer: width}``), by default in the chip's arithmetic (:data:`~hwaware.fixedpoint.format.DEFAULT_ARITHMETIC`,
@@ -99,7 +102,18 @@ class QuantizeResult:
     # each layer's input width where the search gave it apart from its weights' (``bits``); convert(act_bits=)
     act_bits: dict[str, int] = field(default_factory=dict)
     final_steps: int = 0  # fine-tuning steps of the chosen widths after the search
+    # layers whose narrowed input is unsigned: codes 0 .. 2**a - 1, held in an (a+1)-bit signed format
+    unsigned_inputs: tuple[str, ...] = ()
     model: torch.nn.Module | None = field(default=None, repr=False, compare=False)  # fine-tuned, BN folded
+
+    def convert_act_bits(self) -> dict[str, int]:
+        """``convert(act_bits=...)`` for these widths: each narrowed layer's input format width where it
+        differs from the weights' (an unsigned ``a``-bit input is an ``(a+1)``-bit format, see
+        :mod:`.clip_formats`)."""
+        from .clip_formats import input_code_bits
+
+        act = {k: self.act_bits.get(k, b) for k, b in self.bits.items() if min(b, self.act_bits.get(k, b)) < 16}
+        return {k: c for k, c in input_code_bits(act, set(self.unsigned_inputs)).items() if c != self.bits[k]}
 
     @property
     def saved_vs_16(self) -> float:
@@ -115,6 +129,7 @@ class QuantizeResult:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "trials")}
         d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
         d["narrow_formats"] = {k: list(v) for k, v in self.narrow_formats.items()}
+        d["unsigned_inputs"] = list(self.unsigned_inputs)
         d["trials"] = [asdict(t) for t in self.trials]
         d["saved_vs_16"], d["saved_vs_8"] = self.saved_vs_16, self.saved_vs_8
         return d
@@ -122,8 +137,8 @@ class QuantizeResult:
     def table(self) -> str:
         lines = [f"{'layer':<24} {'energy share':>12} {'bits':>5} {'input bits':>10}"]
         for name in self.order:
-            lines.append(f"{name[:24]:<24} {100 * self.energy_share[name]:>11.1f}% {self.bits[name]:>5} "
-                         f"{self.act_bits.get(name, self.bits[name]):>10}")
+            a = f"{self.act_bits.get(name, self.bits[name])}{'u' if name in self.unsigned_inputs else ''}"
+            lines.append(f"{name[:24]:<24} {100 * self.energy_share[name]:>11.1f}% {self.bits[name]:>5} {a:>10}")
         lines += [
             "",
             f"{'':<14} {'top-1':>7} {'energy':>12}   (Eyeriss model, x one 16-bit MAC, per batch of {self.batch})",
@@ -156,7 +171,7 @@ class BitWidthSearch:
                  samples: int | None = 256, train_data: Any = None, finetune_steps: int = 0,
                  finetune_lr: float = 0.001, batch: int = 1, start: int = START, clip: bool = True,
                  separate: bool = False, descent_steps: int | None = None, final_steps: int = 0,
-                 descent_to: int | None = None) -> None:
+                 descent_to: int | None = None, unsigned_inputs: bool = True) -> None:
         from .._checks import check_dim
         from ..eyeriss import Scorer
         from ..profiler import profile
@@ -209,6 +224,13 @@ class BitWidthSearch:
         self.workload = profiled.with_batch(batch)
         if not self.workload.layers:
             raise HwawareError("quantize: the model has no Conv/Linear layer to quantize")
+        #: layers whose narrowed input takes unsigned codes (fine-tuned search in clipped formats only:
+        #: there the narrowed input saturates, so its codes stay within 0 .. 2**a - 1)
+        self.unsigned: frozenset[str] = frozenset()
+        if unsigned_inputs and finetune_steps and self.clip:
+            from .clip_formats import nonnegative_inputs
+
+            self.unsigned = nonnegative_inputs(convert(model, self.calib[:16], bits=16, samples=16, **self.arith))
         report = self.scorer.score(self.workload)
         energies = {ls.name: ls.energy_total for ls in report.layers}
         total = sum(energies.values())
@@ -224,6 +246,13 @@ class BitWidthSearch:
                        for lay in wl.layers)
         return float(self.scorer.score(type(wl)(layers, wl.unmodeled, wl.source)).total.energy_total)
 
+    def input_codes(self, bits: dict[str, int], act_bits: dict[str, int] | None = None) -> dict[str, int]:
+        """Widths of the signed formats the backends hold each layer's input in: the input's width
+        (``act_bits``, else ``bits``), one more for an unsigned input (:attr:`unsigned`)."""
+        from .clip_formats import input_code_bits
+
+        return input_code_bits({**bits, **(act_bits or {})}, self.unsigned)
+
     def accuracy(self, bits: dict[str, int] | int, model: torch.nn.Module | None = None,
                  act_bits: dict[str, int] | None = None) -> float:
         """Top-1 of the integer backend converted from ``model`` (default: the given model)."""
@@ -231,6 +260,7 @@ class BitWidthSearch:
 
         act = {} if isinstance(bits, int) else {**bits, **(act_bits or {})}
         narrowed = bits if isinstance(bits, int) else {k: v for k, v in bits.items() if min(v, act[k]) < 16}
+        act = self.input_codes(act) if act else act
         apart = {k: act[k] for k in narrowed if act[k] != narrowed[k]} if act else {}
         fixed = convert(self.model if model is None else model, self.calib, bits=narrowed, samples=self.samples,
                         act_bits=apart or None, **self.arith)
@@ -284,8 +314,9 @@ class BitWidthSearch:
         keep = {k: v for k, v in keep.items()
                 if bits.get(k, 16) == self.kept_bits.get(k) and act.get(k, 16) == self.kept_act.get(k)}
         new = {k: b for k, b in bits.items() if min(b, act[k]) < 16 and k not in keep}
+        codes = self.input_codes(act)
         got = narrow_formats(self.folded, new, self.calib, rounding=self.arith["rounding"],
-                             headroom=HEADROOM_BITS, act_bits={k: act[k] for k in new}) if new else {}
+                             headroom=HEADROOM_BITS, act_bits={k: codes[k] for k in new}) if new else {}
         return {**keep, **got}
 
     def fake_quant(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None,
@@ -294,14 +325,15 @@ class BitWidthSearch:
         from .qat import FakeQuant
 
         return FakeQuant(self.folded, bits, calibration_data=self.calib, headroom=HEADROOM_BITS,
-                         narrow_formats=formats, act_bits=act_bits, **self.arith)
+                         narrow_formats=formats, act_bits=self.input_codes(bits, act_bits), **self.arith)
 
     def convert_finetuned(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None,
                           act_bits: dict[str, int] | None = None) -> Any:
         """The folded, fine-tuned model on the integer backend: the codes, biases and formats it trained on."""
         act = {**bits, **(act_bits or {})}
         narrowed = {k: v for k, v in bits.items() if min(v, act[k]) < 16}
-        apart = {k: act[k] for k in narrowed if act[k] != bits[k]}
+        codes = self.input_codes(act)
+        apart = {k: codes[k] for k in narrowed if codes[k] != bits[k]}
         return convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
                        bias_correction=False, headroom_bits=HEADROOM_BITS, narrow_formats=formats or None,
                        act_bits=apart or None, **self.arith)
@@ -443,7 +475,8 @@ class BitWidthSearch:
             energy_16=self.energy({}), energy_8=self.energy({k: 8 for k in self.order}),
             energy=self.energy(bits, act), max_drop=self.max_drop, trials=tuple(trials),
             batch=self.workload.layers[0].N, finetune_steps=self.finetune_steps,
-            act_bits={k: v for k, v in act.items() if v != bits[k]}, **extra, **self.arith)
+            act_bits={k: v for k, v in act.items() if v != bits[k]},
+            unsigned_inputs=tuple(k for k in self.order if k in self.unsigned and act[k] < 16), **extra, **self.arith)
 
 
 def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, max_drop: float = 1.0,
@@ -452,7 +485,7 @@ def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, ma
              train_data: Any = None, finetune_steps: int = 0, finetune_lr: float = 0.001,
              batch: int = 1, start: int = START, clip: bool = True, separate: bool = False,
              descent_steps: int | None = None, final_steps: int = 0, descent_to: int | None = None,
-             progress: bool = False) -> QuantizeResult:
+             unsigned_inputs: bool = True, progress: bool = False) -> QuantizeResult:
     """Run :class:`BitWidthSearch` to the end (a tqdm bar per trial when ``progress``)."""
     from tqdm import tqdm
 
@@ -461,7 +494,7 @@ def quantize(model: torch.nn.Module, *, calibration_data: Any, val_data: Any, ma
                             hardware=hardware, samples=samples, train_data=train_data,
                             finetune_steps=finetune_steps, finetune_lr=finetune_lr, batch=batch, start=start,
                             clip=clip, separate=separate, descent_steps=descent_steps, final_steps=final_steps,
-                            descent_to=descent_to)
+                            descent_to=descent_to, unsigned_inputs=unsigned_inputs)
     bar = tqdm(desc="quantize", unit="trial", disable=not progress, leave=False)
     for t in search.steps():
         bar.set_postfix_str(f"{t.layer}{'' if t.operand == 'both' else ' ' + t.operand} {t.bits}b drop {t.drop:.2f}")

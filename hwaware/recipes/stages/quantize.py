@@ -52,6 +52,8 @@ def _spec() -> StageDef:
                    "quantization matching the integer backend; 0: post-training search)", low=0),
             Option("separate_widths", "bool", False, "search: step each layer's weights and input activations "
                    "apart (convert's act_bits); weights dominate small networks' energy"),
+            Option("unsigned_inputs", "bool", True, "search with fine-tuning: ReLU'd inputs take unsigned codes "
+                   "0..2**a-1 (false: signed, half the levels)"),
             Option("descent_steps", "int", None, "search: fine-tuning steps of each all-layers trial (default: "
                    "finetune_steps)", nullable=True, low=0),
             Option("descent_to", "int", None, "search: narrowest width of the all-layers descent (default: the "
@@ -93,7 +95,8 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
                           train_data=ctx.train_loader if o["finetune_steps"] else None,
                           finetune_steps=o["finetune_steps"], finetune_lr=o["finetune_lr"],
                           separate=o["separate_widths"], descent_steps=o["descent_steps"],
-                          final_steps=o["final_steps"], descent_to=o["descent_to"], batch=ctx.settings["batch"], progress=ctx.progress)
+                          final_steps=o["final_steps"], descent_to=o["descent_to"], unsigned_inputs=o["unsigned_inputs"],
+                          batch=ctx.settings["batch"], progress=ctx.progress)
         act_bits = dict(search.act_bits)
         bits = {k: v for k, v in search.bits.items() if min(v, act_bits.get(k, v)) < 16}
         if search.model is not None:  # fine-tuned: continue with those weights, in the user's architecture
@@ -104,8 +107,8 @@ def run_quantize(ctx: RunContext, stage: Stage) -> StageResult:
     # no bias correction towards the unquantized float model, the search's headroom)
     qat = search is not None and search.model is not None
     extra = {"headroom_bits": HEADROOM_BITS, "narrow_formats": search.narrow_formats or None} if qat else {}
-    if search is not None and act_bits:
-        extra["act_bits"] = act_bits
+    if search is not None and search.convert_act_bits():
+        extra["act_bits"] = search.convert_act_bits()  # input format widths (an unsigned input: one more)
     fixed = convert(ctx.model, calib, bits=bits if bits else 16, mode=o["mode"], rounding=o["rounding"],
                     overflow=o["overflow"], samples=o["samples"], bias_correction=o["bias_correction"] and not qat,
                     equalize=not qat, progress=ctx.progress, **extra)
