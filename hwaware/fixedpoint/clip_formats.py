@@ -130,12 +130,14 @@ def narrow_formats(model: nn.Module, bits: Mapping[str, int], calibration_data: 
 
 
 def nonnegative_inputs(fixed: Any) -> frozenset[str]:
-    """The Conv/Linear layers of the integer model ``fixed`` (a :class:`~hwaware.fixedpoint.model.FixedPointModel`)
-    whose input codes are never negative, by the graph's structure, whatever the data: the input is
-    a layer's or a residual add's fused ReLU (applied to the output codes), a ReLU, a clamp at a bound >= 0, a max pooling of such a value, an average
-    pooling of one that shifts no code left (the average of codes never exceeds the largest, so it
-    cannot overflow) or saturates, or a reshape, permute or slice of one. Anything else (the model's input, a
-    residual sum that may wrap, a concatenation that requantizes) counts as signed."""
+    """The Conv/Linear layers of the integer model ``fixed`` (a
+    :class:`~hwaware.fixedpoint.model.FixedPointModel`) whose input codes are never negative, by the
+    graph's structure, whatever the data: the input is a layer's or a residual add's fused ReLU
+    (applied to the output codes), a ReLU, a clamp at a bound >= 0, a max pooling of such a value, an
+    average pooling of one that shifts no code left (the average of codes never exceeds the largest,
+    so it cannot overflow) or saturates, or a reshape, permute or slice of one. Anything else (the
+    model's input, a residual sum without a fused ReLU, a concatenation that requantizes) counts as
+    signed."""
     from .act_ops import ClampOp, WindowPoolOp
     from .graph_ops import AddOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 

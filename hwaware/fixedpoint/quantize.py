@@ -253,15 +253,21 @@ class BitWidthSearch:
 
         return input_code_bits({**bits, **(act_bits or {})}, self.unsigned)
 
+    def convert_widths(self, bits: dict[str, int], act_bits: dict[str, int] | None = None
+                       ) -> tuple[dict[str, int], dict[str, int]]:
+        """``convert``'s ``bits`` (the layers narrowed below 16 bits in weights or input) and ``act_bits``
+        (their input formats' widths where those differ from the weights', :meth:`input_codes`)."""
+        act = {**bits, **(act_bits or {})}
+        narrowed = {k: v for k, v in bits.items() if min(v, act[k]) < 16}
+        codes = self.input_codes(act)
+        return narrowed, {k: codes[k] for k in narrowed if codes[k] != bits[k]}
+
     def accuracy(self, bits: dict[str, int] | int, model: torch.nn.Module | None = None,
                  act_bits: dict[str, int] | None = None) -> float:
         """Top-1 of the integer backend converted from ``model`` (default: the given model)."""
         from ..train import evaluate
 
-        act = {} if isinstance(bits, int) else {**bits, **(act_bits or {})}
-        narrowed = bits if isinstance(bits, int) else {k: v for k, v in bits.items() if min(v, act[k]) < 16}
-        act = self.input_codes(act) if act else act
-        apart = {k: act[k] for k in narrowed if act[k] != narrowed[k]} if act else {}
+        narrowed, apart = (bits, {}) if isinstance(bits, int) else self.convert_widths(bits, act_bits)
         fixed = convert(self.model if model is None else model, self.calib, bits=narrowed, samples=self.samples,
                         act_bits=apart or None, **self.arith)
         return evaluate(fixed, self.val)
@@ -330,10 +336,7 @@ class BitWidthSearch:
     def convert_finetuned(self, bits: dict[str, int], formats: dict[str, tuple[int, int]] | None = None,
                           act_bits: dict[str, int] | None = None) -> Any:
         """The folded, fine-tuned model on the integer backend: the codes, biases and formats it trained on."""
-        act = {**bits, **(act_bits or {})}
-        narrowed = {k: v for k, v in bits.items() if min(v, act[k]) < 16}
-        codes = self.input_codes(act)
-        apart = {k: codes[k] for k in narrowed if codes[k] != bits[k]}
+        narrowed, apart = self.convert_widths(bits, act_bits)
         return convert(self.folded, self.calib, bits=narrowed or 16, samples=self.samples, equalize=False,
                        bias_correction=False, headroom_bits=HEADROOM_BITS, narrow_formats=formats or None,
                        act_bits=apart or None, **self.arith)
