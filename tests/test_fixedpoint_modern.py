@@ -91,6 +91,74 @@ def test_modern_ops_bit_exact_against_golden(mode, rounding, overflow):
     assert all(lr.approx_error == 0 for lr in fixed.report.layers if lr.op in ("ReLU6", "Hardswish"))
 
 
+class _Pools(nn.Module):
+    """Pooling as functions (``functional=True``) or as the modules they compute."""
+
+    def __init__(self, functional: bool, dims: int = 2):
+        super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        self.functional, self.dims = functional, dims
+        self.c1, self.c2, self.fc = conv(3, 6, 3, padding=1), conv(6, 6, 3, padding=1), nn.Linear(6, 4)
+        if dims == 2:
+            self.m1, self.m2 = nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d(2)
+            self.a1, self.a2 = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), nn.AdaptiveAvgPool2d(1)
+        else:
+            self.m1, self.m2 = nn.MaxPool1d(3, 2, 1, ceil_mode=True), nn.MaxPool1d(2)
+            self.a1, self.a2 = nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), nn.AdaptiveAvgPool1d(1)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x))
+        if not self.functional:
+            x = self.a1(self.m2(F.relu(self.c2(self.m1(x)))))
+            return self.fc(self.a2(x).flatten(1))
+        if self.dims == 2:  # positional, keyword and torch.* spellings
+            x = F.max_pool2d(x, 3, 2, 1, ceil_mode=True)
+            x = torch.max_pool2d(F.relu(self.c2(x)), 2)
+            x = F.avg_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+            return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        x = F.max_pool1d(x, 3, 2, 1, ceil_mode=True)
+        x = F.max_pool1d(F.relu(self.c2(x)), 2)
+        x = F.avg_pool1d(x, 3, 2, 1, True, False)
+        return self.fc(F.adaptive_avg_pool1d(x, 1).flatten(1))
+
+
+@pytest.mark.parametrize("dims", [2, 1])
+@pytest.mark.parametrize("mode", ["wide", "eyeriss"])
+def test_pooling_functions_convert_as_their_modules(mode, dims):
+    """F.max_pool*/torch.max_pool2d/F.avg_pool*/F.adaptive_avg_pool* give the integer ops of the
+    equivalent modules: the same codes at every op, and (2-D) the golden reference's codes."""
+    torch.manual_seed(0)
+    mods = _Pools(False, dims).eval()
+    funs = _Pools(True, dims).eval()
+    funs.load_state_dict(mods.state_dict())
+    x = torch.randn(5, 3, 11, 11) if dims == 2 else torch.randn(5, 3, 23)
+    assert torch.equal(funs(x), mods(x))
+    fa, fb = convert(mods, x, mode=mode), convert(funs, x, mode=mode)
+    pools = [op for op in fb.int_ops if isinstance(op, WindowPoolOp)]
+    assert [op.kind for op in pools] == ["max", "max", "avg", "avg"]
+    ra, rb = fa.run(fa.quantize_input(x), keep=True), fb.run(fb.quantize_input(x), keep=True)
+    assert len(ra.values) == len(rb.values)
+    for k, (a, b) in enumerate(zip(ra.values, rb.values)):
+        assert np.array_equal(a, b), fb.int_ops[k].name
+    if dims == 2:
+        for k, op in enumerate(fb.int_ops):
+            if isinstance(op, WindowPoolOp):
+                want = _golden_run(op, [rb.values[j] for j in op.inputs], fb.arith)
+                assert np.array_equal(rb.values[k], want), op.name
+    kind = "pool2d" if dims == 2 else "pool1d"
+    assert [lr.op for lr in fb.report.layers if "pool" in lr.op] == [
+        f"max_{kind}", f"max_{kind}", f"avg_{kind}", f"adaptive_avg_{kind}"]  # reports name the function
+
+
+def test_pooling_function_errors_name_the_function():
+    class M(nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(x, 2, divisor_override=3)
+
+    with pytest.raises(UnsupportedLayerError, match=r"avg_pool2d.*divisor_override"):
+        convert(nn.Sequential(nn.Conv2d(3, 3, 1), M()), torch.randn(2, 3, 4, 4))
+
+
 def test_conv2d_same_converts_as_the_padded_conv():
     timm = pytest.importorskip("timm")
     from timm.layers import Conv2dSame

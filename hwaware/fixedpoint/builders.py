@@ -18,7 +18,7 @@ from .format import FixedFormat, frac_bits_for, pair
 from .graph_ops import ConvOp, wide_bias_codes
 from .intop import IntOp
 
-__all__ = ["BN_FOR", "OpBuilders", "base_type", "same_pads"]
+__all__ = ["BN_FOR", "OpBuilders", "base_type", "pooling_module", "same_pads"]
 
 BN_FOR = {nn.Conv1d: (nn.BatchNorm1d,), nn.Conv2d: (nn.BatchNorm2d,), nn.Linear: (nn.BatchNorm1d,)}
 
@@ -56,6 +56,37 @@ _ACTIVATION_TYPES = (nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.Hardswish, nn.Hards
 def _first(v: Any) -> int:
     return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
 
+
+
+#: pooling functions -> (the module they compute, the names of their arguments after the input, in order)
+_MAX_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVG_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+_POOL_FUNCTIONS: dict[Any, tuple[type, tuple[str, ...]]] = {
+    nn.functional.max_pool1d: (nn.MaxPool1d, _MAX_ARGS), torch.max_pool1d: (nn.MaxPool1d, _MAX_ARGS),
+    nn.functional.max_pool2d: (nn.MaxPool2d, _MAX_ARGS), torch.max_pool2d: (nn.MaxPool2d, _MAX_ARGS),
+    nn.functional.avg_pool1d: (nn.AvgPool1d, _AVG_ARGS[:5]), nn.functional.avg_pool2d: (nn.AvgPool2d, _AVG_ARGS),
+    nn.functional.adaptive_avg_pool1d: (nn.AdaptiveAvgPool1d, ("output_size",)),
+    nn.functional.adaptive_avg_pool2d: (nn.AdaptiveAvgPool2d, ("output_size",)),
+}
+
+
+def pooling_module(node: torch.fx.Node) -> nn.Module | None:
+    """The pooling module a pooling function call computes (``F.max_pool2d(x, 3, 2, 1)`` ->
+    ``nn.MaxPool2d(3, 2, 1)``, ``torch.max_pool2d``, ``F.avg_pool1d/2d``, ``F.adaptive_avg_pool1d/2d``),
+    so that both forms take one path; None for any other node."""
+    if node.op != "call_function":
+        return None
+    try:
+        cls, names = _POOL_FUNCTIONS[node.target]
+    except (KeyError, TypeError):  # TypeError: an unhashable target
+        return None
+    if len(node.args) - 1 > len(names):
+        return None
+    kwargs = dict(zip(names, node.args[1:]), **node.kwargs)
+    kwargs.pop("input", None)
+    if kwargs.get("stride") in ((), []):  # torch.max_pool2d's default: the kernel size
+        kwargs["stride"] = None
+    return cls(**kwargs)
 
 
 class OpBuilders:
@@ -131,16 +162,19 @@ class OpBuilders:
             return FixedFormat(frac_bits_for(top, bits), bits)
         return FixedFormat(frac_bits_for(top, bits, headroom=self.headroom), bits)
 
-    def pool_op(self, name, mod, j, int_ops, out) -> WindowPoolOp:
+    def pool_op(self, name, mod, j, int_ops, out, label: str | None = None) -> WindowPoolOp:
+        """The integer op of a pooling module (or of the module a pooling function computes,
+        :func:`pooling_module`; ``label``: the function's name, for reports)."""
         t = type(mod)
+        label = label or t.__name__
         fx = int_ops[j].fy
         dims = 1 if t.__name__.endswith("1d") else 2
         kind = "max" if t.__name__.startswith("Max") else "avg"
         if kind == "max" and (any(d != 1 for d in pair(mod.dilation, "dilation")) or mod.return_indices):
-            raise UnsupportedLayerError(f"convert: layer '{name}' ({t.__name__}): max pooling with dilation "
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): max pooling with dilation "
                                         f"or return_indices is not supported")
         if getattr(mod, "divisor_override", None):
-            raise UnsupportedLayerError(f"convert: layer '{name}' ({t.__name__}): divisor_override is not "
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): divisor_override is not "
                                         f"supported")
         fy = fx if kind == "max" else self.act_format(out)
         if t.__name__.startswith("Adaptive"):
@@ -148,13 +182,13 @@ class OpBuilders:
             osz = (1, size if isinstance(size, int) else size[0]) if dims == 1 else pair(size, "output_size")
             if None in osz:
                 raise UnsupportedLayerError(f"convert: layer '{name}': adaptive output size None is not supported")
-            return WindowPoolOp(name, t.__name__, (j,), fy, "avg", fx, adaptive=osz, dims=dims)
+            return WindowPoolOp(name, label, (j,), fy, "avg", fx, adaptive=osz, dims=dims)
         k = mod.kernel_size
         st = mod.stride if mod.stride is not None else k
         pad = mod.padding
         if dims == 1:
             k, st, pad = (1, _first(k)), (1, _first(st)), (0, _first(pad))
-        return WindowPoolOp(name, t.__name__, (j,), fy, kind, fx, pair(k, "kernel"), pair(st, "stride"),
+        return WindowPoolOp(name, label, (j,), fy, kind, fx, pair(k, "kernel"), pair(st, "stride"),
                             pair(pad, "padding"), bool(mod.ceil_mode),
                             bool(getattr(mod, "count_include_pad", True)), dims=dims)
 

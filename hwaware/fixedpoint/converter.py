@@ -27,10 +27,10 @@ from .._fx import (
 )
 from ..errors import HwawareError, UnsupportedLayerError
 from . import shape_expr
-from .act_ops import MulOp, WindowPoolOp
+from .act_ops import MulOp
 from .bias import correct_bias
-from .builders import BN_FOR, OpBuilders, base_type, same_pads
-from .format import FixedFormat, frac_bits_for, pair
+from .builders import BN_FOR, OpBuilders, base_type, pooling_module, same_pads
+from .format import FixedFormat, frac_bits_for
 from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 from .intop import InputOp, IntOp
 from .model import ConversionReport, FixedPointModel, LayerReport
@@ -43,7 +43,7 @@ SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-la
              "BatchNorm or timm BatchNormAct2d folded and ReLU fused), BatchNorm elsewhere (per-channel affine), "
              "LayerNorm over channels (channels last, or first as timm LayerNorm2d), ReLU, ReLU6, Hardtanh, "
              "LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, "
-             "AdaptiveAvgPool1d/2d, mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply "
+             "AdaptiveAvgPool1d/2d (modules or functions), mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply "
              "(also by a per-channel constant), cat, split/chunk, x[:, a:b], flatten/view/reshape (sizes "
              "from x.size() and arithmetic on them), permute/transpose/contiguous")
 
@@ -401,11 +401,9 @@ class Converter(OpBuilders, NormBuilders):
                              int_ops[jb].fy), True
             if fname == "mean" or node.target is torch.mean:
                 return self.mean_op(name, node, fenv, inp, int_ops), True
-            if node.target is nn.functional.adaptive_avg_pool2d:
-                j = inp(node.args[0])
-                size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
-                return WindowPoolOp(name, "adaptive_avg_pool2d", (j,), self.act_format(fenv[node]), "avg",
-                                    int_ops[j].fy, adaptive=pair(size, "output_size")), True
+            pool = pooling_module(node)
+            if pool is not None:
+                return self.pool_op(name, pool, inp(node.args[0]), int_ops, fenv[node], label=fname), True
             if node.target in STOCHASTIC_DEPTH_FUNCTIONS or node.target in DROPOUT_FUNCTIONS:
                 j = inp(node.args[0])
                 return ReshapeOp(name, fname, (j,), int_ops[j].fy, 0, 0), False
