@@ -125,7 +125,10 @@ def torch_pruning_groups(model: nn.Module, x: torch.Tensor) -> int | str:
         import torch_pruning as tp
     except ImportError:
         return "n/a"
-    head = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == NUM_CLASSES]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    head = [m for m in layers if isinstance(m, nn.Linear) and m.out_features == NUM_CLASSES]
+    if layers and isinstance(layers[-1], nn.Conv2d) and layers[-1].out_channels == NUM_CLASSES:
+        head.append(layers[-1])  # a convolutional classifier (SqueezeNet's): its outputs are the classes
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -449,6 +449,54 @@ def test_split_sizes_held_by_an_attribute_are_rewritten():
     assert not blocked.prunable and "literal sizes [4, 3]" in blocked.reason
 
 
+class _Res2(nn.Module):
+    """Res2Net's multi-scale block: equal parts of one size read from ``self.width``."""
+
+    def __init__(self, width: int = 3, scale: int = 4):
+        super().__init__()
+        self.width, self.scale = width, scale
+        self.conv1 = nn.Conv2d(3, width * scale, 1)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(scale - 1))
+        self.conv3 = nn.Conv2d(width * scale, 4, 1)
+
+    def forward(self, x):
+        parts = torch.split(torch.relu(self.conv1(x)), self.width, 1)
+        outs, sp = [], None
+        for i, conv in enumerate(self.convs):
+            sp = parts[i] if sp is None else sp + parts[i]
+            sp = torch.relu(conv(sp))
+            outs.append(sp)
+        return self.conv3(torch.cat([*outs, parts[-1]], 1))
+
+
+def test_split_size_held_by_an_int_attribute_is_rewritten():
+    torch.manual_seed(0)
+    model = _Res2().eval()
+    x = torch.randn(2, 3, 7, 7)
+    graph = ChannelGraph(model, x)
+    g = graph.group("conv1")
+    # unit i is channel i of every part: the parts stay equal
+    assert g.prunable and g.size == 3 and g.width == 12
+    assert sorted(c for m, c in g.units[1] if m == "conv1") == [1, 4, 7, 10]
+    small = graph.shrink({"conv1": [0, 2]}).eval()
+    assert small.width == 2 and small.conv1.out_channels == 8 and small.convs[1].out_channels == 2
+    masked = copy.deepcopy(model)
+    for conv, c in ((masked.conv1, 1), (masked.conv1, 4), (masked.conv1, 7), (masked.conv1, 10),
+                    (masked.convs[0], 1), (masked.convs[1], 1)):
+        conv.weight.data[c] = 0  # convs.0/1's outputs are added to parts 1/2: coupled with them
+        conv.bias.data[c] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
+    assert model.width == 3  # the user's model is untouched
+    # no attribute holds the size (width 4, scale 6; split by 3): blocked, as a literal
+    class Literal(_Res2):
+        def forward(self, x):
+            return self.conv3(torch.cat(torch.split(torch.relu(self.conv1(x)), 3, 1), 1))
+
+    blocked = ChannelGraph(Literal(width=4, scale=6), torch.randn(1, 3, 5, 5)).group("conv1")
+    assert blocked.prunable is False and "literal sizes" in blocked.reason
+
+
 def test_untraceable_model_names_the_module():
     class Branchy(nn.Module):
         def forward(self, x):

@@ -66,3 +66,18 @@ def test_zoo_surgery_fast(spec):
 @pytest.mark.parametrize("spec", SLOW)
 def test_zoo_surgery_slow(spec):
     _check(spec, 64)
+
+
+def test_convolutional_classifier_is_no_group_on_either_side():
+    """SqueezeNet's classifier is a 1x1 Conv2d whose outputs are the classes: Torch-Pruning is told to
+    ignore it as it ignores a Linear head, and hwaware blocks it (before this, Torch-Pruning counted
+    26 groups to hwaware's 25)."""
+    torch.manual_seed(0)
+    model = zoo.build("tv:squeezenet1_0").eval()
+    x = torch.randn(1, 3, 32, 32)
+    head = model.classifier[1]
+    assert isinstance(head, torch.nn.Conv2d) and head.out_channels == zoo.NUM_CLASSES
+    graph, sc = zoo.check_shrink(model, x)
+    assert zoo.torch_pruning_groups(model, x) == sc.prunable == 25  # 8 Fire modules x 3 convs + the stem
+    assert not any(g.prunable and "classifier.1" in g.producers for g in graph.groups)
+    _check("tv:squeezenet1_0", 32)

@@ -256,6 +256,9 @@ class ChannelGraph(ChannelRules):
         for owner, attr, parts in self._split_attrs:
             mod = new.get_submodule(owner)
             sizes = [len(self._kept(p, removed)) for p in parts]
+            if type(getattr(mod, attr)) is int:  # one size for every part (coupled, so all equal)
+                setattr(mod, attr, sizes[0])
+                continue
             setattr(mod, attr, type(getattr(mod, attr))(sizes))
             if isinstance(getattr(mod, "in_channels", None), int):
                 mod.in_channels = sum(sizes)

@@ -365,14 +365,21 @@ class ChannelRules:
             self._parts[node] = [(src, cd)] * len(shapes)
             return
         sizes = [s[cd] for s in shapes]
-        if target_name(node) == "chunk" and len(set(sizes)) == 1:
-            # equal chunks stay equal if unit i of every chunk goes together (as grouped convs)
+        size_arg = node.args[1] if len(node.args) > 1 else next(
+            (node.kwargs[k] for k in ("split_size_or_sections", "split_size") if k in node.kwargs), None)
+        # parts of one size read from an int attribute of the module (Res2Net: torch.split(x, self.width, 1))
+        int_attr = self._size_attribute(node, size_arg) if type(size_arg) is int and len(set(sizes)) == 1 else None
+        equal = len(set(sizes)) == 1 and (target_name(node) == "chunk" or int_attr is not None)
+        if equal:
+            # equal parts stay equal if unit i of every part goes together (as grouped convs)
             n = sizes[0]
             for k in range(1, len(sizes)):
                 self._uf.union_arrays(src[:n], src[k * n:(k + 1) * n])
         offsets = np.cumsum([0, *sizes])
         self._parts[node] = [(src[offsets[i]:offsets[i + 1]], cd) for i in range(len(sizes))]
-        if target_name(node) == "chunk" and len(set(sizes)) == 1:
+        if int_attr is not None:  # surgery writes the new part size back
+            self._split_attrs.append((*int_attr, [p for p, _ in self._parts[node]]))
+        if equal:
             return
         attr = self._sizes_attribute(node, sizes)
         if attr is None:
@@ -384,12 +391,23 @@ class ChannelRules:
     def _sizes_attribute(self, node: fx.Node, sizes: list[int]) -> tuple[str, str] | None:
         """(module, attribute) when exactly one list attribute of the module whose forward does
         the split holds ``sizes`` (the forward reads the sizes from it, as MixedConv2d does)."""
+        return self._owner_attribute(node, lambda v: isinstance(v, (list, tuple)) and list(v) == sizes
+                                     and all(type(s) is int for s in v))
+
+    def _size_attribute(self, node: fx.Node, size: int) -> tuple[str, str] | None:
+        """(module, attribute) when exactly one int attribute of the module whose forward does the
+        split equals the split ``size`` (the forward reads it from there, as Res2Net's ``width``)."""
+        return self._owner_attribute(node, lambda v: type(v) is int and v == size)
+
+    def _owner_attribute(self, node: fx.Node, match: Any) -> tuple[str, str] | None:
+        """(module path, attribute) of the one public attribute for which ``match`` holds, of the
+        module whose forward ran ``node`` (the root's path is ""); None if none or several."""
         owner = module_path(node)
+        owner = "" if owner == "(top level)" else owner
         mod = self._modules.get(owner)
         if mod is None:
             return None
-        hits = [k for k, v in vars(mod).items() if isinstance(v, (list, tuple)) and list(v) == sizes
-                and all(type(s) is int for s in v)]
+        hits = [k for k, v in vars(mod).items() if not k.startswith("_") and match(v)]
         return (owner, hits[0]) if len(hits) == 1 else None
 
     def _reshape(self, node: fx.Node, src: np.ndarray | None, *, literal_ok: bool) -> None:

@@ -56,8 +56,11 @@ Rules
   tensor ``+ - * /`` (residual adds and squeeze-excitation gates couple their operands; a 1-D
   parameter that scales channels, a layer-scale ``gamma``, is sliced with them), ``torch.cat``
   (channel offsets are kept apart; along another dim the operands are coupled), ``chunk`` into equal
-  parts (unit i of every part goes together), ``split`` with literal sizes (blocked: the sizes would
-  be wrong), ``x[:, :n]`` keeping every channel. Anything else blocks the channels through it
+  parts (unit i of every part goes together), ``split`` into sizes the module holds in one attribute
+  (a list, as timm's MixedConv2d ``splits``; or one int, as Res2Net's ``width``, whose equal parts
+  then shrink unit by unit together) -- surgery rewrites the attribute -- while sizes no attribute
+  holds block (they would be wrong after surgery; CSPNet's ``expand_chs // 2``), ``x[:, :n]``
+  keeping every channel. Anything else blocks the channels through it
   (listed in ``reason`` with the module path), never silently mis-sliced.
 - ``view``/``reshape`` with a literal size after the batch dim (``x.view(-1, 9216)``) blocks: the
   literal would be wrong after surgery; write ``torch.flatten(x, 1)`` or ``x.view(x.size(0), -1)``.
