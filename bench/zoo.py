@@ -9,7 +9,8 @@ are calibrated on training images [0, 256); everything measured is on the 256 va
   output elements x input channels per group x kernel size);
 - unscored: the share of MACs the Eyeriss model does not score;
 - groups: prunable channel groups found by hwaware's ChannelGraph vs Torch-Pruning's
-  DependencyGraph (groups rooted at a Conv/Linear, the classifier ignored);
+  DependencyGraph (groups rooted at a Conv/Linear, the classifier -- a Linear or a final 1x1 Conv --
+  ignored; Torch-Pruning gets ``TP_SECONDS``, past them the cell reads ``error (TimeoutError)``);
 - exact: every prunable group shrunk at once (random units kept, seeded) gives the output of the
   original whose removed channels are zeroed, in float64 (max |difference| <= 1e-9 x max |output|);
   groups whose kept channels change by design (LayerNorm over channels) are checked to run only;
@@ -46,10 +47,13 @@ calibrated range (measured in the closing note of issue 11).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -119,8 +123,34 @@ def independent_macs(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def torch_pruning_groups(model: nn.Module, x: torch.Tensor) -> int | str:
-    """Torch-Pruning's group count (Conv/Linear roots, classifier ignored); 'error' if it fails."""
+#: seconds Torch-Pruning may take on one model (its group search ran > 13 minutes on timm rexnet_100)
+TP_SECONDS = 300
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int):
+    """Raise TimeoutError in the calling (main) thread after ``seconds`` (SIGALRM; no limit where
+    there is no SIGALRM or off the main thread)."""
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def alarm(_signum, _frame):
+        raise TimeoutError(f"no result within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def torch_pruning_groups(model: nn.Module, x: torch.Tensor, seconds: int = TP_SECONDS) -> int | str:
+    """Torch-Pruning's group count (Conv/Linear roots, classifier ignored); 'error (...)' if it fails,
+    'error (TimeoutError)' if it takes more than ``seconds``."""
     try:
         import torch_pruning as tp
     except ImportError:
@@ -130,7 +160,7 @@ def torch_pruning_groups(model: nn.Module, x: torch.Tensor) -> int | str:
     if layers and isinstance(layers[-1], nn.Conv2d) and layers[-1].out_channels == NUM_CLASSES:
         head.append(layers[-1])  # a convolutional classifier (SqueezeNet's): its outputs are the classes
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), time_limit(seconds):
             warnings.simplefilter("ignore")
             dg = tp.DependencyGraph().build_dependency(model, example_inputs=x)
             return len(list(dg.get_all_groups(ignored_layers=head, root_module_types=[nn.Conv2d, nn.Linear])))

@@ -81,3 +81,26 @@ def test_convolutional_classifier_is_no_group_on_either_side():
     assert zoo.torch_pruning_groups(model, x) == sc.prunable == 25  # 8 Fire modules x 3 convs + the stem
     assert not any(g.prunable and "classifier.1" in g.producers for g in graph.groups)
     _check("tv:squeezenet1_0", 32)
+
+
+def test_torch_pruning_is_given_a_time_limit(monkeypatch):
+    """A reference count that does not come in time is reported, not waited for (Torch-Pruning's group
+    search ran for more than 13 minutes on timm rexnet_100)."""
+    import time
+
+    import torch_pruning as tp
+
+    with pytest.raises(TimeoutError):
+        with zoo.time_limit(1):
+            time.sleep(3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 10, 1))
+    x = torch.randn(1, 3, 8, 8)
+    assert zoo.torch_pruning_groups(model, x) == 1  # the 10-channel classifier conv is ignored
+    build = tp.DependencyGraph.build_dependency
+
+    def slow(self, *a, **k):
+        time.sleep(3)
+        return build(self, *a, **k)
+
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", slow)
+    assert zoo.torch_pruning_groups(model, x, seconds=1) == "error (TimeoutError)"
