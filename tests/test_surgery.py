@@ -497,6 +497,55 @@ def test_split_size_held_by_an_int_attribute_is_rewritten():
     assert blocked.prunable is False and "literal sizes" in blocked.reason
 
 
+class _PartialResidual(nn.Module):
+    """RexNet's block: the shortcut is added to the first ``in_channels`` of a wider output."""
+
+    def __init__(self, literal: bool = False):
+        super().__init__()
+        self.in_channels, self.literal = 3, literal
+        self.stem = nn.Conv2d(2, 3, 1)
+        self.pw = nn.Conv2d(3, 5, 3, padding=1)
+        self.head = nn.Conv2d(5, 2, 1)
+
+    def forward(self, x):
+        shortcut = torch.relu(self.stem(x))
+        y = self.pw(shortcut)
+        if self.literal:
+            return self.head(torch.cat([y[:, 0:3] + shortcut, y[:, 3:]], 1))
+        return self.head(torch.cat([y[:, 0:self.in_channels] + shortcut, y[:, self.in_channels:]], 1))
+
+
+def test_channel_slice_bound_held_by_an_int_attribute_is_rewritten():
+    torch.manual_seed(0)
+    model = _PartialResidual().eval()
+    x = torch.randn(2, 2, 6, 6)
+    graph = ChannelGraph(model, x)
+    g = graph.group("stem")
+    # units: the shortcut's channel c added to pw's channel c (c < 3), and pw's channels 3 and 4 alone
+    assert g.prunable and g.size == 5 and set(g.producers) == {"stem", "pw"}
+    assert sorted(sorted(u) for u in g.units) == [[("pw", 0), ("stem", 0)], [("pw", 1), ("stem", 1)],
+                                                  [("pw", 2), ("stem", 2)], [("pw", 3)], [("pw", 4)]]
+    gone = {("stem", 1), ("pw", 3)}
+    keep = [i for i, u in enumerate(g.units) if not gone & set(u)]
+    small = graph.shrink({"stem": keep}).eval()
+    assert small.in_channels == 2 and small.pw.out_channels == 3 and small.head.in_channels == 3
+    masked = copy.deepcopy(model)
+    for conv, c in ((masked.stem, 1), (masked.pw, 1), (masked.pw, 3)):
+        conv.weight.data[c] = 0
+        conv.bias.data[c] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
+    assert model.in_channels == 3  # the user's model is untouched
+    # a literal equal to the attribute looks the same in the trace; the shrunk model's sizes tell:
+    # one shortcut channel would broadcast against y[:, 0:3] and run, silently wrong, without that check
+    literal = ChannelGraph(_PartialResidual(literal=True), x)
+    g = literal.group("stem")
+    one = [i for i, u in enumerate(g.units) if not {("stem", 1), ("stem", 2)} & set(u)]
+    with pytest.raises(HwawareError, match=r"node 'getitem' into \[3\] after surgery, not the kept \[1\].*'in_channels'"):
+        literal.shrink({"stem": one})
+    literal.shrink({"stem": one}, check=False)  # what the check stops: it runs
+
+
 def test_untraceable_model_names_the_module():
     class Branchy(nn.Module):
         def forward(self, x):

@@ -20,7 +20,14 @@ from torch import fx, nn
 from .._fx import run_eval, shape_of, trace
 from .._suggest import did_you_mean
 from ..errors import HwawareError
-from .channel_group import ChannelGroup, ShapeRecorder, UnionFind, as_args, l2_ranking
+from .channel_group import (
+    ChannelGroup,
+    ShapeRecorder,
+    SizeAttribute,
+    UnionFind,
+    as_args,
+    l2_ranking,
+)
 from .channel_rules import ChannelRules
 from .slicing import (
     resize_channelwise,
@@ -61,8 +68,8 @@ class ChannelGraph(ChannelRules):
         self._atoms: dict[fx.Node, np.ndarray | None] = {}
         self._cdim: dict[fx.Node, int] = {}  # where each value's channel dim is
         self._parts: dict[fx.Node, list[tuple[np.ndarray, int]]] = {}  # split/chunk outputs
-        #: splits whose sizes a module attribute holds: (module, attribute, atoms of each part)
-        self._split_attrs: list[tuple[str, str, list[np.ndarray]]] = []
+        #: splits and slices whose sizes a module attribute holds (surgery rewrites it)
+        self._split_attrs: list[SizeAttribute] = []
         self._param_atoms: dict[str, np.ndarray] = {}  # 1-D parameters scaling channels
         self._blocked: dict[int, str] = {}  # atom -> reason
         self._caveat: dict[int, str] = {}
@@ -210,6 +217,8 @@ class ChannelGraph(ChannelRules):
             self._apply(new, removed_units)
         if check:
             self._check(new)
+            if removed_units and self._split_attrs:
+                self._check_size_attributes(new, removed_units)
         return new
 
     def prune(self, group: str, n_remove: int, *, round_to: int = 1) -> nn.Module:
@@ -227,8 +236,8 @@ class ChannelGraph(ChannelRules):
     def _keep_split_parts(self, removed: set[tuple[str, int]]) -> None:
         """Put back the best-ranked unit of any split part (a MixedConv2d kernel branch) that
         ``removed`` would empty: a branch of zero channels is not a convolution."""
-        for _, _, parts in self._split_attrs:
-            for part in parts:
+        for sa in self._split_attrs:
+            for part in sa.parts:
                 if part.size and not self._kept(part, removed):
                     units = {self._unit_of[self._uf.find(a)] for a in part.tolist()
                              if self._uf.find(a) in self._unit_of}
@@ -253,9 +262,10 @@ class ChannelGraph(ChannelRules):
             kept = self._kept(atoms, removed)
             if len(kept) < len(atoms):
                 resize_channelwise(new.get_submodule(name), kept)
-        for owner, attr, parts in self._split_attrs:
+        for sa in self._split_attrs:
+            owner, attr = sa.owner, sa.attr
             mod = new.get_submodule(owner)
-            sizes = [len(self._kept(p, removed)) for p in parts]
+            sizes = [len(self._kept(p, removed)) for p in sa.parts]
             if type(getattr(mod, attr)) is int:  # one size for every part (coupled, so all equal)
                 setattr(mod, attr, sizes[0])
                 continue
@@ -272,6 +282,24 @@ class ChannelGraph(ChannelRules):
                 owner, _, pname = target.rpartition(".")
                 mod = new.get_submodule(owner) if owner else new
                 slice_param(mod, pname, kept)
+
+    def _check_size_attributes(self, new: nn.Module, removed: set[tuple[str, int]]) -> None:
+        """The shrunk model's splits and slices by a rewritten attribute have the kept sizes: a forward
+        that holds a literal equal to the attribute (not the attribute) would still cut the old sizes."""
+        gm = trace(new, who="channel surgery")
+        rec = ShapeRecorder(gm)
+        run_eval(new, lambda: rec.run(*as_args(self.example_input)))
+        shapes = {n.name: rec.shapes.get(n) for n in gm.graph.nodes}
+        for sa in self._split_attrs:
+            want = [len(self._kept(p, removed)) for p in sa.outputs]
+            got = shapes.get(sa.node)
+            got = [s[sa.cdim] if isinstance(s, tuple) and len(s) > sa.cdim else None
+                   for s in (got if isinstance(got, list) else [got])]
+            if got != want:
+                raise HwawareError(
+                    f"channel surgery: '{sa.owner or '(top level)'}' cuts its channels at node '{sa.node}' into "
+                    f"{got} after surgery, not the kept {want}: its forward does not read the sizes from "
+                    f"'{sa.attr}' (a literal equal to it?); leave that group unpruned")
 
     def _check(self, new: nn.Module) -> None:
         args = as_args(self.example_input)

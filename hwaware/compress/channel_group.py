@@ -45,6 +45,24 @@ class ChannelGroup:
             raise ValueError(f"ChannelGroup {self.name!r}: {len(self.units)} units for size {self.size}")
 
 
+@dataclass(frozen=True)
+class SizeAttribute:
+    """A module attribute that holds channel counts the forward splits or slices by (timm MixedConv2d's
+    ``splits``, Res2Net's ``width``, RexNet's ``in_channels``): surgery rewrites it.
+
+    ``parts``: atoms whose kept counts are the attribute's new value (a list attribute: one per entry;
+    an int: the first). ``node`` / ``outputs`` / ``cdim``: the split or slice in the traced graph and
+    the atoms of each of its outputs, to check the shrunk model's sizes (the forward might hold a
+    literal equal to the attribute, not read it)."""
+
+    owner: str
+    attr: str
+    parts: tuple[np.ndarray, ...]
+    node: str
+    outputs: tuple[np.ndarray, ...]
+    cdim: int = 1
+
+
 class ShapeRecorder(fx.Interpreter):
     """Runs the traced graph once and records each node's output shape (None if not a tensor)."""
 

@@ -47,6 +47,7 @@ from .._fx import (
     target_name,
 )
 from ..errors import HwawareError
+from .channel_group import SizeAttribute
 
 __all__ = ["ChannelRules"]
 
@@ -337,7 +338,33 @@ class ChannelRules:
         if node.target is operator.getitem and isinstance(s_in, tuple) and self._full_slice(idx, s_in):
             self._pass(node, self._atoms.get(src_node))  # out[:, :C] with C the full width
             return
+        if node.target is operator.getitem and isinstance(s_in, tuple) and self._attribute_slice(node, idx, s_in):
+            return
         self._unsupported(node, f"'{target_name(node)}' (tensor indexing)")
+
+    def _attribute_slice(self, node: fx.Node, idx: Any, s_in: tuple) -> bool:
+        """``x[:, 0:v]`` or ``x[:, v:]`` where ``v`` is one int attribute of the module whose forward
+        slices (timm RexNet: ``cat([x[:, 0:self.in_channels] + shortcut, x[:, self.in_channels:]])``):
+        the slice's channels, and surgery rewrites ``v`` to the kept channels of ``x[:, :v]``. False
+        (nothing recorded) for any other indexing."""
+        src, cd = self._atoms.get(node.args[0]), self._arg_cdim(node)
+        items = idx if isinstance(idx, tuple) else (idx,)
+        if (src is None or cd != 1 or len(items) != 2 or items[0] != slice(None)
+                or not isinstance(items[1], slice) or items[1].step not in (None, 1)):
+            return False
+        start, stop, c = items[1].start, items[1].stop, s_in[1]
+        if start in (None, 0) and type(stop) is int and 0 < stop < c:
+            v, atoms = stop, src[:stop]
+        elif type(start) is int and 0 < start < c and (stop is None or (type(stop) is int and stop >= c)):
+            v, atoms = start, src[start:]
+        else:
+            return False
+        attr = self._size_attribute(node, v)
+        if attr is None:
+            return False
+        self._set(node, atoms, cd)
+        self._split_attrs.append(SizeAttribute(*attr, (src[:v],), node.name, (atoms,), cd))
+        return True
 
     def _full_slice(self, idx: Any, s_in: tuple) -> bool:
         """``idx`` keeps the batch and channel dims whole (``x[:, :n]`` with ``n >= C``)."""
@@ -377,8 +404,9 @@ class ChannelRules:
                 self._uf.union_arrays(src[:n], src[k * n:(k + 1) * n])
         offsets = np.cumsum([0, *sizes])
         self._parts[node] = [(src[offsets[i]:offsets[i + 1]], cd) for i in range(len(sizes))]
+        parts = tuple(p for p, _ in self._parts[node])
         if int_attr is not None:  # surgery writes the new part size back
-            self._split_attrs.append((*int_attr, [p for p, _ in self._parts[node]]))
+            self._split_attrs.append(SizeAttribute(*int_attr, parts, node.name, parts, cd))
         if equal:
             return
         attr = self._sizes_attribute(node, sizes)
@@ -386,7 +414,7 @@ class ChannelRules:
             self._block(src, f"is split with literal sizes {sizes} at node '{node.name}' in "
                         f"'{module_path(node)}' (the sizes would be wrong after surgery)")
         else:  # timm MixedConv2d reads its sizes from ``self.splits``: surgery rewrites them
-            self._split_attrs.append((*attr, [p for p, _ in self._parts[node]]))
+            self._split_attrs.append(SizeAttribute(*attr, parts, node.name, parts, cd))
 
     def _sizes_attribute(self, node: fx.Node, sizes: list[int]) -> tuple[str, str] | None:
         """(module, attribute) when exactly one list attribute of the module whose forward does
@@ -396,7 +424,7 @@ class ChannelRules:
 
     def _size_attribute(self, node: fx.Node, size: int) -> tuple[str, str] | None:
         """(module, attribute) when exactly one int attribute of the module whose forward does the
-        split equals the split ``size`` (the forward reads it from there, as Res2Net's ``width``)."""
+        split (or slices) equals ``size`` (the forward reads it from there, as Res2Net's ``width``)."""
         return self._owner_attribute(node, lambda v: type(v) is int and v == size)
 
     def _owner_attribute(self, node: fx.Node, match: Any) -> tuple[str, str] | None:

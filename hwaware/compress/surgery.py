@@ -60,8 +60,12 @@ Rules
   (a list, as timm's MixedConv2d ``splits``; or one int, as Res2Net's ``width``, whose equal parts
   then shrink unit by unit together) -- surgery rewrites the attribute -- while sizes no attribute
   holds block (they would be wrong after surgery; CSPNet's ``expand_chs // 2``), ``x[:, :n]``
-  keeping every channel. Anything else blocks the channels through it
-  (listed in ``reason`` with the module path), never silently mis-sliced.
+  keeping every channel, ``x[:, 0:v]`` / ``x[:, v:]`` with ``v`` one int attribute of the module
+  (RexNet's partial residual ``x[:, 0:self.in_channels] + shortcut``; rewritten like a split
+  size). A literal that merely equals such an attribute looks the same in the trace, so ``shrink``
+  re-traces the result and raises if a split or slice did not take the kept sizes. Anything else
+  blocks the channels through it (listed in ``reason`` with the module path), never silently
+  mis-sliced.
 - ``view``/``reshape`` with a literal size after the batch dim (``x.view(-1, 9216)``) blocks: the
   literal would be wrong after surgery; write ``torch.flatten(x, 1)`` or ``x.view(x.size(0), -1)``.
 - Grouped convs (1 < groups < in_channels, e.g. the paper AlexNet CONV2/4/5, two groups): every
