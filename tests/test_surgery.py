@@ -497,6 +497,39 @@ def test_split_size_held_by_an_int_attribute_is_rewritten():
     assert blocked.prunable is False and "literal sizes" in blocked.reason
 
 
+class _CrossStage(nn.Module):
+    """CSPNet's stage: split into two halves by ``self.expand_chs // 2`` (the attribute holds the total)."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand_chs = 6
+        self.conv_exp = nn.Conv2d(3, 6, 1)
+        self.block = nn.Conv2d(3, 3, 3, padding=1)
+        self.conv_transition = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        xs, xb = torch.relu(self.conv_exp(x)).split(self.expand_chs // 2, dim=1)
+        return self.conv_transition(torch.cat([xs, torch.relu(self.block(xb))], 1))
+
+
+def test_split_size_from_an_attribute_holding_the_total_is_rewritten():
+    torch.manual_seed(0)
+    model = _CrossStage().eval()
+    x = torch.randn(2, 3, 6, 6)
+    graph = ChannelGraph(model, x)
+    g = graph.group("conv_exp")
+    assert g.prunable and g.size == 3 and g.width == 6  # unit i: channel i of each half
+    small = graph.shrink({"conv_exp": [0, 2]}).eval()
+    assert small.expand_chs == 4 and small.block.in_channels == 2 and small.conv_transition.in_channels == 5
+    masked = copy.deepcopy(model)
+    for c in (1, 4):
+        masked.conv_exp.weight.data[c] = 0
+        masked.conv_exp.bias.data[c] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
+    assert model.expand_chs == 6
+
+
 class _PartialResidual(nn.Module):
     """RexNet's block: the shortcut is added to the first ``in_channels`` of a wider output."""
 

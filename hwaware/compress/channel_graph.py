@@ -267,7 +267,7 @@ class ChannelGraph(ChannelRules):
             mod = new.get_submodule(owner)
             sizes = [len(self._kept(p, removed)) for p in sa.parts]
             if type(getattr(mod, attr)) is int:  # one size for every part (coupled, so all equal)
-                setattr(mod, attr, sizes[0])
+                setattr(mod, attr, sizes[0] * sa.scale)
                 continue
             setattr(mod, attr, type(getattr(mod, attr))(sizes))
             if isinstance(getattr(mod, "in_channels", None), int):

@@ -394,8 +394,13 @@ class ChannelRules:
         sizes = [s[cd] for s in shapes]
         size_arg = node.args[1] if len(node.args) > 1 else next(
             (node.kwargs[k] for k in ("split_size_or_sections", "split_size") if k in node.kwargs), None)
-        # parts of one size read from an int attribute of the module (Res2Net: torch.split(x, self.width, 1))
-        int_attr = self._size_attribute(node, size_arg) if type(size_arg) is int and len(set(sizes)) == 1 else None
+        # parts of one size read from an int attribute of the module (Res2Net: torch.split(x, self.width, 1)),
+        # or computed from one that holds their total (CSPNet: x.split(self.expand_chs // 2, dim=1))
+        scale, int_attr = 1, None
+        if type(size_arg) is int and len(set(sizes)) == 1:
+            int_attr = self._size_attribute(node, size_arg)
+            if int_attr is None and len(sizes) > 1:
+                scale, int_attr = len(sizes), self._size_attribute(node, size_arg * len(sizes))
         equal = len(set(sizes)) == 1 and (target_name(node) == "chunk" or int_attr is not None)
         if equal:
             # equal parts stay equal if unit i of every part goes together (as grouped convs)
@@ -406,7 +411,7 @@ class ChannelRules:
         self._parts[node] = [(src[offsets[i]:offsets[i + 1]], cd) for i in range(len(sizes))]
         parts = tuple(p for p, _ in self._parts[node])
         if int_attr is not None:  # surgery writes the new part size back
-            self._split_attrs.append(SizeAttribute(*int_attr, parts, node.name, parts, cd))
+            self._split_attrs.append(SizeAttribute(*int_attr, parts, node.name, parts, cd, scale))
         if equal:
             return
         attr = self._sizes_attribute(node, sizes)

@@ -57,9 +57,10 @@ Rules
   parameter that scales channels, a layer-scale ``gamma``, is sliced with them), ``torch.cat``
   (channel offsets are kept apart; along another dim the operands are coupled), ``chunk`` into equal
   parts (unit i of every part goes together), ``split`` into sizes the module holds in one attribute
-  (a list, as timm's MixedConv2d ``splits``; or one int, as Res2Net's ``width``, whose equal parts
-  then shrink unit by unit together) -- surgery rewrites the attribute -- while sizes no attribute
-  holds block (they would be wrong after surgery; CSPNet's ``expand_chs // 2``), ``x[:, :n]``
+  (a list, as timm's MixedConv2d ``splits``; one int, as Res2Net's ``width``; or an int holding
+  the equal parts' total, as CSPNet's ``x.split(self.expand_chs // 2, dim=1)``: equal parts then
+  shrink unit by unit together) -- surgery rewrites the attribute -- while sizes no attribute holds
+  block (they would be wrong after surgery), ``x[:, :n]``
   keeping every channel, ``x[:, 0:v]`` / ``x[:, v:]`` with ``v`` one int attribute of the module
   (RexNet's partial residual ``x[:, 0:self.in_channels] + shortcut``; rewritten like a split
   size). A literal that merely equals such an attribute looks the same in the trace, so ``shrink``
