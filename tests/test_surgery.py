@@ -420,6 +420,20 @@ class _MixNet(nn.Module):
         return self.head(torch.relu(self.mix(y)))
 
 
+def _shrinks_to_masked(model, graph, keep, zeroed, x):
+    """``graph.shrink(keep)`` computes ``model`` with the output channels ``zeroed`` ((module, channel)
+    pairs: weights and bias) set to zero; returns the shrunk model."""
+    small = graph.shrink(keep).eval()
+    masked = copy.deepcopy(model)
+    for name, c in zeroed:
+        conv = masked.get_submodule(name)
+        conv.weight.data[c] = 0
+        conv.bias.data[c] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
+    return small
+
+
 def test_split_sizes_held_by_an_attribute_are_rewritten():
     torch.manual_seed(0)
     model = _MixNet().eval()
@@ -429,16 +443,10 @@ def test_split_sizes_held_by_an_attribute_are_rewritten():
     assert g.prunable and g.size == 7
     assert set(g.producers) == {"pw", "mix.convs.0", "mix.convs.1"}
     keep = {"pw": [0, 2, 5]}  # two channels of branch 0, one of branch 1
-    small = graph.shrink(keep).eval()
+    gone = [c for c in range(7) if c not in keep["pw"]]  # and the branch convs' copies of them
+    small = _shrinks_to_masked(model, graph, keep, [("pw", c) for c in gone] +
+                               [(f"mix.convs.{c // 4}", c % 4) for c in gone], x)
     assert small.mix.splits == [2, 1] and small.mix.in_channels == 3
-    masked = copy.deepcopy(model)
-    gone = [c for c in range(7) if c not in keep["pw"]]
-    masked.pw.weight.data[gone] = 0
-    masked.pw.bias.data[gone] = 0
-    for c in gone:  # the branch convs' copies of those channels
-        masked.mix.convs[c // 4].bias.data[c % 4] = 0
-    with torch.no_grad():
-        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
     assert model.mix.splits == [4, 3]  # the user's model is untouched
     # a branch is never emptied: its best-ranked channel comes back
     kept = graph.kept_units({"pw": [0, 1]})["pw"]
@@ -478,15 +486,10 @@ def test_split_size_held_by_an_int_attribute_is_rewritten():
     # unit i is channel i of every part: the parts stay equal
     assert g.prunable and g.size == 3 and g.width == 12
     assert sorted(c for m, c in g.units[1] if m == "conv1") == [1, 4, 7, 10]
-    small = graph.shrink({"conv1": [0, 2]}).eval()
+    # convs.0/1's outputs are added to parts 1/2: coupled with them
+    small = _shrinks_to_masked(model, graph, {"conv1": [0, 2]}, [("conv1", c) for c in (1, 4, 7, 10)] +
+                               [("convs.0", 1), ("convs.1", 1)], x)
     assert small.width == 2 and small.conv1.out_channels == 8 and small.convs[1].out_channels == 2
-    masked = copy.deepcopy(model)
-    for conv, c in ((masked.conv1, 1), (masked.conv1, 4), (masked.conv1, 7), (masked.conv1, 10),
-                    (masked.convs[0], 1), (masked.convs[1], 1)):
-        conv.weight.data[c] = 0  # convs.0/1's outputs are added to parts 1/2: coupled with them
-        conv.bias.data[c] = 0
-    with torch.no_grad():
-        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
     assert model.width == 3  # the user's model is untouched
     # no attribute holds the size (width 4, scale 6; split by 3): blocked, as a literal
     class Literal(_Res2):
@@ -519,14 +522,8 @@ def test_split_size_from_an_attribute_holding_the_total_is_rewritten():
     graph = ChannelGraph(model, x)
     g = graph.group("conv_exp")
     assert g.prunable and g.size == 3 and g.width == 6  # unit i: channel i of each half
-    small = graph.shrink({"conv_exp": [0, 2]}).eval()
+    small = _shrinks_to_masked(model, graph, {"conv_exp": [0, 2]}, [("conv_exp", 1), ("conv_exp", 4)], x)
     assert small.expand_chs == 4 and small.block.in_channels == 2 and small.conv_transition.in_channels == 5
-    masked = copy.deepcopy(model)
-    for c in (1, 4):
-        masked.conv_exp.weight.data[c] = 0
-        masked.conv_exp.bias.data[c] = 0
-    with torch.no_grad():
-        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
     assert model.expand_chs == 6
 
 
@@ -560,14 +557,8 @@ def test_channel_slice_bound_held_by_an_int_attribute_is_rewritten():
                                                   [("pw", 2), ("stem", 2)], [("pw", 3)], [("pw", 4)]]
     gone = {("stem", 1), ("pw", 3)}
     keep = [i for i, u in enumerate(g.units) if not gone & set(u)]
-    small = graph.shrink({"stem": keep}).eval()
+    small = _shrinks_to_masked(model, graph, {"stem": keep}, [("stem", 1), ("pw", 1), ("pw", 3)], x)
     assert small.in_channels == 2 and small.pw.out_channels == 3 and small.head.in_channels == 3
-    masked = copy.deepcopy(model)
-    for conv, c in ((masked.stem, 1), (masked.pw, 1), (masked.pw, 3)):
-        conv.weight.data[c] = 0
-        conv.bias.data[c] = 0
-    with torch.no_grad():
-        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-6)
     assert model.in_channels == 3  # the user's model is untouched
     # a literal equal to the attribute looks the same in the trace; the shrunk model's sizes tell:
     # one shortcut channel would broadcast against y[:, 0:3] and run, silently wrong, without that check
