@@ -563,22 +563,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     specs = args.models.split(",") if args.models else list(ZOO)
-    rows = []
+    rows, failed = [], {}
     bar = tqdm(specs, desc="zoo", unit="model")
     for spec in bar:
         bar.set_postfix_str(spec)
-        row = run_one(spec, args.size or ZOO.get(spec, 32), fixedpoint=not args.skip_fixedpoint,
-                      train_steps=args.train_steps, progress=True, overflow=args.overflow,
-                      headroom=args.headroom if args.headroom == "auto" else float(args.headroom),
-                      head=args.head)
+        size = args.size or ZOO.get(spec, 32)
+        try:
+            row = run_one(spec, size, fixedpoint=not args.skip_fixedpoint,
+                          train_steps=args.train_steps, progress=True, overflow=args.overflow,
+                          headroom=args.headroom if args.headroom == "auto" else float(args.headroom),
+                          head=args.head)
+        except Exception as exc:  # noqa: BLE001 -- one model's failure is a result; the others still run
+            failed[spec] = f"{type(exc).__name__} at {size}x{size}: {str(exc).strip().splitlines()[0][:200]}"
+            bar.write(f"| {spec} | failed: {failed[spec]} |")
+            continue
         rows.append(row)
         bar.write(table([row]).splitlines()[-1])
     print()
     print(table(rows))
+    for spec, why in failed.items():  # e.g. a network that cannot run at the input size (try --size)
+        print(f"{spec}: failed: {why}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([asdict(r) for r in rows], f, indent=1)
-    return 0
+            json.dump([asdict(r) for r in rows] + [{"model": m, "failed": w} for m, w in failed.items()], f, indent=1)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

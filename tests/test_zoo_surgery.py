@@ -103,3 +103,23 @@ def test_torch_pruning_is_given_a_time_limit(monkeypatch):
 
     monkeypatch.setattr(tp.DependencyGraph, "build_dependency", slow)
     assert zoo.torch_pruning_groups(model, x, seconds=1) == "error (TimeoutError)"
+
+
+def test_a_model_that_fails_is_reported_and_the_others_still_run(monkeypatch, tmp_path, capsys):
+    """timm ghostnetv2_100 cannot run at 32x32 (its attention pools a 1x1 map): the bench says so for that
+    model and goes on to the next instead of ending with a traceback."""
+    import json
+
+    calls = []
+
+    def run_one(spec, size, **kw):
+        calls.append(spec)
+        raise RuntimeError(f"Given input size: (160x1x1). Output size is too small ({spec})")
+
+    monkeypatch.setattr(zoo, "run_one", run_one)
+    out = tmp_path / "zoo.json"
+    assert zoo.main(["--models", "timm:a,tv:b", "--json", str(out)]) == 1
+    assert calls == ["timm:a", "tv:b"]
+    text = capsys.readouterr().out
+    assert "timm:a: failed: RuntimeError at 32x32: Given input size" in text and "tv:b: failed" in text
+    assert [r["model"] for r in json.loads(out.read_text())] == ["timm:a", "tv:b"]
