@@ -527,6 +527,32 @@ def test_split_size_from_an_attribute_holding_the_total_is_rewritten():
     assert model.expand_chs == 6
 
 
+class _LayerScale(nn.Module):
+    """timm MetaFormer's ``Scale``: a per-channel parameter viewed to a shape held in ``self.shape``."""
+
+    def __init__(self, literal: bool = False):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+        self.scale = nn.Parameter(torch.randn(4))
+        self.shape, self.literal = (None if literal else (4, 1, 1)), literal
+
+    def forward(self, x):
+        gamma = self.scale.view(4, 1, 1) if self.literal else self.scale.view(self.shape)
+        return self.head(torch.relu(self.conv(x)) * gamma)
+
+
+def test_parameter_shape_held_by_an_attribute_is_rewritten():
+    torch.manual_seed(0)
+    model = _LayerScale().eval()
+    x = torch.randn(2, 3, 5, 5)
+    graph = ChannelGraph(model, x)
+    assert graph.group("conv").prunable
+    small = _shrinks_to_masked(model, graph, {"conv": [0, 3]}, [("conv", 1), ("conv", 2)], x)
+    assert small.shape == (2, 1, 1) and small.scale.shape == (2,) and model.shape == (4, 1, 1)
+    blocked = ChannelGraph(_LayerScale(literal=True), x).group("conv")
+    assert not blocked.prunable and "literal shape (4, 1, 1)" in blocked.reason
+
+
 class _PartialResidual(nn.Module):
     """RexNet's block: the shortcut is added to the first ``in_channels`` of a wider output."""
 

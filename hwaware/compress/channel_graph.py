@@ -269,6 +269,11 @@ class ChannelGraph(ChannelRules):
             if type(getattr(mod, attr)) is int:  # one size for every part (coupled, so all equal)
                 setattr(mod, attr, sizes[0] * sa.scale)
                 continue
+            if sa.index is not None:  # a shape that holds the channel count at one entry
+                shape = list(getattr(mod, attr))
+                shape[sa.index] = sizes[0]
+                setattr(mod, attr, type(getattr(mod, attr))(shape))
+                continue
             setattr(mod, attr, type(getattr(mod, attr))(sizes))
             if isinstance(getattr(mod, "in_channels", None), int):
                 mod.in_channels = sum(sizes)

@@ -51,7 +51,7 @@ class SizeAttribute:
     ``splits``, Res2Net's ``width``, RexNet's ``in_channels``): surgery rewrites it.
 
     ``parts``: atoms whose kept counts are the attribute's new value (a list attribute: one per entry;
-    an int: ``scale`` times the first's). ``node`` / ``outputs`` / ``cdim``: the split or slice in the traced graph and
+    an int: ``scale`` times the first's; a shape: its entry ``index``, the first's). ``node`` / ``outputs`` / ``cdim``: the split or slice in the traced graph and
     the atoms of each of its outputs, to check the shrunk model's sizes (the forward might hold a
     literal equal to the attribute, not read it)."""
 
@@ -62,6 +62,7 @@ class SizeAttribute:
     outputs: tuple[np.ndarray, ...]
     cdim: int = 1
     scale: int = 1  # an int attribute holds ``scale`` x the first part's size (CSPNet: the total of 2 parts)
+    index: int | None = None  # a shape attribute: only its entry ``index`` is the first part's size
 
 
 class ShapeRecorder(fx.Interpreter):

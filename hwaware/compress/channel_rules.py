@@ -443,6 +443,23 @@ class ChannelRules:
         hits = [k for k, v in vars(mod).items() if not k.startswith("_") and match(v)]
         return (owner, hits[0]) if len(hits) == 1 else None
 
+    def _parameter_shape(self, node: fx.Node, src: np.ndarray, pos: int) -> None:
+        """A per-channel parameter viewed to a literal shape holding its length C at ``pos``: surgery
+        rewrites the module attribute that holds that shape (timm MetaFormer's ``Scale``:
+        ``self.scale.view(self.shape)``, shape ``(C, 1, 1)``), and blocks C if none does (``-1`` or
+        a size read from a tensor needs nothing)."""
+        shape = list(node.args[1:]) or [node.kwargs.get("size", node.kwargs.get("shape"))]
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = list(shape[0])
+        if pos >= len(shape) or type(shape[pos]) is not int or shape[pos] != len(src):
+            return
+        attr = self._owner_attribute(node, lambda v: isinstance(v, (tuple, list)) and list(v) == shape)
+        if attr is None:
+            self._block(src, f"is reshaped to the literal shape {tuple(shape)} at node '{node.name}' in "
+                        f"'{module_path(node)}' (the channel count would be wrong after surgery)")
+            return
+        self._split_attrs.append(SizeAttribute(*attr, (src,), node.name, (src,), pos, index=pos))
+
     def _reshape(self, node: fx.Node, src: np.ndarray | None, *, literal_ok: bool) -> None:
         inp = node.args[0] if node.args else None
         s_in = self._shapes.get(inp) if isinstance(inp, fx.Node) else None
@@ -456,6 +473,7 @@ class ChannelRules:
             big = [i for i, s in enumerate(s_out) if s != 1]
             if big and len(big) == 1 and s_out[big[0]] == s_in[0]:
                 self._set(node, src, big[0])
+                self._parameter_shape(node, src, big[0])
             else:
                 self._unsupported(node, f"{what} of a per-channel parameter to {s_out}")
             return

@@ -54,7 +54,9 @@ Rules
   ``stochastic_depth``, pooling, upsampling, padding, mean/sum over spatial dims,
   ``flatten``/``view``/``reshape``/``(un)squeeze`` (batch dim kept), ``permute`` (batch dim first),
   tensor ``+ - * /`` (residual adds and squeeze-excitation gates couple their operands; a 1-D
-  parameter that scales channels, a layer-scale ``gamma``, is sliced with them), ``torch.cat``
+  parameter that scales channels, a layer-scale ``gamma``, is sliced with them; viewed to a literal
+  shape such as ``(C, 1, 1)``, the module attribute holding that shape is rewritten, as timm
+  MetaFormer's ``Scale.shape``, and C blocks if no attribute holds it), ``torch.cat``
   (channel offsets are kept apart; along another dim the operands are coupled), ``chunk`` into equal
   parts (unit i of every part goes together), ``split`` into sizes the module holds in one attribute
   (a list, as timm's MixedConv2d ``splits``; one int, as Res2Net's ``width``; or an int holding
