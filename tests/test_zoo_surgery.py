@@ -123,3 +123,25 @@ def test_a_model_that_fails_is_reported_and_the_others_still_run(monkeypatch, tm
     text = capsys.readouterr().out
     assert "timm:a: failed: RuntimeError at 32x32: Given input size" in text and "tv:b: failed" in text
     assert [r["model"] for r in json.loads(out.read_text())] == ["timm:a", "tv:b"]
+
+
+def test_independent_mac_count_includes_matrix_products():
+    """The bench's reference count (torch's FlopCounterMode) against a hand count: a 3x3 convolution and
+    an attention-like product of its output with itself, which Conv/Linear hooks alone would miss;
+    hwaware's modeled + unmodeled MACs equal it."""
+    from hwaware.profiler import profile
+
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            t = self.conv(x).flatten(2)  # N x 4 x 36
+            return t @ t.transpose(1, 2)  # N x 4 x 4
+
+    x = torch.randn(2, 3, 8, 8)
+    hand = 2 * (36 * 4 * 3 * 9 + 4 * 4 * 36)
+    assert zoo.independent_macs(Attn().eval(), x) == hand
+    wl = profile(Attn().eval(), x, progress=False)
+    assert wl.macs + wl.unmodeled_macs == hand and wl.unmodeled_macs == 2 * 4 * 4 * 36
