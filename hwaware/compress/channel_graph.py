@@ -216,9 +216,7 @@ class ChannelGraph(ChannelRules):
         if removed_units:
             self._apply(new, removed_units)
         if check:
-            self._check(new)
-            if removed_units and self._split_attrs:
-                self._check_size_attributes(new, removed_units)
+            self._check(new, removed_units)
         return new
 
     def prune(self, group: str, n_remove: int, *, round_to: int = 1) -> nn.Module:
@@ -288,13 +286,11 @@ class ChannelGraph(ChannelRules):
                 mod = new.get_submodule(owner) if owner else new
                 slice_param(mod, pname, kept)
 
-    def _check_size_attributes(self, new: nn.Module, removed: set[tuple[str, int]]) -> None:
-        """The shrunk model's splits and slices by a rewritten attribute have the kept sizes: a forward
-        that holds a literal equal to the attribute (not the attribute) would still cut the old sizes."""
-        gm = trace(new, who="channel surgery")
-        rec = ShapeRecorder(gm)
-        run_eval(new, lambda: rec.run(*as_args(self.example_input)))
-        shapes = {n.name: rec.shapes.get(n) for n in gm.graph.nodes}
+    def _check_size_attributes(self, rec: ShapeRecorder, removed: set[tuple[str, int]]) -> None:
+        """The shrunk model's splits and slices by a rewritten attribute have the kept sizes (``rec``:
+        its recorded run): a forward that holds a literal equal to the attribute (not the attribute)
+        would still cut the old sizes."""
+        shapes = {n.name: shape for n, shape in rec.shapes.items()}
         for sa in self._split_attrs:
             want = [len(self._kept(p, removed)) for p in sa.outputs]
             got = shapes.get(sa.node)
@@ -306,10 +302,14 @@ class ChannelGraph(ChannelRules):
                     f"{got} after surgery, not the kept {want}: its forward does not read the sizes from "
                     f"'{sa.attr}' (a literal equal to it?); leave that group unpruned")
 
-    def _check(self, new: nn.Module) -> None:
+    def _check(self, new: nn.Module, removed: set[tuple[str, int]]) -> None:
+        """The shrunk model runs on the example input and gives the original's output shape. Where
+        surgery rewrote a size attribute, that one run is traced and records every value's shape,
+        for :meth:`_check_size_attributes`."""
         args = as_args(self.example_input)
+        rec = ShapeRecorder(trace(new, who="channel surgery")) if removed and self._split_attrs else None
         try:
-            out = run_eval(new, lambda: new(*args))
+            out = run_eval(new, lambda: rec.run(*args) if rec is not None else new(*args))
         except Exception as exc:
             raise HwawareError(
                 f"the shrunk model does not run on the example input: {str(exc).splitlines()[0]} "
@@ -320,3 +320,5 @@ class ChannelGraph(ChannelRules):
                 f"the shrunk model's output shape {shape_of(out)} differs from the original "
                 f"{self.output_shape}"
             )
+        if rec is not None:
+            self._check_size_attributes(rec, removed)

@@ -80,10 +80,9 @@ def pooling_module(node: torch.fx.Node) -> nn.Module | None:
         cls, names = _POOL_FUNCTIONS[node.target]
     except (KeyError, TypeError):  # TypeError: an unhashable target
         return None
-    if len(node.args) - 1 > len(names):
+    if not node.args or len(node.args) - 1 > len(names):  # the input by keyword: not a form we read
         return None
     kwargs = dict(zip(names, node.args[1:]), **node.kwargs)
-    kwargs.pop("input", None)
     if kwargs.get("stride") in ((), []):  # torch.max_pool2d's default: the kernel size
         kwargs["stride"] = None
     return cls(**kwargs)
