@@ -163,25 +163,32 @@ class FakeQuant:
         self.in_frac16 = {n: frac_bits_for(ins[n], 16, headroom=h) for n in self.layers}
         self.out_frac = {n: frac_bits_for(outs[n], 16, headroom=h) for n in self.layers}
 
-    def correct_bias(self, reference: nn.Module) -> None:
+    def correct_bias(self, reference: nn.Module, passes: int = 4) -> None:
         """Shift each layer's bias so its mean output per channel on the calibration data is the
         ``reference`` model's (the unquantized folded model), layer by layer in execution order.
 
         The counterpart of convert's bias correction, done on the fake-quantized model so the
         converted model keeps it: with ``floor`` rounding every narrowed input and (mode eyeriss)
         every shifted product loses half a code on average, which otherwise fine-tuning must learn.
+
+        One forward pass corrects every layer: as a layer's output goes by, its bias moves by the
+        gap between the two means and the output moves with it, so the layers after it see the
+        corrected output, as if they were corrected one after another. The formats are then re-read
+        (:meth:`calibrate`: the new biases move the maxima convert sees); while a format changed,
+        another pass corrects in the new formats (at most ``passes``). What stays is the rounding of
+        each bias to its 16-bit code at ``f_y``. The layer-by-layer loop, with a pass and a
+        re-calibration per layer, took 58 of a 76-second ResNet-18 trial on builtin:shapes (10
+        fine-tuning steps); the passes take a few seconds.
         """
         x = self.calibration_data
         refs = dict(reference.named_modules())
-        order: list[str] = []
         want: dict[str, torch.Tensor] = {}
 
         def mean(y: torch.Tensor) -> torch.Tensor:
             return y.detach().transpose(0, 1).reshape(y.shape[1], -1).mean(1)
 
         def seen(n: str, y: torch.Tensor) -> None:
-            order.append(n)
-            want[n] = mean(y)
+            want.setdefault(n, mean(y))  # a module called twice: its first call, as below
 
         hs = [refs[n].register_forward_hook(lambda m, a, y, n=n: seen(n, y)) for n in self.layers if n in refs]
         try:
@@ -190,20 +197,32 @@ class FakeQuant:
         finally:
             for h in hs:
                 h.remove()
-        for name in order:
-            mod = self.layers[name]
-            if mod.bias is None:
-                continue
-            got: dict[str, torch.Tensor] = {}
-            h = mod.register_forward_hook(lambda m, a, y: got.__setitem__("y", mean(y)))
+
+        def shift(name: str, mod: nn.Module, y: torch.Tensor, done: set[str]) -> torch.Tensor | None:
+            if name in done or name not in want:  # a module called twice is corrected at its first call
+                return None
+            done.add(name)
+            delta = want[name] - mean(y)
+            mod.parametrizations.bias.original.add_(delta)
+            return y + delta.view(1, -1, *[1] * (y.dim() - 2))
+
+        def formats() -> tuple:
+            return self.in_frac_model, dict(self.input_frac), dict(self.in_frac16), dict(self.out_frac)
+
+        for _ in range(passes):
+            done: set[str] = set()
+            hs = [mod.register_forward_hook(lambda m, a, y, n=n: shift(n, m, y, done))
+                  for n, mod in self.layers.items() if mod.bias is not None]
             try:
                 with torch.no_grad():
                     self.model.eval()(x)
             finally:
-                h.remove()
-            with torch.no_grad():
-                mod.parametrizations.bias.original.add_(want[name] - got["y"])
-            self.calibrate()  # the formats convert picks for the new biases, before the next layer
+                for h in hs:
+                    h.remove()
+            before = formats()
+            self.calibrate()  # the formats convert picks for the new biases
+            if formats() == before:  # the pass ran in the formats that hold: done
+                break
 
     def _model_input(self, model: nn.Module, args: tuple) -> tuple | None:
         if not self.enabled:
