@@ -320,3 +320,69 @@ def test_channel_range_index_converts_as_a_slice():
 
     with pytest.raises(UnsupportedLayerError, match=r"only x\[:, a:b\]"):
         convert(nn.Sequential(nn.Conv2d(3, 3, 1), Rows()), x)
+
+
+class _Fuse(nn.Module):
+    """timm HRNet's fuse layer: a low-resolution branch upsampled (nearest) and added to the high one."""
+
+    def __init__(self, functional: bool):
+        super().__init__()
+        self.hi = nn.Conv2d(3, 4, 3, padding=1)
+        self.lo = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.lo2 = nn.Conv2d(4, 4, 3, stride=3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up2 = nn.UpsamplingNearest2d(scale_factor=6)
+        self.functional = functional
+
+    def forward(self, x):
+        lo = F.relu(self.lo(x))
+        lo2 = self.lo2(lo)
+        if self.functional:
+            up, up2 = F.interpolate(lo, scale_factor=2), F.interpolate(lo2, size=(12, 12), mode="nearest-exact")
+        else:
+            up, up2 = self.up(lo), self.up2(lo2)
+        return F.relu(self.hi(x) + up) + up2
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_nearest_upsampling_repeats_the_codes(functional):
+    """Nearest upsampling by whole factors (module or interpolate, scale_factor or size) keeps the
+    format and repeats each code; the golden reference indexes input floor(o * in / out) for output o."""
+    from hwaware.fixedpoint.golden_graph import mismatches
+    from hwaware.fixedpoint.graph_ops import UpsampleOp
+
+    torch.manual_seed(0)
+    model = _Fuse(functional).eval()
+    x = torch.randn(4, 3, 12, 12)
+    fixed = convert(model, x, mode="eyeriss")
+    ups = [(k, op) for k, op in enumerate(fixed.int_ops) if isinstance(op, UpsampleOp)]
+    assert [op.scale for _, op in ups] == [(2, 2), (6, 6)]
+    run = fixed.run(fixed.quantize_input(x), keep=True)
+    for k, op in ups:
+        src = run.values[op.inputs[0]]
+        assert op.fy == fixed.int_ops[op.inputs[0]].fy
+        s = op.scale[0]
+        assert np.array_equal(run.values[k][:, :, ::s, ::s], src)  # every code at its block's corner ...
+        assert np.array_equal(run.values[k][:, :, s - 1::s, s - 1::s], src)  # ... and the opposite one
+    bad, checked = mismatches(fixed, x)
+    assert not bad and checked >= len(fixed.int_ops) - 1
+    y = model(x)
+    assert (fixed(x) - y).abs().max().item() < 0.01 * y.abs().max().item()
+
+
+def test_upsampling_errors_name_the_layer_and_what_is_allowed():
+    class Bilinear(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=2, mode="bilinear")
+
+    class Ratio(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, size=(6, 6))
+
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(UnsupportedLayerError, match=r"\(interpolate\): mode 'bilinear' is not supported"):
+        convert(nn.Sequential(nn.Conv2d(3, 3, 1), Bilinear()), x)
+    with pytest.raises(UnsupportedLayerError, match=r"\(6, 6\) is not a whole multiple of the input's \(4, 4\)"):
+        convert(nn.Sequential(nn.Conv2d(3, 3, 1), Ratio()), x)
+    with pytest.raises(UnsupportedLayerError, match=r"UpsamplingBilinear2d\): mode 'bilinear'"):
+        convert(nn.Sequential(nn.Conv2d(3, 3, 1), nn.UpsamplingBilinear2d(scale_factor=2)), x)

@@ -15,7 +15,7 @@ from .._fx import is_plain_linear, is_same_pad_conv, module_path
 from ..errors import UnsupportedLayerError
 from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, WindowPoolOp
 from .format import FixedFormat, frac_bits_for, pair
-from .graph_ops import ConvOp, wide_bias_codes
+from .graph_ops import ConvOp, UpsampleOp, wide_bias_codes
 from .intop import IntOp
 
 __all__ = ["BN_FOR", "OpBuilders", "base_type", "pooling_module", "same_pads"]
@@ -205,6 +205,23 @@ class OpBuilders:
         j = inp(src)
         return WindowPoolOp(name, "mean", (j,), self.act_format(fenv[node]), "avg", int_ops[j].fy,
                             adaptive=(1, 1), keepdim=keep, dims=2 if rank == 4 else 1)
+
+    def upsample_op(self, name, label, mode, j, int_ops, x: torch.Tensor, y: torch.Tensor) -> UpsampleOp:
+        """``nn.Upsample`` / ``F.interpolate`` in mode ``nearest`` (or ``nearest-exact``, the same for
+        whole factors) whose output is a whole multiple of its input in every spatial dim: the
+        factors are read from the input and output the float run saw (``scale_factor`` or ``size``)."""
+        if mode not in ("nearest", "nearest-exact"):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): mode '{mode}' is not supported; "
+                                        f"only nearest upsampling by whole factors")
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dim() == y.dim() >= 3):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): only the upsampling of one "
+                                        f"N x C x ... activation is supported")
+        pairs = list(zip(x.shape[2:], y.shape[2:]))
+        if any(i == 0 or o % i for i, o in pairs):
+            raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): output size {tuple(y.shape[2:])} is "
+                                        f"not a whole multiple of the input's {tuple(x.shape[2:])}; only nearest "
+                                        f"upsampling by whole factors is supported")
+        return UpsampleOp(name, label, (j,), int_ops[j].fy, tuple(o // i for i, o in pairs))
 
     def activation_op(self, name, kind, mod, fargs, fkwargs, node, fenv, inp, int_ops) -> IntOp | None:
         """The integer op of an activation module (``kind`` = class name) or function/method

@@ -45,7 +45,8 @@ SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-la
              "LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, "
              "AdaptiveAvgPool1d/2d (modules or functions), mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply "
              "(also by a per-channel constant), cat, split/chunk, x[:, a:b], flatten/view/reshape (sizes "
-             "from x.size() and arithmetic on them), permute/transpose/contiguous")
+             "from x.size() and arithmetic on them), permute/transpose/contiguous, nearest upsampling by whole "
+             "factors (Upsample, interpolate)")
 
 _RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
 _FLATTEN_FUNCS = (torch.flatten,)
@@ -346,6 +347,9 @@ class Converter(OpBuilders, NormBuilders):
             if t in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                      nn.AdaptiveAvgPool2d):
                 return self.pool_op(name, mod, inp(node.args[0]), int_ops, fenv[node]), True
+            if isinstance(mod, nn.Upsample):  # UpsamplingNearest2d and UpsamplingBilinear2d too
+                return self.upsample_op(name, t.__name__, mod.mode, inp(node.args[0]), int_ops,
+                                        fenv[node.args[0]], fenv[node]), False
             act = self.activation_op(name, t.__name__, mod, (), {}, node, fenv, inp, int_ops)
             if act is not None:
                 return act, True
@@ -401,6 +405,10 @@ class Converter(OpBuilders, NormBuilders):
                              int_ops[jb].fy), True
             if fname == "mean" or node.target is torch.mean:
                 return self.mean_op(name, node, fenv, inp, int_ops), True
+            if node.target is nn.functional.interpolate:
+                mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+                return self.upsample_op(name, "interpolate", mode, inp(node.args[0]), int_ops,
+                                        fenv[node.args[0]], fenv[node]), False
             pool = pooling_module(node)
             if pool is not None:
                 return self.pool_op(name, pool, inp(node.args[0]), int_ops, fenv[node], label=fname), True

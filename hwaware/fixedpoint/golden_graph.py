@@ -11,7 +11,7 @@ import numpy as np
 
 from . import golden, shape_expr
 from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
-from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
+from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp, UpsampleOp
 from .norm_ops import AffineOp, LayerNormOp
 
 __all__ = ["differing_ops", "golden_op", "mismatches"]
@@ -79,6 +79,12 @@ def golden_op(op: Any, xs: list[np.ndarray], arith: dict[str, str], values: list
         return golden.layer_norm(x, op.g, op.beta, dim=op.dim, e=op.e, fx=op.fx, fg=op.fg, fy=op.fy, **kw).y
     if isinstance(op, PermuteOp):
         return np.transpose(x, op.dims)
+    if isinstance(op, UpsampleOp):  # torch's nearest: output index o reads input index floor(o * in / out)
+        first = x.ndim - len(op.scale)
+        for d, k in enumerate(op.scale):
+            n = x.shape[first + d]
+            x = np.take(x, (np.arange(n * k) * n) // (n * k), axis=first + d)
+        return x
     if isinstance(op, SliceOp):
         return np.take(x, np.arange(op.start, op.stop), axis=op.dim)
     if isinstance(op, ReshapeOp):

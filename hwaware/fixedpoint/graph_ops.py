@@ -1,5 +1,6 @@
 """The integer graph's arithmetic nodes besides activations and pooling (:mod:`.act_ops`):
-Conv/Linear (BatchNorm folded, ReLU fused), ReLU, residual add, concatenation and reshapes."""
+Conv/Linear (BatchNorm folded, ReLU fused), ReLU, residual add, concatenation, reshapes and
+nearest upsampling."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .format import FixedFormat, OpResult
 from .intop import UNSET_FORMAT, IntOp
 
 __all__ = ["WIDE_BIAS_LIMIT", "AddOp", "CatOp", "ConvOp", "PermuteOp", "ReluOp", "ReshapeOp", "SliceOp",
-           "wide_bias_codes"]
+           "UpsampleOp", "wide_bias_codes"]
 
 #: mode wide: |bias code| below this, so bias + an exact sum of products (|x*w| <= 2**30, fewer
 #: than 2**31 of them) stays inside the int64 accumulator of the kernels and the golden reference
@@ -165,3 +166,18 @@ class SliceOp(IntOp):
         idx = [slice(None)] * xs[0].ndim
         idx[self.dim] = slice(self.start, self.stop)
         return OpResult(np.ascontiguousarray(xs[0][tuple(idx)]))
+
+
+@dataclass(eq=False)
+class UpsampleOp(IntOp):
+    """Nearest upsampling by whole factors (``scale``: one per spatial dim, the trailing dims): every
+    code repeated ``scale`` times along its dim, format kept (timm HRNet's ``nn.Upsample(scale_factor=2)``)."""
+
+    scale: tuple[int, ...] = ()
+
+    def run(self, xs, arith):
+        x = xs[0]
+        first = x.ndim - len(self.scale)
+        for d, k in enumerate(self.scale):
+            x = np.repeat(x, k, axis=first + d)
+        return OpResult(np.ascontiguousarray(x))
