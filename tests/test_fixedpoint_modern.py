@@ -386,3 +386,35 @@ def test_upsampling_errors_name_the_layer_and_what_is_allowed():
         convert(nn.Sequential(nn.Conv2d(3, 3, 1), Ratio()), x)
     with pytest.raises(UnsupportedLayerError, match=r"UpsamplingBilinear2d\): mode 'bilinear'"):
         convert(nn.Sequential(nn.Conv2d(3, 3, 1), nn.UpsamplingBilinear2d(scale_factor=2)), x)
+
+
+def test_eca_attention_with_expand_as_converts():
+    """timm's EcaModule: the channel means through a Conv1d along the channels, a sigmoid, and
+    ``x * y.expand_as(x)``: expand_as broadcasts the codes (format kept), every op golden-exact."""
+    from hwaware.fixedpoint.golden_graph import mismatches
+    from hwaware.fixedpoint.graph_ops import ExpandOp
+
+    class Eca(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.eca = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            x = F.relu(self.c(x))
+            y = self.eca(x.mean((2, 3)).view(x.shape[0], 1, -1))
+            y = torch.sigmoid(y).view(x.shape[0], -1, 1, 1)
+            return x * y.expand_as(x)
+
+    torch.manual_seed(0)
+    model = Eca().eval()
+    x = torch.randn(3, 3, 6, 6)
+    fixed = convert(model, x, mode="eyeriss")
+    run = fixed.run(fixed.quantize_input(x), keep=True)
+    (k, op), = [(k, op) for k, op in enumerate(fixed.int_ops) if isinstance(op, ExpandOp)]
+    assert run.values[k].shape == (3, 8, 6, 6) and op.fy == fixed.int_ops[op.inputs[0]].fy
+    assert np.array_equal(run.values[k], np.tile(run.values[op.inputs[0]], (1, 1, 6, 6)))
+    bad, _ = mismatches(fixed, x)
+    assert not bad
+    y = model(x)
+    assert (fixed(x) - y).abs().max().item() < 0.02 * y.abs().max().item()

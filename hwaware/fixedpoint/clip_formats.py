@@ -135,11 +135,11 @@ def nonnegative_inputs(fixed: Any) -> frozenset[str]:
     graph's structure, whatever the data: the input is a layer's or a residual add's fused ReLU
     (applied to the output codes), a ReLU, a clamp at a bound >= 0, a max pooling of such a value, an
     average pooling of one that shifts no code left (the average of codes never exceeds the largest,
-    so it cannot overflow) or saturates, or a reshape, permute or slice of one. Anything else (the
+    so it cannot overflow) or saturates, or a reshape, permute, slice or expand of one. Anything else (the
     model's input, a residual sum without a fused ReLU, a concatenation that requantizes) counts as
     signed."""
     from .act_ops import ClampOp, WindowPoolOp
-    from .graph_ops import AddOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
+    from .graph_ops import AddOp, ConvOp, ExpandOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 
     ops = fixed.int_ops
     nonneg = [False] * len(ops)
@@ -151,7 +151,7 @@ def nonnegative_inputs(fixed: Any) -> frozenset[str]:
         elif isinstance(op, WindowPoolOp):
             keeps = op.kind == "max" or op.fy.frac_bits <= op.fx.frac_bits or fixed.arith["overflow"] == "saturate"
             nonneg[i] = keeps and nonneg[op.inputs[0]]
-        elif isinstance(op, (ReshapeOp, PermuteOp, SliceOp)):
+        elif isinstance(op, (ReshapeOp, PermuteOp, SliceOp, ExpandOp)):
             nonneg[i] = nonneg[op.inputs[0]]
     return frozenset(op.name for op in ops if isinstance(op, ConvOp) and nonneg[op.inputs[0]])
 

@@ -31,7 +31,7 @@ from .act_ops import MulOp
 from .bias import correct_bias
 from .builders import BN_FOR, OpBuilders, base_type, pooling_module, same_pads
 from .format import FixedFormat, frac_bits_for
-from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
+from .graph_ops import AddOp, CatOp, ConvOp, ExpandOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 from .intop import InputOp, IntOp
 from .model import ConversionReport, FixedPointModel, LayerReport
 from .norm_builders import NormBuilders
@@ -45,7 +45,7 @@ SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-la
              "LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, "
              "AdaptiveAvgPool1d/2d (modules or functions), mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply "
              "(also by a per-channel constant), cat, split/chunk, x[:, a:b], flatten/view/reshape (sizes "
-             "from x.size() and arithmetic on them), permute/transpose/contiguous, nearest upsampling by whole "
+             "from x.size() and arithmetic on them), permute/transpose/contiguous, expand_as, nearest upsampling by whole "
              "factors (Upsample, interpolate)")
 
 _RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
@@ -441,6 +441,9 @@ class Converter(OpBuilders, NormBuilders):
             dims = shape_expr.expand(tuple(dims), ienv, fenv)
             return ReshapeOp(name, target_name(node), (j,), int_ops[j].fy,
                              shape=tuple(shape_expr.build(d, ienv, node) for d in dims)), False
+        if node.op == "call_method" and node.target == "expand_as" and len(node.args) == 2 and not node.kwargs:
+            j, k = inp(node.args[0]), inp(node.args[1])
+            return ExpandOp(name, "expand_as", (j, k), int_ops[j].fy), False
         if node.op == "call_method" and node.target == "contiguous":
             j = inp(node.args[0])
             return ReshapeOp(name, "contiguous", (j,), int_ops[j].fy, 0, 0), False

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import golden, shape_expr
 from .act_ops import ClampOp, HardOp, LeakyReluOp, LutOp, MulOp, WindowPoolOp
-from .graph_ops import AddOp, CatOp, ConvOp, PermuteOp, ReluOp, ReshapeOp, SliceOp, UpsampleOp
+from .graph_ops import AddOp, CatOp, ConvOp, ExpandOp, PermuteOp, ReluOp, ReshapeOp, SliceOp, UpsampleOp
 from .norm_ops import AffineOp, LayerNormOp
 
 __all__ = ["differing_ops", "golden_op", "mismatches"]
@@ -79,6 +79,8 @@ def golden_op(op: Any, xs: list[np.ndarray], arith: dict[str, str], values: list
         return golden.layer_norm(x, op.g, op.beta, dim=op.dim, e=op.e, fx=op.fx, fg=op.fg, fy=op.fy, **kw).y
     if isinstance(op, PermuteOp):
         return np.transpose(x, op.dims)
+    if isinstance(op, ExpandOp):  # broadcasting by a product with ones of the target's shape
+        return x * np.ones(xs[1].shape, dtype=x.dtype)
     if isinstance(op, UpsampleOp):  # torch's nearest: output index o reads input index floor(o * in / out)
         first = x.ndim - len(op.scale)
         for d, k in enumerate(op.scale):

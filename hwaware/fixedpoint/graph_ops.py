@@ -17,7 +17,7 @@ from .format import FixedFormat, OpResult
 from .intop import UNSET_FORMAT, IntOp
 
 __all__ = ["WIDE_BIAS_LIMIT", "AddOp", "CatOp", "ConvOp", "PermuteOp", "ReluOp", "ReshapeOp", "SliceOp",
-           "UpsampleOp", "wide_bias_codes"]
+           "ExpandOp", "UpsampleOp", "wide_bias_codes"]
 
 #: mode wide: |bias code| below this, so bias + an exact sum of products (|x*w| <= 2**30, fewer
 #: than 2**31 of them) stays inside the int64 accumulator of the kernels and the golden reference
@@ -181,3 +181,12 @@ class UpsampleOp(IntOp):
         for d, k in enumerate(self.scale):
             x = np.repeat(x, k, axis=first + d)
         return OpResult(np.ascontiguousarray(x))
+
+
+@dataclass(eq=False)
+class ExpandOp(IntOp):
+    """``x.expand_as(y)``: the codes of input 0 broadcast to the shape of input 1 (read at run time),
+    format kept (timm's EcaModule: ``x * y.expand_as(x)``)."""
+
+    def run(self, xs, arith):
+        return OpResult(np.ascontiguousarray(np.broadcast_to(xs[0], xs[1].shape)))
