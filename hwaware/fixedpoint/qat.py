@@ -293,7 +293,8 @@ def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw:
 
     A product ``p`` of codes rounded by an ``s``-bit shift is ``(p + h - ((p + h) mod 2**s)) / 2**s``
     (``h`` = 0 for floor, ``2**(s-1)`` for nearest); ``(p + h) mod 2**s`` depends only on the codes'
-    residues mod ``2**s``, so the sum is one convolution per pair of residues (``exact``, ``s <= 2``).
+    residues mod ``2**s``, so the sum is one convolution per non-zero input residue, of the weights'
+    residues weighted by their rounding error with it (``exact``, ``s <= 2``: at most 3 convolutions).
     For ``s >= 3`` a Linear layer's products are summed one by one (in chunks of rows); a convolution
     with an input of at most ``_VALUE_LEVELS`` codes (``levels``: a narrowed input of
     <= 5 bits) it is exact too: for each input code ``a`` the rounding error of ``a * w`` is a tensor
@@ -337,13 +338,11 @@ def _rounding_sum(mod: nn.Module, x: torch.Tensor, w: torch.Tensor, fx: int, fw:
         xr = torch.remainder(torch.round(x * math.ldexp(1.0, fx)), m)
         wr = torch.remainder(torch.round(w * math.ldexp(1.0, fw)), m)
         total = None
-        for a in range(1, m):
-            xa = (xr == a).to(x.dtype)
-            for b in range(1, m):
-                coef = (h - ((a * b + h) % m)) / m
-                if coef:
-                    t = coef * _products(mod, xa, (wr == b).to(w.dtype))
-                    total = t if total is None else total + t
+        for a in range(1, m):  # one convolution per input residue: its weights' coefficients summed first
+            wa = sum(((h - ((a * b + h) % m)) / m) * (wr == b).to(w.dtype) for b in range(1, m))
+            if torch.count_nonzero(wa):
+                t = _products(mod, (xr == a).to(x.dtype), wa)
+                total = t if total is None else total + t
         if total is not None:
             return total
     return (h - (m - 1) / 2) / m * _products(mod, (x != 0).to(x.dtype), (w != 0).to(w.dtype))
