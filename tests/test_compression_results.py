@@ -205,8 +205,12 @@ def test_qat_bit_width_search_beats_uniform_8_bits_by_1_5x(qat_study, request):
 # descent and 5000 validation images, bench/quantize_qat.py: 1.52x at +0.28 test points)
 _QAT_SHORT = {
     "resnet18": "not measured end to end: with the bench's defaults (5000 val images, 400-step descent, 42 per-layer "
-                "moves) the search is estimated at 3+ hours on 2 cores (one fake-quant evaluation of 2000 images "
-                "takes ~100 s: the chip's per-product rounding is summed per input code). Session 9 arm (2000 val / "
+                "moves) the search is estimated at 2+ hours on 2 idle cores (session 11: ~1.1 s per fine-tuning step "
+                "at 4 bits, more at 8 where the exact per-product rounding takes extra convolutions; a fake-quant "
+                "evaluation of 500 images 4.6 s, 2x float; the per-layer bias correction that took 58 s of a trial "
+                "is now one pass, 7 s). Session 11 started it on 2000 val images: the all-layers 8-bit trial kept "
+                "91.85% val (0.80 below float) after 400 steps and took 39 min on a shared machine; stopped. "
+                "Session 9 arm (2000 val / "
                 "2000 test, float val 93.55%, test 93.60%): weights 4 / inputs 4 bits with unsigned ReLU'd inputs, "
                 "1.70x less energy than 8 bits, after 100 QAT steps integer val 91.60% (1.9 points), test 92.10% "
                 "(1.5 points), fake-quant agreement 99.95% -- with signed inputs uniform 4 bits had collapsed to "
