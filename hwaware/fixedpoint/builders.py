@@ -209,7 +209,9 @@ class OpBuilders:
     def upsample_op(self, name, label, mode, j, int_ops, x: torch.Tensor, y: torch.Tensor) -> UpsampleOp:
         """``nn.Upsample`` / ``F.interpolate`` in mode ``nearest`` (or ``nearest-exact``, the same for
         whole factors) whose output is a whole multiple of its input in every spatial dim: the
-        factors are read from the input and output the float run saw (``scale_factor`` or ``size``)."""
+        factors are read from the input and output the float run saw (``scale_factor`` or ``size``),
+        so a converted model given another input size repeats by the same factors: right for a
+        ``scale_factor``, not for a fixed ``size``."""
         if mode not in ("nearest", "nearest-exact"):
             raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): mode '{mode}' is not supported; "
                                         f"only nearest upsampling by whole factors")

@@ -45,8 +45,8 @@ SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-la
              "LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, "
              "AdaptiveAvgPool1d/2d (modules or functions), mean over H and W, Flatten, Dropout, DropPath, Identity, add, multiply "
              "(also by a per-channel constant), cat, split/chunk, x[:, a:b], flatten/view/reshape (sizes "
-             "from x.size() and arithmetic on them), permute/transpose/contiguous, expand_as, nearest upsampling by whole "
-             "factors (Upsample, interpolate)")
+             "from x.size() and arithmetic on them), permute/transpose/contiguous, expand_as, "
+             "nearest upsampling by whole factors (Upsample, interpolate)")
 
 _RELU_FUNCS = (torch.relu, nn.functional.relu, torch.relu_)
 _FLATTEN_FUNCS = (torch.flatten,)
