@@ -368,6 +368,14 @@ def test_nearest_upsampling_repeats_the_codes(functional):
     assert not bad and checked >= len(fixed.int_ops) - 1
     y = model(x)
     assert (fixed(x) - y).abs().max().item() < 0.01 * y.abs().max().item()
+    # another input size: a scale_factor repeats by the same factor, a fixed size= cannot be kept
+    assert [op.size for _, op in ups] == [None, (12, 12) if functional else None]
+    x2 = torch.randn(2, 3, 24, 24)
+    if functional:
+        with pytest.raises(UnsupportedLayerError, match=r"upsamples to the fixed size \(12, 12\)"):
+            fixed(x2)
+    else:
+        assert fixed(x2).shape == model(x2).shape
 
 
 def test_upsampling_errors_name_the_layer_and_what_is_allowed():

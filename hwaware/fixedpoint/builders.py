@@ -206,12 +206,13 @@ class OpBuilders:
         return WindowPoolOp(name, "mean", (j,), self.act_format(fenv[node]), "avg", int_ops[j].fy,
                             adaptive=(1, 1), keepdim=keep, dims=2 if rank == 4 else 1)
 
-    def upsample_op(self, name, label, mode, j, int_ops, x: torch.Tensor, y: torch.Tensor) -> UpsampleOp:
+    def upsample_op(self, name, label, mode, j, int_ops, x: torch.Tensor, y: torch.Tensor,
+                    fixed_size: bool) -> UpsampleOp:
         """``nn.Upsample`` / ``F.interpolate`` in mode ``nearest`` (or ``nearest-exact``, the same for
         whole factors) whose output is a whole multiple of its input in every spatial dim: the
-        factors are read from the input and output the float run saw (``scale_factor`` or ``size``),
-        so a converted model given another input size repeats by the same factors: right for a
-        ``scale_factor``, not for a fixed ``size``."""
+        factors are read from the input and output the float run saw (``scale_factor`` or ``size``).
+        ``fixed_size``: the call gave ``size``; the converted model then raises on an input of another
+        size (repeating by the same factors would miss the size asked for)."""
         if mode not in ("nearest", "nearest-exact"):
             raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): mode '{mode}' is not supported; "
                                         f"only nearest upsampling by whole factors")
@@ -223,7 +224,8 @@ class OpBuilders:
             raise UnsupportedLayerError(f"convert: layer '{name}' ({label}): output size {tuple(y.shape[2:])} is "
                                         f"not a whole multiple of the input's {tuple(x.shape[2:])}; only nearest "
                                         f"upsampling by whole factors is supported")
-        return UpsampleOp(name, label, (j,), int_ops[j].fy, tuple(o // i for i, o in pairs))
+        return UpsampleOp(name, label, (j,), int_ops[j].fy, tuple(o // i for i, o in pairs),
+                          tuple(int(o) for o in y.shape[2:]) if fixed_size else None)
 
     def activation_op(self, name, kind, mod, fargs, fkwargs, node, fenv, inp, int_ops) -> IntOp | None:
         """The integer op of an activation module (``kind`` = class name) or function/method

@@ -349,7 +349,7 @@ class Converter(OpBuilders, NormBuilders):
                 return self.pool_op(name, mod, inp(node.args[0]), int_ops, fenv[node]), True
             if isinstance(mod, nn.Upsample):  # UpsamplingNearest2d and UpsamplingBilinear2d too
                 return self.upsample_op(name, t.__name__, mod.mode, inp(node.args[0]), int_ops,
-                                        fenv[node.args[0]], fenv[node]), False
+                                        fenv[node.args[0]], fenv[node], mod.size is not None), False
             act = self.activation_op(name, t.__name__, mod, (), {}, node, fenv, inp, int_ops)
             if act is not None:
                 return act, True
@@ -407,8 +407,9 @@ class Converter(OpBuilders, NormBuilders):
                 return self.mean_op(name, node, fenv, inp, int_ops), True
             if node.target is nn.functional.interpolate:
                 mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+                size = node.kwargs.get("size", node.args[1] if len(node.args) > 1 else None)
                 return self.upsample_op(name, "interpolate", mode, inp(node.args[0]), int_ops,
-                                        fenv[node.args[0]], fenv[node]), False
+                                        fenv[node.args[0]], fenv[node], size is not None), False
             pool = pooling_module(node)
             if pool is not None:
                 return self.pool_op(name, pool, inp(node.args[0]), int_ops, fenv[node], label=fname), True

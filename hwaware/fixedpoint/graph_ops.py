@@ -174,10 +174,18 @@ class UpsampleOp(IntOp):
     code repeated ``scale`` times along its dim, format kept (timm HRNet's ``nn.Upsample(scale_factor=2)``)."""
 
     scale: tuple[int, ...] = ()
+    #: the output size the model asked for (``size=``), else None (``scale_factor``): then only an input
+    #: of the converted size gives it, and another one raises instead of being repeated by the factors
+    size: tuple[int, ...] | None = None
 
     def run(self, xs, arith):
         x = xs[0]
         first = x.ndim - len(self.scale)
+        if self.size is not None and tuple(d * k for d, k in zip(x.shape[first:], self.scale)) != self.size:
+            raise UnsupportedLayerError(
+                f"fixed-point model: layer '{self.name}' ({self.op}) upsamples to the fixed size {self.size}, "
+                f"which its input {tuple(x.shape[first:])} does not reach by the converted factors {self.scale}; "
+                f"convert at this input size, or upsample by scale_factor")
         for d, k in enumerate(self.scale):
             x = np.repeat(x, k, axis=first + d)
         return OpResult(np.ascontiguousarray(x))
