@@ -154,7 +154,9 @@ def test_trained_small_cnn_agrees_with_float_on_99_percent():
 def test_trained_resnet18_agrees_with_float_on_99_percent():
     # measured (1000 val images, the three calibration sets, 1 and 2 threads bit-identical): searched
     # formats 99.2/99.1/99.4%, default formats 98.8% on the first set; float top-1 94.5% (10 epochs).
-    # The 5-epoch network (79.5%, thin margins) reached 98.5% at best (98.1% with the tail-fit rule)
+    # The 5-epoch network (79.5%, thin margins) reached 98.5% at best (98.1% with the tail-fit rule).
+    # Weights trained in another environment (session 12, float 92.9%): searched 98.8/98.8/98.9% -- this
+    # test fails there; the per-product floor cut is what is left (docs/fixedpoint.md, "Agreement with float")
     from hwaware.train import trained_shapes_model
 
     model = trained_shapes_model("resnet18", progress=False)

@@ -426,3 +426,71 @@ def test_eca_attention_with_expand_as_converts():
     assert not bad
     y = model(x)
     assert (fixed(x) - y).abs().max().item() < 0.02 * y.abs().max().item()
+
+
+def test_functional_conv_with_weights_from_parameters_converts_as_the_module():
+    """A Conv2d subclass that standardizes its weight in forward and calls ``F.conv2d`` (timm's
+    ScaledStdConv2d, NF-ResNets), and ``F.linear`` on a scaled weight: each converts as the plain
+    module holding the computed weight would -- same name as the profile's, BatchNorm folded, ReLU
+    fused, the same codes -- and golden-exact. A weight computed from activations stays unsupported."""
+    from hwaware.fixedpoint.golden_graph import mismatches
+
+    class StdConv(nn.Conv2d):
+        def forward(self, x):
+            w = self.weight
+            w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+            return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = StdConv(3, 8, 3, padding=1, stride=2)
+            self.bn = nn.BatchNorm2d(8)
+            self.gain = nn.Parameter(torch.full((4, 8), 0.5))
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            x = F.relu(self.bn(self.conv(x))).mean((2, 3))
+            return F.linear(x, self.fc.weight * self.gain, self.fc.bias)
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    model.bn.running_mean.uniform_(-0.2, 0.2)
+    model.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(16, 3, 12, 12)
+
+    class Plain(nn.Module):  # the same function with the computed weights in plain modules
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1, stride=2)
+            self.bn = model.bn
+            self.fc = nn.Linear(8, 4)
+            w = model.conv.weight.detach()
+            with torch.no_grad():
+                self.conv.weight.copy_((w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5))
+                self.conv.bias.copy_(model.conv.bias)
+                self.fc.weight.copy_(model.fc.weight * model.gain)
+                self.fc.bias.copy_(model.fc.bias)
+
+        def forward(self, x):
+            return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+    plain = Plain().eval()
+    assert torch.allclose(model(x), plain(x), atol=1e-6)
+    for mode in ("eyeriss", "wide"):
+        fixed, ref = convert(model, x, mode=mode), convert(plain, x, mode=mode)
+        names = [(lr.name, lr.op, lr.relu) for lr in fixed.report.layers]
+        assert names[0] == ("conv", "Conv2d", True) and names[-1][1] == "Linear"  # BN folded, ReLU fused
+        for a, b in zip(fixed.int_ops, ref.int_ops):
+            if hasattr(a, "w"):
+                assert np.array_equal(a.w, b.w) and np.array_equal(a.b, b.b) and a.fy == b.fy
+        assert torch.equal(fixed(x), ref(x))
+        bad, _ = mismatches(fixed, x)
+        assert not bad
+
+    class Dynamic(nn.Module):  # the weight comes from the input: not a layer
+        def forward(self, x):
+            return F.conv2d(x, x)
+
+    with pytest.raises(UnsupportedLayerError, match="op 'conv2d'"):
+        convert(Dynamic().eval(), torch.randn(2, 3, 5, 5))

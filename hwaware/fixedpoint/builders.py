@@ -18,7 +18,7 @@ from .format import FixedFormat, frac_bits_for, pair
 from .graph_ops import ConvOp, UpsampleOp, wide_bias_codes
 from .intop import IntOp
 
-__all__ = ["BN_FOR", "OpBuilders", "base_type", "pooling_module", "same_pads"]
+__all__ = ["BN_FOR", "OpBuilders", "base_type", "functional_layer", "pooling_module", "same_pads"]
 
 BN_FOR = {nn.Conv1d: (nn.BatchNorm1d,), nn.Conv2d: (nn.BatchNorm2d,), nn.Linear: (nn.BatchNorm1d,)}
 
@@ -68,6 +68,49 @@ _POOL_FUNCTIONS: dict[Any, tuple[type, tuple[str, ...]]] = {
     nn.functional.adaptive_avg_pool1d: (nn.AdaptiveAvgPool1d, ("output_size",)),
     nn.functional.adaptive_avg_pool2d: (nn.AdaptiveAvgPool2d, ("output_size",)),
 }
+
+
+#: Conv/Linear functions -> (the module they compute, the names of their arguments, in order)
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_LAYER_FUNCTIONS: dict[Any, tuple[type, tuple[str, ...]]] = {
+    nn.functional.conv1d: (nn.Conv1d, _CONV_ARGS), torch.conv1d: (nn.Conv1d, _CONV_ARGS),
+    nn.functional.conv2d: (nn.Conv2d, _CONV_ARGS), torch.conv2d: (nn.Conv2d, _CONV_ARGS),
+    nn.functional.linear: (nn.Linear, _CONV_ARGS[:3]),
+}
+
+
+def functional_layer(node: torch.fx.Node, fenv: dict, consts: set) -> nn.Module | None:
+    """The Conv1d/Conv2d/Linear module that a functional call computes when its weight (and bias)
+    come from parameters alone, e.g. timm's ``ScaledStdConv2d`` (weight standardization in its
+    forward, then ``F.conv2d``): a stand-in holding the computed weight, so that the call takes the
+    module's path (folding, formats, bias correction). None for any other node."""
+    if node.op != "call_function":
+        return None
+    try:
+        cls, names = _LAYER_FUNCTIONS[node.target]
+    except (KeyError, TypeError):  # TypeError: an unhashable target
+        return None
+    if len(node.args) > len(names):
+        return None
+    kw = dict(zip(names, node.args), **node.kwargs)
+    w, b = kw.get("weight"), kw.get("bias")
+    if not (isinstance(w, torch.fx.Node) and w in consts) or (isinstance(b, torch.fx.Node) and b not in consts):
+        return None  # a weight computed from activations (dynamic convolution): not a layer
+    weight = fenv[w].detach()
+    bias = fenv[b].detach() if isinstance(b, torch.fx.Node) else b
+    if not isinstance(weight, torch.Tensor) or (bias is not None and not isinstance(bias, torch.Tensor)):
+        return None
+    if cls is nn.Linear:
+        mod = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    else:
+        groups = kw.get("groups", 1)
+        mod = cls(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]), stride=kw.get("stride", 1),
+                  padding=kw.get("padding", 0), dilation=kw.get("dilation", 1), groups=groups,
+                  bias=bias is not None, device="meta")
+    mod.weight = nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        mod.bias = nn.Parameter(bias, requires_grad=False)
+    return mod
 
 
 def pooling_module(node: torch.fx.Node) -> nn.Module | None:

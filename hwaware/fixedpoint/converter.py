@@ -29,7 +29,7 @@ from ..errors import HwawareError, UnsupportedLayerError
 from . import shape_expr
 from .act_ops import MulOp
 from .bias import correct_bias
-from .builders import BN_FOR, OpBuilders, base_type, pooling_module, same_pads
+from .builders import BN_FOR, OpBuilders, base_type, functional_layer, pooling_module, same_pads
 from .format import FixedFormat, frac_bits_for
 from .graph_ops import AddOp, CatOp, ConvOp, ExpandOp, PermuteOp, ReluOp, ReshapeOp, SliceOp
 from .intop import InputOp, IntOp
@@ -39,7 +39,8 @@ from .ranges import per_image_max, tail_range
 
 __all__ = ["SUPPORTED", "Converter", "split_norm_act"]
 
-SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-last input; a following "
+SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-last input; also their functions "
+             "with weights computed from parameters, as timm ScaledStdConv2d; a following "
              "BatchNorm or timm BatchNormAct2d folded and ReLU fused), BatchNorm elsewhere (per-channel affine), "
              "LayerNorm over channels (channels last, or first as timm LayerNorm2d), ReLU, ReLU6, Hardtanh, "
              "LeakyReLU, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, MaxPool1d/2d, AvgPool1d/2d, "
@@ -122,10 +123,16 @@ class Converter(OpBuilders, NormBuilders):
         self.act_bits = act_bits or {}  # {layer: input width} where it differs from the weights'
         self.progress = progress
         self.calls: dict[str, int] = {}
+        self.stand_ins: dict[torch.fx.Node, nn.Module] = {}  # functional Conv/Linear calls (builders.functional_layer)
 
     # naming as the profiler: module name, "#1" for a second call of the same module
     def layer_name(self, node: torch.fx.Node) -> str:
         base = str(node.target) if node.op == "call_module" else node.name
+        if node in self.stand_ins:  # a Conv/Linear subclass's own call (ScaledStdConv2d): named as the profile names it
+            owner = list((node.meta.get("nn_module_stack") or {None: None}).values())[-1]
+            if isinstance(owner, tuple) and isinstance(owner[1], type) and \
+                    issubclass(owner[1], (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                base = str(owner[0])
         k = self.calls.get(base, 0)
         self.calls[base] = k + 1
         return base if k == 0 else f"{base}#{k}"
@@ -193,6 +200,9 @@ class Converter(OpBuilders, NormBuilders):
             elif node in self.consts or not isinstance(fenv[node], torch.Tensor):
                 pass  # shapes, sizes, constants (parameters and what is computed from them alone)
             else:
+                layer = functional_layer(node, fenv, self.consts)
+                if layer is not None:
+                    self.stand_ins[node] = layer
                 group = self.fuse(node)
                 for g in group[1:]:
                     absorbed.add(g)
@@ -300,7 +310,7 @@ class Converter(OpBuilders, NormBuilders):
     # -- pattern matching ----------------------------------------------------------------------
     def fuse(self, node: torch.fx.Node) -> list[torch.fx.Node]:
         group = [node]
-        mod = self.modules.get(node.target) if node.op == "call_module" else None
+        mod = self.modules.get(node.target) if node.op == "call_module" else self.stand_ins.get(node)
         if base_type(mod) in BN_FOR:
             nxt = _only_user(node)
             if nxt is not None and nxt.op == "call_module" and \
@@ -374,6 +384,8 @@ class Converter(OpBuilders, NormBuilders):
                     f"supported: {SUPPORTED}")
             raise UnsupportedLayerError(f"convert: layer '{name}' is a {t.__name__}, which the fixed-point "
                                         f"backend does not support; supported: {SUPPORTED}")
+        if node in self.stand_ins:
+            return self.conv_op(name, self.stand_ins[node], group, inp(node.args[0]), int_ops, pre, relu), True
         const = self.constant_operand(node)
         if const is not None:
             x_node, c = const
