@@ -494,3 +494,50 @@ def test_functional_conv_with_weights_from_parameters_converts_as_the_module():
 
     with pytest.raises(UnsupportedLayerError, match="op 'conv2d'"):
         convert(Dynamic().eval(), torch.randn(2, 3, 5, 5))
+
+
+@pytest.mark.parametrize("mode", ["eyeriss", "wide"])
+def test_dilated_convolutions_convert_as_their_spanned_kernels(mode):
+    """Conv2d (dense and depthwise) and Conv1d with dilation: the same integer outputs as the plain
+    convolution whose kernel is the dilated one spelled out with zeros between the taps (built here
+    in float), golden-exact, close to float."""
+    from hwaware.fixedpoint.golden_graph import mismatches
+
+    def spelled(conv: nn.Module) -> nn.Module:  # the dilated kernel written out, zeros between taps
+        d = conv.dilation
+        k = [(n - 1) * di + 1 for n, di in zip(conv.kernel_size, d)]
+        cls = nn.Conv1d if isinstance(conv, nn.Conv1d) else nn.Conv2d
+        plain = cls(conv.in_channels, conv.out_channels, tuple(k), conv.stride, conv.padding,
+                    groups=conv.groups, bias=conv.bias is not None)
+        with torch.no_grad():
+            plain.weight.zero_()
+            if cls is nn.Conv1d:
+                plain.weight[..., ::d[0]] = conv.weight
+            else:
+                plain.weight[..., ::d[0], ::d[1]] = conv.weight
+            plain.bias.copy_(conv.bias)
+        return plain
+
+    class Net(nn.Module):
+        def __init__(self, a, b, c):
+            super().__init__()
+            self.a, self.b, self.c = a, b, c
+
+        def forward(self, x):
+            x = F.relu(self.b(F.relu(self.a(x))))
+            return self.c(x.flatten(2)).mean(2)
+
+    torch.manual_seed(0)
+    a = nn.Conv2d(3, 8, 3, padding=2, dilation=2)
+    b = nn.Conv2d(8, 8, 3, stride=2, padding=(3, 1), dilation=(3, 1), groups=8)
+    c = nn.Conv1d(8, 4, 3, padding=3, dilation=3)
+    model = Net(a, b, c).eval()
+    plain = Net(spelled(a), spelled(b), spelled(c)).eval()
+    x = torch.randn(4, 3, 11, 11)
+    assert torch.allclose(model(x), plain(x), atol=1e-5)
+    fixed, ref = convert(model, x, mode=mode), convert(plain, x, mode=mode)
+    assert torch.equal(fixed(x), ref(x))
+    bad, _ = mismatches(fixed, x)
+    assert not bad
+    y = model(x)
+    assert (fixed(x) - y).abs().max().item() < 0.01 * y.abs().max().item()

@@ -18,7 +18,7 @@ from .format import FixedFormat, frac_bits_for, pair
 from .graph_ops import ConvOp, UpsampleOp, wide_bias_codes
 from .intop import IntOp
 
-__all__ = ["BN_FOR", "OpBuilders", "base_type", "functional_layer", "pooling_module", "same_pads"]
+__all__ = ["BN_FOR", "OpBuilders", "base_type", "dilate", "functional_layer", "pooling_module", "same_pads"]
 
 BN_FOR = {nn.Conv1d: (nn.BatchNorm1d,), nn.Conv2d: (nn.BatchNorm2d,), nn.Linear: (nn.BatchNorm1d,)}
 
@@ -131,6 +131,20 @@ def pooling_module(node: torch.fx.Node) -> nn.Module | None:
     return cls(**kwargs)
 
 
+def dilate(w: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
+    """Weight codes of a dilated convolution as the undilated kernel they span: ``d - 1`` zero codes
+    between taps (a ``k x k`` kernel at dilation ``d`` spans ``(k - 1) * d + 1``). Same output size
+    and the same integer result in every mode: a zero weight's product is exactly 0, so the floor of
+    mode eyeriss cuts nothing there and the exact sums of mode wide are unchanged."""
+    dh, dw = dilation
+    if dh == dw == 1:
+        return w
+    R, S = (1, w.shape[-1]) if w.ndim == 3 else w.shape[-2:]
+    out = np.zeros((*w.shape[:2], (R - 1) * dh + 1, (S - 1) * dw + 1), dtype=w.dtype)
+    out[..., ::dh, ::dw] = w.reshape(*w.shape[:2], R, S)
+    return out[:, :, 0] if w.ndim == 3 else out
+
+
 class OpBuilders:
     """The converter's op constructors (need ``self.arith``, ``self.modules``, ``self.headroom``,
     ``self.per_channel_weights``,
@@ -172,10 +186,10 @@ class OpBuilders:
         clip = given is not None and fxq is not None
         if t is nn.Linear:
             return ConvOp(name, "Linear", (j,), fy, fx, fw, wq, bq, relu=relu, fxq=fxq, fw_channels=fws, clip_input=clip)
-        if any(p != 1 for p in pair(mod.dilation, "dilation")) or mod.padding_mode != "zeros" or \
-                isinstance(mod.padding, str):
-            raise UnsupportedLayerError(f"convert: layer '{name}': dilation, string padding and padding "
-                                        f"modes other than zeros are not supported")
+        if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+            raise UnsupportedLayerError(f"convert: layer '{name}': string padding and padding modes other than "
+                                        f"zeros are not supported")
+        wq = dilate(wq, (1, *mod.dilation) if t is nn.Conv1d else pair(mod.dilation, "dilation"))
         if t is nn.Conv1d:
             return ConvOp(name, "Conv1d", (j,), fy, fx, fw, wq, bq, (1, mod.stride[0]), (0, mod.padding[0]),
                           mod.groups, relu, fxq, fw_channels=fws, clip_input=clip)

@@ -39,7 +39,7 @@ from .ranges import per_image_max, tail_range
 
 __all__ = ["SUPPORTED", "Converter", "split_norm_act"]
 
-SUPPORTED = ("Conv1d, Conv2d (also timm Conv2dSame), Linear (also on channels-last input; also their functions "
+SUPPORTED = ("Conv1d, Conv2d (any dilation; also timm Conv2dSame), Linear (also on channels-last input; also their functions "
              "with weights computed from parameters, as timm ScaledStdConv2d; a following "
              "BatchNorm or timm BatchNormAct2d folded and ReLU fused), BatchNorm elsewhere (per-channel affine), "
              "LayerNorm over channels (channels last, or first as timm LayerNorm2d), ReLU, ReLU6, Hardtanh, "
