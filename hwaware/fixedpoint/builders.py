@@ -70,13 +70,27 @@ _POOL_FUNCTIONS: dict[Any, tuple[type, tuple[str, ...]]] = {
 }
 
 
-#: Conv/Linear functions -> (the module they compute, the names of their arguments, in order)
-_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+#: Conv/Linear functions -> (the module they compute, the names of their arguments after the input, in order)
+_CONV_ARGS = ("weight", "bias", "stride", "padding", "dilation", "groups")
 _LAYER_FUNCTIONS: dict[Any, tuple[type, tuple[str, ...]]] = {
     nn.functional.conv1d: (nn.Conv1d, _CONV_ARGS), torch.conv1d: (nn.Conv1d, _CONV_ARGS),
     nn.functional.conv2d: (nn.Conv2d, _CONV_ARGS), torch.conv2d: (nn.Conv2d, _CONV_ARGS),
-    nn.functional.linear: (nn.Linear, _CONV_ARGS[:3]),
+    nn.functional.linear: (nn.Linear, _CONV_ARGS[:2]),
 }
+
+
+def _call(node: torch.fx.Node, table: dict[Any, tuple[type, tuple[str, ...]]]) -> tuple[type, dict] | None:
+    """(module class, arguments after the input by name) of a call of a function in ``table``;
+    None for any other node, or when the input is passed by keyword (not a form read here)."""
+    if node.op != "call_function":
+        return None
+    try:
+        cls, names = table[node.target]
+    except (KeyError, TypeError):  # TypeError: an unhashable target
+        return None
+    if not node.args or len(node.args) - 1 > len(names):
+        return None
+    return cls, dict(zip(names, node.args[1:]), **node.kwargs)
 
 
 def functional_layer(node: torch.fx.Node, fenv: dict, consts: set) -> nn.Module | None:
@@ -84,15 +98,10 @@ def functional_layer(node: torch.fx.Node, fenv: dict, consts: set) -> nn.Module 
     come from parameters alone, e.g. timm's ``ScaledStdConv2d`` (weight standardization in its
     forward, then ``F.conv2d``): a stand-in holding the computed weight, so that the call takes the
     module's path (folding, formats, bias correction). None for any other node."""
-    if node.op != "call_function":
+    call = _call(node, _LAYER_FUNCTIONS)
+    if call is None:
         return None
-    try:
-        cls, names = _LAYER_FUNCTIONS[node.target]
-    except (KeyError, TypeError):  # TypeError: an unhashable target
-        return None
-    if len(node.args) > len(names):
-        return None
-    kw = dict(zip(names, node.args), **node.kwargs)
+    cls, kw = call
     w, b = kw.get("weight"), kw.get("bias")
     if not (isinstance(w, torch.fx.Node) and w in consts) or (isinstance(b, torch.fx.Node) and b not in consts):
         return None  # a weight computed from activations (dynamic convolution): not a layer
@@ -117,15 +126,10 @@ def pooling_module(node: torch.fx.Node) -> nn.Module | None:
     """The pooling module a pooling function call computes (``F.max_pool2d(x, 3, 2, 1)`` ->
     ``nn.MaxPool2d(3, 2, 1)``, ``torch.max_pool2d``, ``F.avg_pool1d/2d``, ``F.adaptive_avg_pool1d/2d``),
     so that both forms take one path; None for any other node."""
-    if node.op != "call_function":
+    call = _call(node, _POOL_FUNCTIONS)
+    if call is None:
         return None
-    try:
-        cls, names = _POOL_FUNCTIONS[node.target]
-    except (KeyError, TypeError):  # TypeError: an unhashable target
-        return None
-    if not node.args or len(node.args) - 1 > len(names):  # the input by keyword: not a form we read
-        return None
-    kwargs = dict(zip(names, node.args[1:]), **node.kwargs)
+    cls, kwargs = call
     if kwargs.get("stride") in ((), []):  # torch.max_pool2d's default: the kernel size
         kwargs["stride"] = None
     return cls(**kwargs)
