@@ -31,7 +31,7 @@ from .errors import HwawareError
 
 __all__ = [
     "Tracer", "eval_mode", "is_norm_module", "is_plain_linear", "is_same_pad_conv",
-    "is_stochastic_depth", "module_path", "run_eval", "shape_of", "target_name", "trace",
+    "is_stochastic_depth", "module_path", "module_type", "run_eval", "shape_of", "target_name", "trace",
 ]
 
 # --- leaves -----------------------------------------------------------------------------------
@@ -141,18 +141,30 @@ def target_name(node: fx.Node) -> str:
     return t if isinstance(t, str) else getattr(t, "__name__", repr(t))
 
 
+def _owner(node: fx.Node) -> tuple[Any, Any]:
+    """(path, class) of the innermost module whose forward a traced node ran in; (None, None) at
+    the top level. Older torch records the path alone."""
+    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
+    if not stack:
+        return None, None
+    entry = list(stack.values())[-1]
+    return entry if isinstance(entry, tuple) else (entry, None)
+
+
 def module_path(node: fx.Node) -> str:
     """The module path an fx node came from (``layer1.0.conv1``; a function inside a module's
     forward carries that module's path), for error messages."""
     if node.op == "call_module":
         return str(node.target)
-    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
-    if stack:
-        path = list(stack.values())[-1]
-        path = path[0] if isinstance(path, tuple) else path
-        if path:
-            return str(path)
-    return "(top level)"
+    path = _owner(node)[0]
+    return str(path) if path else "(top level)"
+
+
+def module_type(node: fx.Node) -> type | None:
+    """The class of the module whose forward a traced function call ran in (timm's
+    ``ScaledStdConv2d`` for its ``F.conv2d``); None at the top level or where torch does not say."""
+    cls = _owner(node)[1]
+    return cls if isinstance(cls, type) else None
 
 
 # --- op tables --------------------------------------------------------------------------------

@@ -105,10 +105,8 @@ def functional_layer(node: torch.fx.Node, fenv: dict, consts: set) -> nn.Module 
     w, b = kw.get("weight"), kw.get("bias")
     if not (isinstance(w, torch.fx.Node) and w in consts) or (isinstance(b, torch.fx.Node) and b not in consts):
         return None  # a weight computed from activations (dynamic convolution): not a layer
-    weight = fenv[w].detach()
+    weight = fenv[w].detach()  # tensors: the float run called the function with them
     bias = fenv[b].detach() if isinstance(b, torch.fx.Node) else b
-    if not isinstance(weight, torch.Tensor) or (bias is not None and not isinstance(bias, torch.Tensor)):
-        return None
     if cls is nn.Linear:
         mod = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     else:

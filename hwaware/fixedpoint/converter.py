@@ -23,6 +23,7 @@ from .._fx import (
     is_same_pad_conv,
     is_stochastic_depth,
     module_path,
+    module_type,
     target_name,
 )
 from ..errors import HwawareError, UnsupportedLayerError
@@ -128,11 +129,9 @@ class Converter(OpBuilders, NormBuilders):
     # naming as the profiler: module name, "#1" for a second call of the same module
     def layer_name(self, node: torch.fx.Node) -> str:
         base = str(node.target) if node.op == "call_module" else node.name
-        if node in self.stand_ins:  # a Conv/Linear subclass's own call (ScaledStdConv2d): named as the profile names it
-            owner = list((node.meta.get("nn_module_stack") or {None: None}).values())[-1]
-            if isinstance(owner, tuple) and isinstance(owner[1], type) and \
-                    issubclass(owner[1], (nn.Conv1d, nn.Conv2d, nn.Linear)):
-                base = str(owner[0])
+        owner = module_type(node) if node in self.stand_ins else None
+        if owner is not None and issubclass(owner, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            base = module_path(node)  # a Conv/Linear subclass's own call (ScaledStdConv2d): named as the profile names it
         k = self.calls.get(base, 0)
         self.calls[base] = k + 1
         return base if k == 0 else f"{base}#{k}"
