@@ -46,7 +46,8 @@ VGG_SMALL_EPOCHS = 6
 # where SGD at 0.05 stayed near chance (27% after one epoch) -- 18 layers with BN start slowly at lr 0.1.
 # On the default 8000 training images it overfits: 10 epochs (625 steps) reached train loss 0.009 and
 # 94.5% val in one environment, 92.9% in another (training depends on the machine), with top-1
-# margins thin enough that the chip's floor arithmetic flipped 0.6-1.2% of the validation images (searched formats).
+# margins thin enough that the chip's floor arithmetic flipped 0.6-1.2% of the validation images
+# (searched formats).
 # 40000 generated images (the generator makes as many as asked), 4 epochs (1250 steps): train loss
 # 0.016, 98.8% val, 99.2% test, median top-2 margin 9.6 (2 epochs: 97.3% val, 7.0), 2463 s on the
 # 2 cores of a slow machine (docs/fixedpoint.md, "Agreement with float")
